@@ -1,0 +1,35 @@
+//! The test-definitions language (`spec/definitions.md`): finding, loading, preprocessing,
+//! decoding and resolving one commit's definitions into a [`ResolvedCommit`].
+//!
+//! Entry point: [`resolve_commit`]. It is pure: everything outside comes through a
+//! [`DefinitionsSource`]. Pipeline modules, in order: [`discovery`] → `yaml` → `macros` →
+//! `schema` → `repos` → `includes` → `environments` → `variables` → `dependencies` →
+//! `stages` → [`identity`], orchestrated by `resolver`.
+
+pub mod discovery;
+pub mod error;
+pub mod model;
+pub mod source;
+
+pub use error::{DefinitionsError, ErrorLocation, FileRef};
+pub use model::{
+    Artifact, ArtifactFormat, DefinitionKind, EnvironmentDefaults, Image, Platform, RepoReference,
+    ResolvedCommit, ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
+};
+pub use source::{CommitRef, DefinitionsSource, SourceError};
+
+/// Resolve the definitions of `target`, reading files and other commits through `source`.
+///
+/// - `Ok` with no definitions when the commit has no definitions file, the file is empty or
+///   only comments, the commit ref is not a valid commit ref, or a repo is the `HEAD`
+///   placeholder ([`ResolvedCommit::head_placeholder`]).
+/// - `Err(DefinitionsError::Pending)` when a referenced repo or commit is not available.
+/// - `Err(DefinitionsError::Invalid)` when the commit is untestable, with the message and
+///   its location.
+pub fn resolve_commit(
+    target: &CommitRef,
+    source: &dyn DefinitionsSource,
+) -> Result<ResolvedCommit, DefinitionsError> {
+    let _ = (target, source);
+    Err(DefinitionsError::invalid("the resolver is being written"))
+}
