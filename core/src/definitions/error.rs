@@ -127,3 +127,24 @@ impl From<SourceError> for DefinitionsError {
         }
     }
 }
+
+/// An invalid-definitions error at a document path and source position.
+pub(crate) fn invalid_at(
+    message: impl Into<String>,
+    path: &super::path::DocPath<'_>,
+    mark: super::node::Mark,
+) -> DefinitionsError {
+    let (line, column) = match mark.known() {
+        Some((line, column)) => (Some(line), Some(column)),
+        None => (None, None),
+    };
+    DefinitionsError::Invalid {
+        message: message.into(),
+        location: Box::new(ErrorLocation {
+            file: None,
+            document_path: path.render(),
+            line,
+            column,
+        }),
+    }
+}

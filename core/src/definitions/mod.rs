@@ -6,16 +6,32 @@
 //! `schema` → `repos` → `includes` → `environments` → `variables` → `dependencies` →
 //! `stages` → [`identity`], orchestrated by `resolver`.
 
+mod dependencies;
 pub mod discovery;
+mod environments;
 pub mod error;
+pub mod glob;
+pub mod identity;
+mod loader;
+mod macros;
+pub mod memory;
 pub mod model;
+mod node;
+mod parse;
+mod path;
+mod resolver;
+mod schema;
 pub mod source;
+mod stages;
+pub mod variables;
+mod yaml;
 
 pub use error::{DefinitionsError, ErrorLocation, FileRef};
 pub use model::{
     Artifact, ArtifactFormat, DefinitionKind, EnvironmentDefaults, Image, Platform, RepoReference,
     ResolvedCommit, ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
 };
+pub use resolver::Resolver;
 pub use source::{CommitRef, DefinitionsSource, SourceError};
 
 /// Resolve the definitions of `target`, reading files and other commits through `source`.
@@ -30,6 +46,8 @@ pub fn resolve_commit(
     target: &CommitRef,
     source: &dyn DefinitionsSource,
 ) -> Result<ResolvedCommit, DefinitionsError> {
-    let _ = (target, source);
-    Err(DefinitionsError::invalid("the resolver is being written"))
+    let mut resolver = Resolver::new(source);
+    resolver
+        .resolve(target)
+        .map(std::sync::Arc::unwrap_or_clone)
 }

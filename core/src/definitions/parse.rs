@@ -1,0 +1,92 @@
+//! One file from text to [`RawFile`]: load (YAML or JSON by extension), run the top-level
+//! `define` chain, expand each section (§3.1), check `looper_version`, decode the schema.
+
+use super::error::{invalid_at, DefinitionsError};
+use super::macros::{Expander, Scope};
+use super::node::{Map, Mark, Value};
+use super::path::DocPath;
+use super::schema::{check_version, decode_file, RawFile};
+use super::yaml::{load_json, load_yaml};
+
+/// Sections whose values are macro-expanded with the file scope.
+const EXPANDED_SECTIONS: &[&str] = &["environments", "builds", "tests", "deployments", "repos"];
+
+/// Parse one definitions file. `Ok(None)` means the file is empty (or only comments).
+pub fn parse_file(
+    text: &str,
+    file_path: &str,
+    scope: Scope,
+) -> Result<Option<RawFile>, DefinitionsError> {
+    let root = if file_path.ends_with(".yml") || file_path.ends_with(".yaml") {
+        load_yaml(text)
+    } else if file_path.ends_with(".json") {
+        load_json(text)
+    } else {
+        return Err(DefinitionsError::invalid(format!(
+            "Can't load testDefinitions from file ending in '{}'. Use json or yml.",
+            file_path.rsplit('/').next().unwrap_or(file_path)
+        )));
+    }
+    .map_err(|e| invalid_at(e.message, &DocPath::Root, e.mark))?;
+    let root_mark = root.mark;
+    let mut current = match root.value {
+        Value::Null => return Ok(None),
+        Value::Map(map) => map,
+        _ => {
+            return Err(invalid_at(
+                format!(
+                    "the definitions file must be a map, not a {}",
+                    root.type_name()
+                ),
+                &DocPath::Root,
+                root_mark,
+            ))
+        }
+    };
+    let mut scope = scope;
+    let mut expander = Expander::new();
+    let path = DocPath::Root;
+    loop {
+        let is_define =
+            current.len() == 2 && current.contains_key("define") && current.contains_key("in");
+        if !is_define {
+            break;
+        }
+        let (Some(define), Some(body)) = (current.get("define"), current.get("in")) else {
+            break;
+        };
+        expander.define_into(define, &mut scope, &path.key("define"))?;
+        current = match &body.value {
+            Value::Map(map) => map.clone(),
+            Value::Null => return Ok(None),
+            _ => {
+                return Err(invalid_at(
+                    format!(
+                        "'in' of a top-level define must be a map, not a {}",
+                        body.type_name()
+                    ),
+                    &path.key("in"),
+                    body.mark,
+                ))
+            }
+        };
+    }
+    let mut expanded = Map::with_capacity(current.len());
+    for (key, value) in &current {
+        let section_path = path.key(key);
+        let new_value = if EXPANDED_SECTIONS.contains(&key.as_str()) {
+            expander.expand(value, &scope, &section_path)?
+        } else if key == "includes" {
+            expander.expand_includes(value, &scope, &section_path)?
+        } else {
+            value.clone()
+        };
+        expanded.insert(key.clone(), new_value);
+    }
+    check_version(&expanded, mark_or(root_mark))?;
+    decode_file(&expanded, root_mark).map(Some)
+}
+
+fn mark_or(mark: Mark) -> Mark {
+    mark
+}

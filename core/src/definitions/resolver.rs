@@ -1,0 +1,908 @@
+//! The resolution phase (§11 steps 4–6): environments, definitions, dependencies,
+//! `prioritize`/`disabled`, identity hashes; memoised per commit, with guards against
+//! cycles between commits, environments, builds and variables.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::dependencies::{check_key, parse_dependency, Declarer, DependencyRef};
+use super::environments::{linearize, EnvNode};
+use super::error::DefinitionsError;
+use super::glob::fnmatch;
+use super::identity::{definition_hash, environment_hash, DefinitionIdentity};
+use super::loader::{error_at, load_commit, CommitLoader, Declared, Loaded};
+use super::model::{
+    DefinitionKind, EnvironmentDefaults, Image, ResolvedCommit, ResolvedDefinition,
+    ResolvedDependency, ResolvedEnvironment, Stage,
+};
+use super::schema::{Origin, RawDefinition, RawEnvironment, RawImage};
+use super::source::{CommitRef, DefinitionsSource};
+use super::stages::{assemble, check_artifacts};
+use super::variables::{resolve as resolve_variables, substitute};
+
+type Result<T> = std::result::Result<T, DefinitionsError>;
+
+/// Resolves commits, memoising every commit it loads or resolves (reuse one resolver to
+/// resolve many commits against the same source).
+pub struct Resolver<'s> {
+    source: &'s dyn DefinitionsSource,
+    loaded: HashMap<CommitRef, Arc<Loaded>>,
+    resolved: HashMap<CommitRef, Arc<ResolvedCommit>>,
+    loading: HashSet<CommitRef>,
+    resolving: Vec<CommitRef>,
+}
+
+impl CommitLoader for Resolver<'_> {
+    fn source(&self) -> &dyn DefinitionsSource {
+        self.source
+    }
+
+    fn load(&mut self, commit: &CommitRef) -> Result<Arc<Loaded>> {
+        if let Some(done) = self.loaded.get(commit) {
+            return Ok(done.clone());
+        }
+        if !self.loading.insert(commit.clone()) {
+            return Err(DefinitionsError::invalid(format!(
+                "Circular reference between commits: {commit} refers back to itself through its repos"
+            )));
+        }
+        let outcome = load_commit(self, commit);
+        self.loading.remove(commit);
+        let loaded = Arc::new(outcome?);
+        self.loaded.insert(commit.clone(), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// Per-commit resolution state.
+struct CommitState {
+    loaded: Arc<Loaded>,
+    commit: CommitRef,
+    environments: HashMap<String, Option<Arc<ResolvedEnvironment>>>,
+    environments_in_progress: HashSet<String>,
+    definitions: IndexMap<String, ResolvedDefinition>,
+    definition_stack: Vec<String>,
+}
+
+/// An environment dependency before resolution, or one that arrived resolved.
+enum EnvDependency {
+    Raw(String),
+    Resolved(ResolvedDependency),
+}
+
+/// One element of an environment's inheritance order.
+enum EnvPart<'a> {
+    Local(&'a Declared<RawEnvironment>),
+    External(Arc<ResolvedEnvironment>),
+}
+
+impl<'s> Resolver<'s> {
+    pub fn new(source: &'s dyn DefinitionsSource) -> Self {
+        Resolver {
+            source,
+            loaded: HashMap::new(),
+            resolved: HashMap::new(),
+            loading: HashSet::new(),
+            resolving: Vec::new(),
+        }
+    }
+
+    /// Only the repo references of a commit (parsed and imports resolved, includes merged).
+    /// Used to keep pins of a commit whose full resolution fails (§1.4).
+    pub fn repos(
+        &mut self,
+        commit: &CommitRef,
+    ) -> Result<IndexMap<String, super::model::RepoReference>> {
+        Ok(self.load(commit)?.repos.clone())
+    }
+
+    /// Resolve one commit (memoised).
+    pub fn resolve(&mut self, commit: &CommitRef) -> Result<Arc<ResolvedCommit>> {
+        if let Some(done) = self.resolved.get(commit) {
+            return Ok(done.clone());
+        }
+        if self.resolving.contains(commit) {
+            let chain: Vec<String> = self.resolving.iter().map(ToString::to_string).collect();
+            return Err(DefinitionsError::invalid(format!(
+                "Circular reference between commits: {} -> {commit}",
+                chain.join(" -> ")
+            )));
+        }
+        self.resolving.push(commit.clone());
+        let outcome = self.resolve_uncached(commit);
+        self.resolving.pop();
+        let resolved = Arc::new(outcome?);
+        self.resolved.insert(commit.clone(), resolved.clone());
+        Ok(resolved)
+    }
+
+    fn resolve_uncached(&mut self, commit: &CommitRef) -> Result<ResolvedCommit> {
+        let loaded = self.load(commit)?;
+        let mut result = ResolvedCommit {
+            commit: commit.clone(),
+            definitions_path: loaded.definitions_path.clone(),
+            head_placeholder: loaded.head_placeholder,
+            repos: loaded.repos.clone(),
+            environments: IndexMap::new(),
+            definitions: IndexMap::new(),
+            prioritize: loaded.prioritize.clone(),
+        };
+        if loaded.head_placeholder {
+            return Ok(result);
+        }
+        let mut state = CommitState {
+            loaded: loaded.clone(),
+            commit: commit.clone(),
+            environments: HashMap::new(),
+            environments_in_progress: HashSet::new(),
+            definitions: IndexMap::new(),
+            definition_stack: Vec::new(),
+        };
+        for name in loaded.environments.keys() {
+            if let Some(env) = self.environment(&mut state, name, None)? {
+                result.environments.insert(name.clone(), env);
+            }
+        }
+        for name in loaded.definitions.keys() {
+            self.definition(&mut state, name)?;
+        }
+        reenable_dependencies(&mut state);
+        result.definitions = loaded
+            .definitions
+            .keys()
+            .filter_map(|name| {
+                state
+                    .definitions
+                    .shift_remove(name)
+                    .map(|d| (name.clone(), d))
+            })
+            .collect();
+        Ok(result)
+    }
+
+    /// Resolve environment `key` (a local name, or `E+M1+..` with `synthetic = (E, mixins)`).
+    /// `None` when the chain has no root environment.
+    fn environment(
+        &mut self,
+        state: &mut CommitState,
+        key: &str,
+        synthetic: Option<(&str, &[String])>,
+    ) -> Result<Option<Arc<ResolvedEnvironment>>> {
+        if let Some(done) = state.environments.get(key) {
+            return Ok(done.clone());
+        }
+        if !state.environments_in_progress.insert(key.to_owned()) {
+            return Err(DefinitionsError::invalid(format!(
+                "Circular dependencies: environment {key} depends on itself through a build dependency"
+            )));
+        }
+        let outcome = self.environment_uncached(state, key, synthetic);
+        state.environments_in_progress.remove(key);
+        let env = outcome?;
+        state.environments.insert(key.to_owned(), env.clone());
+        Ok(env)
+    }
+
+    fn environment_uncached(
+        &mut self,
+        state: &mut CommitState,
+        key: &str,
+        synthetic: Option<(&str, &[String])>,
+    ) -> Result<Option<Arc<ResolvedEnvironment>>> {
+        let loaded = state.loaded.clone();
+        let commit = state.commit.clone();
+        let (display_name, mixins): (String, Vec<String>) = match synthetic {
+            Some((base, mixins)) => (base.to_owned(), mixins.to_vec()),
+            None => (key.to_owned(), Vec::new()),
+        };
+        let (located_file, located_origin) = match loaded.environments.get(display_name.as_str()) {
+            Some(d) => ((*d.file).clone(), d.value.origin.clone()),
+            None => (
+                super::error::FileRef {
+                    commit: commit.clone(),
+                    path: loaded.definitions_path.clone().unwrap_or_default(),
+                },
+                Origin::default(),
+            ),
+        };
+        let at = |message: String| error_at(message, &located_file, &located_origin);
+
+        let available = || {
+            loaded
+                .environments
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let bases_of = |node: &EnvNode| -> std::result::Result<Vec<EnvNode>, String> {
+            match node {
+                EnvNode::External(..) => Ok(Vec::new()),
+                EnvNode::Local(name) if name == key && synthetic.is_some() => {
+                    let (base, mixins) = synthetic.unwrap_or_default();
+                    Ok(std::iter::once(base)
+                        .chain(mixins.iter().map(String::as_str))
+                        .map(|n| EnvNode::Local(n.to_owned()))
+                        .collect())
+                }
+                EnvNode::Local(name) => {
+                    let Some(declared) = loaded.environments.get(name) else {
+                        return Err(format!(
+                            "Can't find environment {name} for {commit}. Available: {}",
+                            available()
+                        ));
+                    };
+                    if declared.value.root.is_some() {
+                        return Ok(Vec::new());
+                    }
+                    declared
+                        .value
+                        .bases
+                        .iter()
+                        .map(|base| match base.split_once('/') {
+                            None => Ok(EnvNode::Local(base.clone())),
+                            Some((repo, env)) if !env.contains('/') => {
+                                Ok(EnvNode::External(repo.to_owned(), env.to_owned()))
+                            }
+                            Some(_) => Err(format!("Invalid import {base}: an environment base is 'name' or 'repo/name'")),
+                        })
+                        .collect()
+                }
+            }
+        };
+        let order = linearize(&EnvNode::Local(key.to_owned()), &bases_of).map_err(&at)?;
+
+        let mut parts: Vec<(String, EnvPart)> = Vec::with_capacity(order.len());
+        for node in &order {
+            match node {
+                EnvNode::Local(name) if name == key && synthetic.is_some() => {}
+                EnvNode::Local(name) => match loaded.environments.get(name) {
+                    Some(declared) => parts.push((name.clone(), EnvPart::Local(declared))),
+                    None => {
+                        return Err(at(format!(
+                            "Can't find environment {name} for {commit}. Available: {}",
+                            available()
+                        )))
+                    }
+                },
+                EnvNode::External(repo, name) => {
+                    let Some(reference) = loaded.repos.get(repo) else {
+                        return Err(at(format!(
+                            "Can't find repo {repo} for environment base {repo}/{name}"
+                        )));
+                    };
+                    let other = self.resolve(reference.reference()).map_err(|e| {
+                        e.context(&format!(
+                            "While resolving {} for environment {key}:",
+                            reference.reference()
+                        ))
+                    })?;
+                    let Some(env) = other.environments.get(name) else {
+                        return Err(at(format!(
+                            "Can't find environment {name} for {}. Available: {}",
+                            reference.reference(),
+                            other
+                                .environments
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )));
+                    };
+                    parts.push((name.clone(), EnvPart::External(env.clone())));
+                }
+            }
+        }
+
+        let roots: Vec<&str> = parts
+            .iter()
+            .filter(|(_, p)| match p {
+                EnvPart::Local(d) => d.value.root.is_some(),
+                EnvPart::External(_) => true,
+            })
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if roots.len() > 1 {
+            return Err(at(format!(
+                "Can't depend on two different non-import environments: [{}]",
+                roots.join(", ")
+            )));
+        }
+        if roots.is_empty() {
+            return Ok(None);
+        }
+
+        let mut variables: BTreeMap<String, String> = BTreeMap::new();
+        let mut dependencies: IndexMap<String, EnvDependency> = IndexMap::new();
+        let mut test_stages: Vec<Stage> = Vec::new();
+        for (_, part) in parts.iter().rev() {
+            match part {
+                EnvPart::Local(d) => {
+                    for (k, v) in &d.value.variables {
+                        variables.insert(k.clone(), v.clone());
+                    }
+                    for (k, v) in &d.value.dependencies {
+                        dependencies.insert(k.clone(), EnvDependency::Raw(v.clone()));
+                    }
+                    test_stages.extend(d.value.test_stages.iter().cloned());
+                }
+                EnvPart::External(env) => {
+                    for (k, v) in &env.variables {
+                        variables.insert(k.clone(), v.clone());
+                    }
+                    for (k, v) in &env.dependencies {
+                        dependencies.insert(k.clone(), EnvDependency::Resolved(v.clone()));
+                    }
+                    test_stages.extend(env.test_stages.iter().cloned());
+                }
+            }
+        }
+        let defaults = merge_defaults(&parts);
+        let setup_scripts: Vec<&str> = parts
+            .iter()
+            .filter_map(|(_, p)| match p {
+                EnvPart::Local(d)
+                    if d.value.root.is_none() && !d.value.setup_script_contents.is_empty() =>
+                {
+                    Some(d.value.setup_script_contents.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let joined_setup: String = setup_scripts
+            .iter()
+            .rev()
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+
+        let (platform, mut image) = match parts.iter().find_map(|(_, p)| match p {
+            EnvPart::Local(d) => d
+                .value
+                .root
+                .as_ref()
+                .map(|(platform, image)| (*platform, Some(image), None)),
+            EnvPart::External(env) => Some((env.platform, None, Some(env.image.clone()))),
+        }) {
+            Some((platform, Some(raw_image), _)) => {
+                (platform, self.image(raw_image, &commit).map_err(&at)?)
+            }
+            Some((platform, None, Some(image))) => (platform, image),
+            _ => return Ok(None),
+        };
+        let variables =
+            resolve_variables(&variables, &BTreeMap::new()).map_err(|c| at(c.to_string()))?;
+        if !joined_setup.is_empty() {
+            match &mut image {
+                Image::Docker {
+                    dockerfile_contents,
+                    ..
+                } => {
+                    dockerfile_contents.push('\n');
+                    dockerfile_contents.push_str(&joined_setup);
+                }
+                Image::Ami {
+                    setup_script_contents,
+                    ..
+                } => {
+                    setup_script_contents.push('\n');
+                    setup_script_contents.push_str(&joined_setup);
+                }
+            }
+        }
+        if let Image::Ami {
+            setup_script_contents,
+            ..
+        } = &mut image
+        {
+            *setup_script_contents = substitute(setup_script_contents, &variables);
+        }
+        let mut resolved_deps: IndexMap<String, ResolvedDependency> = IndexMap::new();
+        for (raw_key, dep) in dependencies {
+            match dep {
+                EnvDependency::Resolved(resolved) => {
+                    resolved_deps.insert(raw_key, resolved);
+                }
+                EnvDependency::Raw(value) => {
+                    let dep_key = substitute(&raw_key, &variables);
+                    check_key(&dep_key)
+                        .map_err(|m| at(format!("environment {key}, dependency {raw_key}: {m}")))?;
+                    let value = substitute(&value, &variables);
+                    let parsed = parse_dependency(&value, Declarer::Environment, &|r| {
+                        loaded.repos.contains_key(r)
+                    })
+                    .map_err(|m| at(format!("environment {key}, dependency {dep_key}: {m}")))?;
+                    let resolved = self
+                        .dependency(state, &parsed, &value)
+                        .map_err(|e| e.in_file(&located_file))?;
+                    resolved_deps.insert(dep_key, resolved);
+                }
+            }
+        }
+        let inheritance: Vec<String> = parts
+            .iter()
+            .filter(|(name, _)| synthetic.is_some() || name != key)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let hash = environment_hash(
+            &display_name,
+            &mixins,
+            &inheritance,
+            platform,
+            &image,
+            &variables,
+            resolved_deps.iter(),
+            &defaults,
+            &test_stages,
+        );
+        Ok(Some(Arc::new(ResolvedEnvironment {
+            name: display_name,
+            mixins,
+            inheritance,
+            platform,
+            image,
+            variables,
+            dependencies: resolved_deps,
+            defaults,
+            test_stages,
+            hash,
+        })))
+    }
+
+    fn image(&self, raw: &RawImage, commit: &CommitRef) -> std::result::Result<Image, String> {
+        Ok(match raw {
+            RawImage::DockerfileContents(text) => Image::Docker {
+                dockerfile_contents: text.clone(),
+                dockerfile: None,
+            },
+            RawImage::Dockerfile(path) => {
+                let clean = path.trim_start_matches('/');
+                match self.source.read_file(commit, clean) {
+                    Ok(Some(text)) => Image::Docker {
+                        dockerfile_contents: text,
+                        dockerfile: Some(path.clone()),
+                    },
+                    Ok(None) => return Err(format!("Can't find dockerfile {path} in {commit}")),
+                    Err(e) => return Err(format!("Can't read dockerfile {path} in {commit}: {e}")),
+                }
+            }
+            RawImage::Ami {
+                base_ami,
+                setup_script_contents,
+            } => Image::Ami {
+                base_ami: base_ami.clone(),
+                setup_script_contents: setup_script_contents.clone(),
+            },
+        })
+    }
+
+    /// Resolve a parsed dependency in the context of `state`'s commit.
+    fn dependency(
+        &mut self,
+        state: &mut CommitState,
+        parsed: &DependencyRef,
+        value: &str,
+    ) -> Result<ResolvedDependency> {
+        let loaded = state.loaded.clone();
+        match parsed {
+            DependencyRef::Source { repo, path } => {
+                let reference = match repo {
+                    None => state.commit.clone(),
+                    Some(local) => match loaded.repos.get(local) {
+                        Some(r) => r.reference().clone(),
+                        None => {
+                            return Err(DefinitionsError::invalid(format!(
+                                "Test depends on unknown reponame: {local}"
+                            )))
+                        }
+                    },
+                };
+                if path.is_empty() {
+                    return Ok(ResolvedDependency::Source {
+                        repo: reference.repo,
+                        commit: reference.commit,
+                        path: String::new(),
+                    });
+                }
+                match self.source.last_commit_touching(&reference, path)? {
+                    Some(last) => Ok(ResolvedDependency::Source {
+                        repo: reference.repo,
+                        commit: last,
+                        path: path.clone(),
+                    }),
+                    None => Err(DefinitionsError::invalid(format!(
+                        "dependency {value}: path {path} doesn't exist in {reference}"
+                    ))),
+                }
+            }
+            DependencyRef::InternalBuild { name } => {
+                let (definition, artifact) =
+                    find_by_prefix(name, |n| loaded.definitions.get(n).map(|d| d.value.kind))
+                        .ok_or_else(|| {
+                            DefinitionsError::invalid(format!(
+                                "Can't resolve {name} to a valid name amongst: {}",
+                                loaded
+                                    .definitions
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })?;
+                self.definition(state, &definition)?;
+                let resolved = state.definitions.get(&definition).ok_or_else(|| {
+                    DefinitionsError::invalid(format!(
+                        "internal error: {definition} was not resolved"
+                    ))
+                })?;
+                build_dependency(resolved, &state.commit, artifact)
+            }
+            DependencyRef::ExternalBuild { repo, name } => {
+                let Some(reference) = loaded.repos.get(repo) else {
+                    return Err(DefinitionsError::invalid(format!(
+                        "Test depends on unknown reponame: {repo}"
+                    )));
+                };
+                let reference = reference.reference().clone();
+                let other = self.resolve(&reference).map_err(|e| {
+                    e.context(&format!(
+                        "While resolving {reference} for dependency {value}:"
+                    ))
+                })?;
+                let (definition, artifact) =
+                    find_by_prefix(name, |n| other.definitions.get(n).map(|d| d.kind)).ok_or_else(
+                        || {
+                            DefinitionsError::invalid(format!(
+                                "Can't resolve {name} to a valid name amongst: {} (in {reference})",
+                                other
+                                    .definitions
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        },
+                    )?;
+                let resolved = other.definitions.get(&definition).ok_or_else(|| {
+                    DefinitionsError::invalid(format!("internal error: {definition} missing"))
+                })?;
+                build_dependency(resolved, &reference, artifact)
+            }
+        }
+    }
+
+    /// Resolve definition `name` of `state`'s commit into `state.definitions`.
+    fn definition(&mut self, state: &mut CommitState, name: &str) -> Result<()> {
+        if state.definitions.contains_key(name) {
+            return Ok(());
+        }
+        if let Some(at) = state.definition_stack.iter().position(|n| n == name) {
+            let mut cycle: Vec<&str> = state.definition_stack[at..]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            cycle.push(name);
+            return Err(DefinitionsError::invalid(format!(
+                "Circular test dependency found: {}",
+                cycle.join(" -> ")
+            )));
+        }
+        if state.definition_stack.len() > 512 {
+            return Err(DefinitionsError::invalid(
+                "build dependencies are nested more than 512 levels deep",
+            ));
+        }
+        let loaded = state.loaded.clone();
+        let Some(declared) = loaded.definitions.get(name) else {
+            return Err(DefinitionsError::invalid(format!(
+                "unknown definition {name}"
+            )));
+        };
+        state.definition_stack.push(name.to_owned());
+        let outcome = self.definition_uncached(state, declared);
+        state.definition_stack.pop();
+        let resolved = outcome.map_err(|e| {
+            let wrapped = e.context(&format!("While processing test {name}:"));
+            match wrapped {
+                DefinitionsError::Invalid { message, location } if location.file.is_none() => {
+                    error_at(message, &declared.file, &declared.value.origin)
+                }
+                other => other,
+            }
+        })?;
+        state.definitions.insert(name.to_owned(), resolved);
+        Ok(())
+    }
+
+    fn definition_uncached(
+        &mut self,
+        state: &mut CommitState,
+        declared: &Declared<RawDefinition>,
+    ) -> Result<ResolvedDefinition> {
+        let raw = &declared.value;
+        let loaded = state.loaded.clone();
+        let environment_name = if raw.environment.is_empty() {
+            let last = raw.name.rsplit('/').next().unwrap_or(&raw.name);
+            if last.contains('$') {
+                return Err(DefinitionsError::invalid(format!(
+                    "Malformed name {}: the environment part can't contain '$'",
+                    raw.name
+                )));
+            }
+            last.to_owned()
+        } else {
+            raw.environment.clone()
+        };
+        for env in std::iter::once(&environment_name).chain(raw.mixins.iter()) {
+            if !loaded.environments.contains_key(env) {
+                let mut names: Vec<&String> = loaded.environments.keys().collect();
+                names.sort();
+                return Err(DefinitionsError::invalid(format!(
+                    "Can't find environment {env} (referenced by {}) in {names:?}",
+                    raw.name
+                )));
+            }
+        }
+        let environment = if raw.mixins.is_empty() {
+            self.environment(state, &environment_name, None)?
+        } else {
+            let key = format!("{environment_name}+{}", raw.mixins.join("+"));
+            self.environment(state, &key, Some((&environment_name, &raw.mixins)))?
+        }
+        .ok_or_else(|| {
+            DefinitionsError::invalid(format!(
+                "environment {environment_name} has no root (platform/image) environment"
+            ))
+        })?;
+
+        let variables = if raw.variables.is_empty() {
+            environment.variables.clone()
+        } else {
+            let mut merged = environment.variables.clone();
+            for (k, v) in &raw.variables {
+                merged.insert(k.clone(), v.clone());
+            }
+            resolve_variables(&merged, &BTreeMap::new())
+                .map_err(|c| DefinitionsError::invalid(c.to_string()))?
+        };
+        let configuration = substitute(
+            if !raw.configuration.is_empty() {
+                &raw.configuration
+            } else if !environment.defaults.configuration.is_empty() {
+                &environment.defaults.configuration
+            } else {
+                &environment_name
+            },
+            &variables,
+        );
+        let project = substitute(
+            if raw.project.is_empty() {
+                raw.name.split('/').next().unwrap_or(&raw.name)
+            } else {
+                &raw.project
+            },
+            &variables,
+        );
+        let pick = |own: u64, default: u64| if own != 0 { own } else { default };
+        let defaults = &environment.defaults;
+        let is_build = raw.kind == DefinitionKind::Build;
+        let stages = match raw.kind {
+            DefinitionKind::Deployment => assemble(
+                raw.kind,
+                &environment.test_stages,
+                &[],
+                &raw.command,
+                "",
+                &variables,
+            ),
+            _ => assemble(
+                raw.kind,
+                &environment.test_stages,
+                &raw.stages,
+                &raw.command,
+                &raw.cleanup,
+                &variables,
+            ),
+        };
+        if raw.kind != DefinitionKind::Deployment {
+            check_artifacts(&raw.name, &stages).map_err(DefinitionsError::invalid)?;
+        }
+        let mut dependencies = IndexMap::new();
+        for (raw_key, raw_value) in &raw.dependencies {
+            let key = substitute(raw_key, &variables);
+            check_key(&key).map_err(DefinitionsError::invalid)?;
+            let value = substitute(raw_value, &variables);
+            let parsed = parse_dependency(&value, Declarer::Definition, &|r| {
+                loaded.repos.contains_key(r)
+            })
+            .map_err(DefinitionsError::invalid)?;
+            let resolved = self.dependency(state, &parsed, &value)?;
+            if dependencies.insert(key.clone(), resolved).is_some() {
+                return Err(DefinitionsError::invalid(format!(
+                    "dependency key {key} is defined twice after substitution"
+                )));
+            }
+        }
+        let mut definition = ResolvedDefinition {
+            name: raw.name.clone(),
+            kind: raw.kind,
+            hash: String::new(),
+            project,
+            configuration,
+            environment: environment.clone(),
+            dependencies,
+            variables,
+            stages,
+            timeout: pick(raw.timeout, defaults.timeout),
+            min_cores: pick(raw.min_cores, defaults.min_cores),
+            max_cores: pick(raw.max_cores, defaults.max_cores),
+            min_ram_gb: pick(raw.min_ram_gb, defaults.min_ram_gb),
+            min_disk_gb: pick(raw.min_disk_gb, defaults.min_disk_gb),
+            max_retries: if is_build {
+                pick(raw.max_retries, defaults.max_retries)
+            } else {
+                0
+            },
+            retry_wait_seconds: if is_build {
+                pick(raw.retry_wait_seconds, defaults.retry_wait_seconds)
+            } else {
+                0
+            },
+            disabled: raw.kind != DefinitionKind::Deployment
+                && (raw.disabled
+                    || (!loaded.prioritize.is_empty()
+                        && !loaded.prioritize.iter().any(|g| fnmatch(g, &raw.name)))),
+            port_expose: raw.port_expose.clone(),
+        };
+        definition.hash = definition_hash(&DefinitionIdentity {
+            kind: definition.kind,
+            name: &definition.name,
+            project: &definition.project,
+            configuration: &definition.configuration,
+            environment_hash: &environment.hash,
+            variables: &definition.variables,
+            stages: &definition.stages,
+            dependencies: &definition.dependencies,
+            timeout: definition.timeout,
+            min_cores: definition.min_cores,
+            max_cores: definition.max_cores,
+            min_ram_gb: definition.min_ram_gb,
+            min_disk_gb: definition.min_disk_gb,
+            max_retries: definition.max_retries,
+            retry_wait_seconds: definition.retry_wait_seconds,
+            port_expose: &definition.port_expose,
+        });
+        Ok(definition)
+    }
+}
+
+/// First `/`-prefix of `name` that is a definition wins; the rest is the artifact (§6).
+fn find_by_prefix(
+    name: &str,
+    kind_of: impl Fn(&str) -> Option<DefinitionKind>,
+) -> Option<(String, String)> {
+    let mut end = 0;
+    loop {
+        let next = name[end..].find('/').map(|i| end + i).unwrap_or(name.len());
+        let prefix = &name[..next];
+        if kind_of(prefix).is_some() {
+            let artifact = if next < name.len() {
+                &name[next + 1..]
+            } else {
+                ""
+            };
+            return Some((prefix.to_owned(), artifact.to_owned()));
+        }
+        if next >= name.len() {
+            return None;
+        }
+        end = next + 1;
+    }
+}
+
+fn build_dependency(
+    target: &ResolvedDefinition,
+    defined_in: &CommitRef,
+    artifact: String,
+) -> Result<ResolvedDependency> {
+    if target.kind != DefinitionKind::Build {
+        return Err(DefinitionsError::invalid(format!(
+            "{} is a {}: only builds can be dependencies",
+            target.name,
+            match target.kind {
+                DefinitionKind::Test => "test",
+                _ => "deployment",
+            }
+        )));
+    }
+    let names = target.artifact_names();
+    if !names.contains(&artifact.as_str()) {
+        let mut valid: Vec<&str> = names.clone();
+        valid.sort();
+        return Err(DefinitionsError::invalid(format!(
+            "Can't resolve artifact '{artifact}' in test {}. Valid are {valid:?}",
+            target.name
+        )));
+    }
+    Ok(ResolvedDependency::Build {
+        defined_in: defined_in.clone(),
+        name: target.name.clone(),
+        hash: target.hash.clone(),
+        artifact,
+    })
+}
+
+fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
+    let mut out = EnvironmentDefaults::default();
+    for (_, part) in parts {
+        let d = match part {
+            EnvPart::Local(declared) => {
+                let raw = &declared.value.defaults;
+                EnvironmentDefaults {
+                    configuration: raw.configuration.clone(),
+                    timeout: raw.timeout,
+                    min_cores: raw.min_cores,
+                    max_cores: raw.max_cores,
+                    min_ram_gb: raw.min_ram_gb,
+                    min_disk_gb: raw.min_disk_gb,
+                    max_retries: raw.max_retries,
+                    retry_wait_seconds: raw.retry_wait_seconds,
+                }
+            }
+            EnvPart::External(env) => env.defaults.clone(),
+        };
+        if out.configuration.is_empty() {
+            out.configuration = d.configuration;
+        }
+        for (slot, value) in [
+            (&mut out.timeout, d.timeout),
+            (&mut out.min_cores, d.min_cores),
+            (&mut out.max_cores, d.max_cores),
+            (&mut out.min_ram_gb, d.min_ram_gb),
+            (&mut out.min_disk_gb, d.min_disk_gb),
+            (&mut out.max_retries, d.max_retries),
+            (&mut out.retry_wait_seconds, d.retry_wait_seconds),
+        ] {
+            if *slot == 0 {
+                *slot = value;
+            }
+        }
+    }
+    out
+}
+
+/// §9: every enabled definition re-enables its internal build dependencies, transitively.
+fn reenable_dependencies(state: &mut CommitState) {
+    let mut stack: Vec<String> = state
+        .definitions
+        .values()
+        .filter(|d| !d.disabled && d.kind != DefinitionKind::Deployment)
+        .map(|d| d.name.clone())
+        .collect();
+    let mut seen: HashSet<String> = stack.iter().cloned().collect();
+    while let Some(name) = stack.pop() {
+        let Some(def) = state.definitions.get(&name) else {
+            continue;
+        };
+        let internal: Vec<String> = def
+            .all_dependencies()
+            .values()
+            .filter_map(|dep| match dep {
+                ResolvedDependency::Build {
+                    defined_in, name, ..
+                } if *defined_in == state.commit => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for dep in internal {
+            if let Some(target) = state.definitions.get_mut(&dep) {
+                target.disabled = false;
+            }
+            if seen.insert(dep.clone()) {
+                stack.push(dep);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Stages and artifacts (§7): the implicit `command`/`cleanup` stage, the final stage list
+//! (environment stages, then the definition's, stably sorted by `order`), substitution of
+//! stage text, and the artifact rules (unique names; the unnamed artifact only alone).
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::model::{Artifact, DefinitionKind, Stage};
+use super::variables::substitute;
+
+/// `order` of the implicit stage made from `command`/`cleanup`.
+pub const SHORTHAND_ORDER: f64 = 1e9;
+
+/// The full, sorted, substituted stage list of a definition.
+pub fn assemble(
+    kind: DefinitionKind,
+    environment_stages: &[Stage],
+    own_stages: &[Stage],
+    command: &str,
+    cleanup: &str,
+    variables: &BTreeMap<String, String>,
+) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = environment_stages
+        .iter()
+        .chain(own_stages)
+        .cloned()
+        .collect();
+    if !command.is_empty() || !cleanup.is_empty() {
+        let artifacts = match kind {
+            DefinitionKind::Build => vec![Artifact {
+                directory: "${TEST_BUILD_OUTPUT_DIR}".into(),
+                ..Artifact::default()
+            }],
+            DefinitionKind::Test => vec![Artifact {
+                directory: "${TEST_OUTPUT_DIR}".into(),
+                ..Artifact::default()
+            }],
+            DefinitionKind::Deployment => Vec::new(),
+        };
+        stages.push(Stage {
+            command: command.to_owned(),
+            cleanup: cleanup.to_owned(),
+            order: SHORTHAND_ORDER,
+            artifacts,
+        });
+    }
+    stages.sort_by(|a, b| a.order.total_cmp(&b.order));
+    for stage in &mut stages {
+        stage.command = substitute(&stage.command, variables);
+        stage.cleanup = substitute(&stage.cleanup, variables);
+        for artifact in &mut stage.artifacts {
+            artifact.name = substitute(&artifact.name, variables);
+            artifact.directory = substitute(&artifact.directory, variables);
+            for pattern in artifact
+                .include_patterns
+                .iter_mut()
+                .chain(artifact.exclude_patterns.iter_mut())
+            {
+                *pattern = substitute(pattern, variables);
+            }
+        }
+    }
+    stages
+}
+
+/// Check the artifact rules for definition `name`.
+pub fn check_artifacts(name: &str, stages: &[Stage]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    let mut count = 0;
+    for artifact in stages.iter().flat_map(|s| &s.artifacts) {
+        count += 1;
+        if !seen.insert(artifact.name.as_str()) {
+            if artifact.name.is_empty() {
+                return Err(format!(
+                    "Test {name} defined the unnamed artifact twice (a naked 'command' defines one; give the other a name)"
+                ));
+            }
+            return Err(format!(
+                "Test {name} defined artifact '{}' twice",
+                artifact.name
+            ));
+        }
+    }
+    if seen.contains("") && count > 1 {
+        return Err(format!(
+            "Test {name} can only define the unnamed artifact if it defines no others (a naked 'command' defines the unnamed artifact)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(command: &str, order: f64, artifacts: &[&str]) -> Stage {
+        Stage {
+            command: command.into(),
+            order,
+            artifacts: artifacts
+                .iter()
+                .map(|n| Artifact {
+                    name: (*n).into(),
+                    ..Artifact::default()
+                })
+                .collect(),
+            ..Stage::default()
+        }
+    }
+
+    #[test]
+    fn e17_order_and_e16_artifacts() {
+        let env = [stage("envstage", 0.0, &[])];
+        let own = [stage("early", -1.0, &[]), stage("mid", 5.0, &["a"])];
+        let stages = assemble(DefinitionKind::Build, &env, &own, "", "", &BTreeMap::new());
+        let commands: Vec<&str> = stages.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(commands, ["early", "envstage", "mid"]);
+        assert!(check_artifacts("y/linux", &stages).is_ok());
+
+        let twice = [stage("a", 0.0, &["x"]), stage("b", 0.0, &["x"])];
+        assert!(check_artifacts("t", &twice)
+            .unwrap_err()
+            .contains("defined artifact 'x' twice"));
+        let mixed = assemble(
+            DefinitionKind::Build,
+            &[],
+            &[stage("a", 0.0, &["a"])],
+            "cmd",
+            "",
+            &BTreeMap::new(),
+        );
+        assert!(check_artifacts("t", &mixed)
+            .unwrap_err()
+            .contains("can only define the unnamed artifact if it defines no others"));
+    }
+}

@@ -1,0 +1,589 @@
+//! Loading definitions text into a [`Node`] tree: YAML (safe loading only, YAML 1.1 scalar
+//! typing) or JSON.
+//!
+//! **YAML 1.1 choices** (matching PyYAML, which the original used, §2). A *plain* (unquoted,
+//! untagged) scalar is typed as:
+//! - null: `~`, `null`, `Null`, `NULL` or empty;
+//! - bool: `yes/no/on/off/true/false` in the forms `yes`, `Yes`, `YES` (so `AUTO: yes` is true);
+//! - int: decimal with `_` separators (`1_000`), **octal with a leading `0`** (`010` is 8),
+//!   `0b…` binary, `0x…` hex, and sexagesimal `1:30` (90);
+//! - float: needs a `.` (`1.0`, `1.5e+3`, `.5`), or `.inf`/`.nan`; `1e5` stays a string;
+//! - anything else is a string. Quoted and block scalars are always strings.
+//!
+//! Explicit standard tags (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`) are honoured;
+//! any other tag is rejected (no object construction). Anchors and aliases work, `<<` merge
+//! keys are supported (explicit keys win), duplicate keys are an error, and the size of
+//! the tree after alias expansion is capped so "billion laughs" files fail cleanly.
+//! Non-ASCII text is kept as UTF-8.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::node::{Map, Mark, Node, Value};
+
+/// Maximum number of nodes in a loaded tree (after alias expansion).
+pub const MAX_NODES: usize = 20_000_000;
+/// Maximum nesting depth of a loaded tree.
+pub const MAX_DEPTH: usize = 200;
+
+/// A load failure with its position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    pub message: String,
+    pub mark: Mark,
+}
+
+/// Parse YAML text. Empty text or text with only comments gives `Null`.
+pub fn load_yaml(text: &str) -> Result<Node, LoadError> {
+    let mut builder = TreeBuilder::default();
+    let mut parser = Parser::new_from_str(text);
+    let outcome = parser.load(&mut builder, true);
+    if let Some(error) = builder.error {
+        return Err(error);
+    }
+    if let Err(scan) = outcome {
+        return Err(LoadError {
+            message: format!("invalid YAML: {}", scan.info()),
+            mark: to_mark(scan.marker()),
+        });
+    }
+    if builder.documents > 1 {
+        return Err(LoadError {
+            message: "expected a single YAML document, found several".into(),
+            mark: Mark::default(),
+        });
+    }
+    Ok(builder
+        .root
+        .unwrap_or_else(|| Node::new(Value::Null, Mark::default())))
+}
+
+/// Parse JSON text.
+pub fn load_json(text: &str) -> Result<Node, LoadError> {
+    if text.trim().is_empty() {
+        return Ok(Node::new(Value::Null, Mark::default()));
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError {
+        message: format!("invalid JSON: {e}"),
+        mark: Mark {
+            line: e.line() as u32,
+            column: e.column() as u32,
+        },
+    })?;
+    Ok(Node::from_json(&value))
+}
+
+fn to_mark(marker: &Marker) -> Mark {
+    Mark {
+        line: marker.line() as u32,
+        column: marker.col() as u32 + 1,
+    }
+}
+
+enum Frame {
+    List {
+        items: Vec<Node>,
+        mark: Mark,
+        anchor: usize,
+    },
+    Map {
+        map: Map,
+        merges: Vec<Node>,
+        pending_key: Option<(String, bool)>,
+        mark: Mark,
+        anchor: usize,
+    },
+}
+
+#[derive(Default)]
+struct TreeBuilder {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize, usize)>,
+    root: Option<Node>,
+    documents: usize,
+    nodes: usize,
+    error: Option<LoadError>,
+}
+
+impl MarkedEventReceiver for TreeBuilder {
+    fn on_event(&mut self, event: Event, marker: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(error) = self.handle(event, to_mark(&marker)) {
+            self.error = Some(error);
+        }
+    }
+}
+
+impl TreeBuilder {
+    fn handle(&mut self, event: Event, mark: Mark) -> Result<(), LoadError> {
+        match event {
+            Event::DocumentStart => {
+                self.documents += 1;
+                Ok(())
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar_value(text, style, tag.as_ref(), mark)?;
+                self.finish(Node::new(value, mark), anchor, 1, 0)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                check_collection_tag(tag.as_ref(), "seq", mark)?;
+                let depth = self.stack.len() + 1;
+                self.check_depth(depth, mark)?;
+                self.stack.push(Frame::List {
+                    items: Vec::new(),
+                    mark,
+                    anchor,
+                });
+                Ok(())
+            }
+            Event::MappingStart(anchor, tag) => {
+                check_collection_tag(tag.as_ref(), "map", mark)?;
+                let depth = self.stack.len() + 1;
+                self.check_depth(depth, mark)?;
+                self.stack.push(Frame::Map {
+                    map: Map::new(),
+                    merges: Vec::new(),
+                    pending_key: None,
+                    mark,
+                    anchor,
+                });
+                Ok(())
+            }
+            Event::SequenceEnd => match self.stack.pop() {
+                Some(Frame::List {
+                    items,
+                    mark,
+                    anchor,
+                    ..
+                }) => {
+                    let size = 1 + items.iter().map(Node::size).sum::<usize>();
+                    let height = 1 + items.iter().map(height_of).max().unwrap_or(0);
+                    self.finish(Node::new(Value::List(items), mark), anchor, size, height)
+                }
+                _ => Err(err("unbalanced sequence end", mark)),
+            },
+            Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Map {
+                    mut map,
+                    merges,
+                    mark,
+                    anchor,
+                    ..
+                }) => {
+                    apply_merge_keys(&mut map, merges, mark)?;
+                    let size = 1 + map.values().map(Node::size).sum::<usize>();
+                    let height = 1 + map.values().map(height_of).max().unwrap_or(0);
+                    self.finish(Node::new(Value::Map(map), mark), anchor, size, height)
+                }
+                _ => Err(err("unbalanced mapping end", mark)),
+            },
+            Event::Alias(id) => {
+                let (node, size, height) = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| err("alias to an unknown anchor", mark))?;
+                self.check_depth(self.stack.len() + height, mark)?;
+                self.finish(node, 0, size, height)
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => Ok(()),
+        }
+    }
+
+    fn check_depth(&self, depth: usize, mark: Mark) -> Result<(), LoadError> {
+        if depth > MAX_DEPTH {
+            return Err(err(
+                &format!("the document is nested more than {MAX_DEPTH} levels deep"),
+                mark,
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        node: Node,
+        anchor: usize,
+        size: usize,
+        height: usize,
+    ) -> Result<(), LoadError> {
+        self.nodes = self.nodes.saturating_add(size);
+        if self.nodes > MAX_NODES {
+            return Err(err(
+                &format!("the document expands to more than {MAX_NODES} values (aliases?)"),
+                node.mark,
+            ));
+        }
+        if anchor > 0 {
+            self.anchors.insert(anchor, (node.clone(), size, height));
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+                Ok(())
+            }
+            Some(Frame::List { items, .. }) => {
+                items.push(node);
+                Ok(())
+            }
+            Some(Frame::Map {
+                map,
+                merges,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    let is_merge = matches!(&node.value, Value::Str(s) if s == "<<")
+                        && is_plain_merge_marker(&node);
+                    let key = key_text(&node)?;
+                    *pending_key = Some((key, is_merge));
+                    Ok(())
+                }
+                Some((_, true)) => {
+                    merges.push(node);
+                    Ok(())
+                }
+                Some((key, false)) => {
+                    if map.contains_key(&key) {
+                        return Err(err(&format!("duplicate key {key:?}"), node.mark));
+                    }
+                    map.insert(key, node);
+                    Ok(())
+                }
+            },
+        }
+    }
+}
+
+fn height_of(node: &Node) -> usize {
+    match &node.value {
+        Value::List(items) => 1 + items.iter().map(height_of).max().unwrap_or(0),
+        Value::Map(map) => 1 + map.values().map(height_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn is_plain_merge_marker(node: &Node) -> bool {
+    // The scalar event for `<<` arrives as a string; quoted `"<<"` is indistinguishable
+    // after typing, which is acceptable (PyYAML treats only plain `<<` as a merge).
+    matches!(&node.value, Value::Str(s) if s == "<<")
+}
+
+fn apply_merge_keys(map: &mut Map, merges: Vec<Node>, mark: Mark) -> Result<(), LoadError> {
+    for merge in merges {
+        let sources = match merge.value {
+            Value::Map(source) => vec![source],
+            Value::List(items) => {
+                let mut sources = Vec::new();
+                for item in items {
+                    match item.value {
+                        Value::Map(source) => sources.push(source),
+                        _ => return Err(err("a '<<' merge list must hold only maps", item.mark)),
+                    }
+                }
+                sources
+            }
+            _ => {
+                return Err(err(
+                    "a '<<' merge value must be a map or a list of maps",
+                    mark,
+                ))
+            }
+        };
+        for source in sources {
+            for (key, value) in source {
+                map.entry(key).or_insert(value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn err(message: &str, mark: Mark) -> LoadError {
+    LoadError {
+        message: message.to_owned(),
+        mark,
+    }
+}
+
+/// The text of a map key: strings as they are, other scalars as the decoder prints them.
+fn key_text(node: &Node) -> Result<String, LoadError> {
+    match &node.value {
+        Value::Str(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(if *b { "true".into() } else { "false".into() }),
+        Value::Int(i) => Ok(i.to_string()),
+        Value::Float(f) => Ok(super::node::python_float(*f)),
+        Value::Null => Ok(String::new()),
+        Value::List(_) | Value::Map(_) => Err(err("a map key must be a scalar", node.mark)),
+    }
+}
+
+fn check_collection_tag(tag: Option<&Tag>, expected: &str, mark: Mark) -> Result<(), LoadError> {
+    match tag {
+        None => Ok(()),
+        Some(tag) if tag.handle == "tag:yaml.org,2002:" && tag.suffix == expected => Ok(()),
+        Some(tag) if tag.handle == "!!" && tag.suffix == expected => Ok(()),
+        Some(tag) => Err(err(
+            &format!("unsupported YAML tag {}{}", tag.handle, tag.suffix),
+            mark,
+        )),
+    }
+}
+
+fn scalar_value(
+    text: String,
+    style: TScalarStyle,
+    tag: Option<&Tag>,
+    mark: Mark,
+) -> Result<Value, LoadError> {
+    if let Some(tag) = tag {
+        let standard = tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!";
+        let typed = match (standard, tag.suffix.as_str()) {
+            (true, "str") => Some(Value::Str(text.clone())),
+            (true, "int") => resolve_int(&text)
+                .map(|r| r.map(Value::Int))
+                .transpose()
+                .ok()
+                .flatten(),
+            (true, "float") => resolve_float(&text)
+                .or_else(|| resolve_int(&text).and_then(|r| r.ok()).map(|i| i as f64))
+                .map(Value::Float),
+            (true, "bool") => resolve_bool(&text).map(Value::Bool),
+            (true, "null") => Some(Value::Null),
+            _ => {
+                return Err(err(
+                    &format!("unsupported YAML tag {}{}", tag.handle, tag.suffix),
+                    mark,
+                ))
+            }
+        };
+        return typed
+            .ok_or_else(|| err(&format!("{text:?} is not a valid !!{}", tag.suffix), mark));
+    }
+    if style != TScalarStyle::Plain {
+        return Ok(Value::Str(text));
+    }
+    resolve_plain(text, mark)
+}
+
+/// YAML 1.1 typing of a plain scalar (see the module doc).
+pub fn resolve_plain(text: String, mark: Mark) -> Result<Value, LoadError> {
+    if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = resolve_bool(&text) {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(int) = resolve_int(&text) {
+        return int
+            .map(Value::Int)
+            .map_err(|_| err(&format!("integer {text} is too large"), mark));
+    }
+    if let Some(f) = resolve_float(&text) {
+        return Ok(Value::Float(f));
+    }
+    Ok(Value::Str(text))
+}
+
+fn resolve_bool(text: &str) -> Option<bool> {
+    match text {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+/// `None`: not an int. `Some(Err)`: an int that does not fit in 64 bits.
+fn resolve_int(text: &str) -> Option<Result<i64, ()>> {
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let magnitude: Option<Result<i128, ()>> = if let Some(bin) = body.strip_prefix("0b") {
+        digits(bin, 2)
+    } else if let Some(hex) = body.strip_prefix("0x") {
+        digits(hex, 16)
+    } else if body == "0" {
+        Some(Ok(0))
+    } else if let Some(oct) = body.strip_prefix('0') {
+        digits(oct, 8)
+    } else if body.contains(':') {
+        sexagesimal(body)
+    } else if body.as_bytes()[0].is_ascii_digit() {
+        digits(body, 10)
+    } else {
+        None
+    };
+    magnitude.map(|m| {
+        m.and_then(|m| {
+            let signed = if negative { -m } else { m };
+            i64::try_from(signed).map_err(|_| ())
+        })
+    })
+}
+
+fn digits(text: &str, radix: u32) -> Option<Result<i128, ()>> {
+    if text.is_empty() || !text.chars().all(|c| c == '_' || c.is_digit(radix)) {
+        return None;
+    }
+    let clean: String = text.chars().filter(|c| *c != '_').collect();
+    if clean.is_empty() {
+        return None;
+    }
+    Some(i128::from_str_radix(&clean, radix).map_err(|_| ()))
+}
+
+fn sexagesimal(body: &str) -> Option<Result<i128, ()>> {
+    let mut parts = body.split(':');
+    let first = parts.next()?;
+    if first.is_empty()
+        || first.starts_with('0')
+        || !first.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    let mut total: i128 = match digits(first, 10)? {
+        Ok(v) => v,
+        Err(()) => return Some(Err(())),
+    };
+    for part in parts {
+        if part.is_empty() || part.len() > 2 || !part.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let value: i128 = part.parse().ok()?;
+        if value > 59 {
+            return None;
+        }
+        total = match total.checked_mul(60).and_then(|t| t.checked_add(value)) {
+            Some(t) => t,
+            None => return Some(Err(())),
+        };
+    }
+    Some(Ok(total))
+}
+
+fn resolve_float(text: &str) -> Option<f64> {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    let sign = if negative { -1.0 } else { 1.0 };
+    match body {
+        ".inf" | ".Inf" | ".INF" => return Some(sign * f64::INFINITY),
+        ".nan" | ".NaN" | ".NAN" if body.len() == text.len() => return Some(f64::NAN),
+        _ => {}
+    }
+    if !body.contains('.') {
+        return None;
+    }
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    if let Some(exponent) = exponent {
+        let digits = exponent.strip_prefix(['-', '+'])?;
+        if digits.is_empty()
+            || !digits.chars().all(|c| c.is_ascii_digit())
+            || exponent.len() == digits.len()
+        {
+            return None;
+        }
+    }
+    let (whole, fraction) = mantissa.split_once('.')?;
+    let whole_ok = whole.is_empty()
+        || (whole.as_bytes()[0].is_ascii_digit()
+            && whole.chars().all(|c| c.is_ascii_digit() || c == '_'));
+    let fraction_ok = fraction.chars().all(|c| c.is_ascii_digit() || c == '_');
+    if !whole_ok || !fraction_ok || (whole.is_empty() && fraction.is_empty()) {
+        return None;
+    }
+    if whole.is_empty()
+        && !fraction
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let clean: String = body.chars().filter(|c| *c != '_').collect();
+    clean.parse::<f64>().ok().map(|f| sign * f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(text: &str) -> Value {
+        resolve_plain(text.to_owned(), Mark::default()).expect("valid scalar")
+    }
+
+    #[test]
+    fn yaml_11_scalars() {
+        assert_eq!(scalar("yes"), Value::Bool(true));
+        assert_eq!(scalar("Off"), Value::Bool(false));
+        assert_eq!(scalar("yEs"), Value::Str("yEs".into()));
+        assert_eq!(scalar("010"), Value::Int(8));
+        assert_eq!(scalar("0x1F"), Value::Int(31));
+        assert_eq!(scalar("1_000"), Value::Int(1000));
+        assert_eq!(scalar("1:30"), Value::Int(90));
+        assert_eq!(scalar("-0b11"), Value::Int(-3));
+        assert_eq!(scalar("1.0"), Value::Float(1.0));
+        assert_eq!(scalar("1e5"), Value::Str("1e5".into()));
+        assert_eq!(scalar("1.5e+3"), Value::Float(1500.0));
+        assert_eq!(scalar("~"), Value::Null);
+        assert_eq!(scalar("09"), Value::Str("09".into()));
+        assert_eq!(scalar("linux"), Value::Str("linux".into()));
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings_and_marks_are_recorded() {
+        let node = load_yaml("a: 'yes'\nb:\n  - 010\n").expect("loads");
+        let Value::Map(map) = &node.value else {
+            panic!("map expected")
+        };
+        assert_eq!(map["a"].value, Value::Str("yes".into()));
+        let Value::List(items) = &map["b"].value else {
+            panic!("list expected")
+        };
+        assert_eq!(items[0].value, Value::Int(8));
+        assert_eq!(items[0].mark.line, 3);
+    }
+
+    #[test]
+    fn comments_only_is_null_and_duplicates_fail() {
+        assert_eq!(load_yaml("# nothing\n").expect("loads").value, Value::Null);
+        assert!(load_yaml("a: 1\na: 2\n").is_err());
+        assert!(load_yaml("a: !!python/object:os.system x\n").is_err());
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let node = load_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n").expect("loads");
+        let Value::Map(map) = &node.value else {
+            panic!("map expected")
+        };
+        let Value::Map(d) = &map["d"].value else {
+            panic!("map expected")
+        };
+        assert_eq!(d["x"].value, Value::Int(1));
+        assert_eq!(d["y"].value, Value::Int(3));
+    }
+
+    #[test]
+    fn billion_laughs_fails_cleanly() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        assert!(load_yaml(&text).is_err());
+    }
+}
