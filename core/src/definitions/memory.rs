@@ -12,6 +12,7 @@ pub struct MemorySource {
     commits: BTreeMap<CommitRef, BTreeMap<String, String>>,
     last_touch: BTreeMap<(CommitRef, String), String>,
     any_ref_is_valid: bool,
+    all_paths_exist: bool,
 }
 
 impl MemorySource {
@@ -22,6 +23,13 @@ impl MemorySource {
     /// Accept any commit ref except `HEAD` as a valid commit (instead of 40-hex only).
     pub fn accepting_any_ref(mut self) -> Self {
         self.any_ref_is_valid = true;
+        self
+    }
+
+    /// Treat every sub-path as existing (for single-snapshot worlds that hold only the
+    /// definitions files, like the conformance cases).
+    pub fn assuming_paths_exist(mut self) -> Self {
+        self.all_paths_exist = true;
         self
     }
 
@@ -82,7 +90,8 @@ impl DefinitionsSource for MemorySource {
     ) -> Result<Option<String>, SourceError> {
         let files = self.files(commit)?;
         let trimmed = path.trim_matches('/');
-        let exists = files.contains_key(trimmed)
+        let exists = self.all_paths_exist
+            || files.contains_key(trimmed)
             || files
                 .keys()
                 .any(|f| f.starts_with(trimmed) && f[trimmed.len()..].starts_with('/'));

@@ -51,3 +51,31 @@ pub fn resolve_commit(
         .resolve(target)
         .map(std::sync::Arc::unwrap_or_clone)
 }
+
+/// What one definitions file declares, after preprocessing and schema decoding (no
+/// includes followed, nothing resolved): for linting a single file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileSummary {
+    pub repos: Vec<String>,
+    pub includes: Vec<String>,
+    pub environments: Vec<String>,
+    pub definitions: Vec<(String, DefinitionKind)>,
+    pub prioritize: Vec<String>,
+}
+
+/// Parse and decode one file's text (`path` picks YAML or JSON by its extension).
+/// `Ok(None)` for an empty file.
+pub fn check_file(text: &str, path: &str) -> Result<Option<FileSummary>, DefinitionsError> {
+    let parsed = parse::parse_file(text, path, Default::default())?;
+    Ok(parsed.map(|file| FileSummary {
+        repos: file.repos.keys().cloned().collect(),
+        includes: file.includes.iter().map(|i| i.path.clone()).collect(),
+        environments: file.environments.keys().cloned().collect(),
+        definitions: file
+            .definitions
+            .values()
+            .map(|d| (d.name.clone(), d.kind))
+            .collect(),
+        prioritize: file.prioritize,
+    }))
+}

@@ -421,9 +421,11 @@ impl<'s> Resolver<'s> {
                 }
             }
         }
+        // `order[0]` is the environment itself; the synthetic one is not in `parts`.
+        let skip = usize::from(synthetic.is_none());
         let inheritance: Vec<String> = parts
             .iter()
-            .filter(|(name, _)| synthetic.is_some() || name != key)
+            .skip(skip)
             .map(|(name, _)| name.clone())
             .collect();
         let hash = environment_hash(
