@@ -1,0 +1,328 @@
+//! The configuration file's schema: every section and field, with defaults.
+//!
+//! Unknown keys are rejected everywhere (`deny_unknown_fields`), so a typo is an error that names
+//! the key and its line. Sections that have alternatives (source control, artifacts, machine
+//! management) are written as a map with exactly one key naming the alternative, for example
+//! `source_control: {local: {path_to_repos: /srv/repos}}`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub redis: RedisSection,
+    pub source_control: SourceControlSection,
+    pub artifacts: ArtifactsSection,
+    pub machine_management: MachineManagementSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub http_server: HttpServerSection,
+}
+
+/// Where the server listens and how it names itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Host name browsers and workers use to reach the server (base of absolute URLs).
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Address the HTTP listener binds to.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Port of the web UI, JSON API, webhooks and the worker websocket.
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// TLS for the listener; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// Directory for the server's own state: git clone cache, source tarball cache.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted (webhooks, API), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Directory served under `/static` (CSS, JS, the unpacked xterm.js).
+    #[serde(default = "default_static_dir")]
+    pub static_dir: PathBuf,
+}
+
+/// Certificate and key for HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The Redis that holds the live state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// For example `redis://127.0.0.1:6379/0`.
+    pub url: String,
+}
+
+/// Exactly one source-control back end.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceControlSection {
+    pub local: Option<LocalSourceControl>,
+    pub github: Option<GithubSourceControl>,
+    pub gitlab: Option<GitlabSourceControl>,
+}
+
+/// Repos on the server's own disk: every git repo below `path_to_repos`, nested names allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSourceControl {
+    pub path_to_repos: PathBuf,
+    /// Shared secret for `POST /webhook` on local installs (GitHub-style HMAC signatures).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+/// Repos hosted on GitHub (or GitHub Enterprise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSourceControl {
+    /// `org:<name>` or `user:<name>`.
+    pub owner: String,
+    pub access_token: String,
+    pub webhook_secret: Option<String>,
+    #[serde(default = "default_github_api_url")]
+    pub api_url: String,
+    #[serde(default = "default_github_web_url")]
+    pub web_url: String,
+    /// Clone URL base, e.g. `https://github.com` (token auth) or `git@github.com` (ssh key).
+    #[serde(default = "default_github_web_url")]
+    pub clone_url: String,
+    /// Private key for ssh clones.
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+    /// Post commit statuses (pending/success/failure) back to GitHub.
+    #[serde(default)]
+    pub post_commit_statuses: bool,
+    #[serde(default)]
+    pub oauth: Option<OauthApp>,
+}
+
+/// Repos hosted on GitLab.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabSourceControl {
+    /// Group (path prefix) whose projects are watched.
+    pub group: String,
+    pub private_token: String,
+    pub webhook_secret: Option<String>,
+    #[serde(default = "default_gitlab_url")]
+    pub api_url: String,
+    #[serde(default = "default_gitlab_web_url")]
+    pub web_url: String,
+    #[serde(default = "default_gitlab_web_url")]
+    pub clone_url: String,
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+    #[serde(default)]
+    pub post_commit_statuses: bool,
+    #[serde(default)]
+    pub oauth: Option<OauthApp>,
+}
+
+/// An OAuth application used for browser login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    /// OAuth base URL, e.g. `https://github.com`.
+    pub login_url: String,
+}
+
+/// Exactly one artifact store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsSection {
+    pub local_disk: Option<LocalDiskArtifacts>,
+    pub s3: Option<S3Artifacts>,
+}
+
+/// Artifacts in a directory on the server's disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalDiskArtifacts {
+    pub path: PathBuf,
+}
+
+/// Artifacts in an S3 bucket (or any S3-compatible endpoint).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Artifacts {
+    pub bucket: String,
+    pub region: String,
+    #[serde(default)]
+    pub key_prefix: String,
+    /// Custom endpoint, e.g. a local emulator; AWS when absent.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// Explicit AWS credentials (otherwise the standard environment variables are used).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Exactly one machine pool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineManagementSection {
+    pub local_docker: Option<LocalDockerMachines>,
+    pub aws: Option<AwsMachines>,
+}
+
+/// Caps shared by every machine pool; 0 means "no cap".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineLimits {
+    #[serde(default)]
+    pub max_workers: u32,
+    #[serde(default)]
+    pub max_cores: u32,
+    #[serde(default)]
+    pub max_ram_gb: u32,
+}
+
+/// Workers run as local processes that execute jobs in the local Docker engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalDockerMachines {
+    #[serde(default)]
+    pub limits: MachineLimits,
+    /// Name prefix (and label) of every container this install starts.
+    #[serde(default = "default_docker_scope")]
+    pub docker_scope: String,
+    /// Scratch directories of local workers.
+    pub local_storage_path: PathBuf,
+    /// Stop a worker after this many idle seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Cores and RAM of one worker; by default one worker may take the whole box.
+    #[serde(default)]
+    pub worker_cores: Option<u32>,
+    #[serde(default)]
+    pub worker_ram_gb: Option<u32>,
+}
+
+/// Workers booted as EC2 instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsMachines {
+    #[serde(default)]
+    pub limits: MachineLimits,
+    pub region: String,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub credentials: Option<StaticCredentials>,
+    pub vpc_id: String,
+    pub subnet: String,
+    pub security_group: String,
+    pub keypair: String,
+    /// Tag value that identifies this install's instances.
+    pub worker_name: String,
+    #[serde(default)]
+    pub worker_iam_role_name: Option<String>,
+    pub linux_ami: String,
+    #[serde(default)]
+    pub windows_ami: Option<String>,
+    pub instance_types: Vec<InstanceType>,
+    #[serde(default)]
+    pub host_ips: std::collections::BTreeMap<String, String>,
+}
+
+/// One bootable instance shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceType {
+    pub instance_type: String,
+    pub cores: u32,
+    pub ram_gb: u32,
+}
+
+/// Who may look and who may act.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// Bearer tokens accepted by the JSON API (and by `tl`) for state-changing calls.
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// Shared secret workers present when they connect.
+    #[serde(default)]
+    pub worker_token: Option<String>,
+}
+
+/// How browser users are authenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Everyone may read and act (loopback demos).
+    #[default]
+    None,
+    /// Everyone may read; actions need an OAuth login or an API token.
+    Write,
+    /// Reading needs a login too.
+    Full,
+}
+
+/// Presentation of repo names in the UI.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerSection {
+    #[serde(default)]
+    pub repo_prefixes_to_suppress: Vec<String>,
+    #[serde(default)]
+    pub repo_prefixes_to_shorten: Vec<String>,
+}
+
+fn default_address() -> String {
+    "127.0.0.1".into()
+}
+fn default_bind() -> String {
+    "127.0.0.1".into()
+}
+fn default_http_port() -> u16 {
+    9081
+}
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_static_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../static"))
+}
+fn default_github_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_github_web_url() -> String {
+    "https://github.com".into()
+}
+fn default_gitlab_url() -> String {
+    "https://gitlab.com/api/v4".into()
+}
+fn default_gitlab_web_url() -> String {
+    "https://gitlab.com".into()
+}
+fn default_docker_scope() -> String {
+    "test_looper".into()
+}
+fn default_idle_timeout() -> u64 {
+    300
+}
