@@ -13,11 +13,15 @@ fn generate(tests: usize) -> String {
     text.push_str("  root: {platform: linux, image: {dockerfile_contents: \"FROM base\"}, variables: {A: \"${B}-a\", B: \"${C}-b\", C: c}}\n");
     text.push_str("  mid: {base: root, variables: {C: mid}}\n");
     for e in 0..20 {
-        text.push_str(&format!("  env{e}: {{base: mid, variables: {{E: \"e{e}-${{A}}\"}}}}\n"));
+        text.push_str(&format!(
+            "  env{e}: {{base: mid, variables: {{E: \"e{e}-${{A}}\"}}}}\n"
+        ));
     }
     text.push_str("builds:\n");
     for b in 0..20 {
-        text.push_str(&format!("  build{b}/env{b}: {{command: \"make ${{E}}\", dependencies: {{src: HEAD}}}}\n"));
+        text.push_str(&format!(
+            "  build{b}/env{b}: {{command: \"make ${{E}}\", dependencies: {{src: HEAD}}}}\n"
+        ));
     }
     text.push_str("tests:\n");
     for t in 0..tests {

@@ -149,16 +149,9 @@ impl<'s> Resolver<'s> {
             self.definition(&mut state, name)?;
         }
         reenable_dependencies(&mut state);
-        result.definitions = loaded
-            .definitions
-            .keys()
-            .filter_map(|name| {
-                state
-                    .definitions
-                    .shift_remove(name)
-                    .map(|d| (name.clone(), d))
-            })
-            .collect();
+        let mut definitions = std::mem::take(&mut state.definitions);
+        definitions.sort_by_cached_key(|name, _| loaded.definitions.get_index_of(name));
+        result.definitions = definitions;
         Ok(result)
     }
 
