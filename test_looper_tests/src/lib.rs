@@ -9,6 +9,7 @@
 //! A missing service is a test failure with instructions, never a skip: `test_looper_tests/run.sh`
 //! installs everything.
 
+pub mod browser;
 pub mod docker_engine;
 pub mod git_repo;
 pub mod moto_server;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod redis_server;
 pub mod server;
 
+pub use browser::Browser;
 pub use docker_engine::DockerEngine;
 pub use git_repo::GitRepo;
 pub use moto_server::MotoServer;

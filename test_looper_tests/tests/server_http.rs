@@ -70,3 +70,23 @@ async fn static_files_are_served() {
         .unwrap();
     assert_ne!(traversal.status(), 200);
 }
+
+#[actix_web::test]
+async fn a_real_browser_sees_the_repos_page() {
+    use fantoccini::Locator;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    GitRepo::init_bare(&dir.path().join("repos/demo_repo")).commit("master", "c", &[("f", "x")]);
+    let server = TestServer::start(local_config(dir.path(), &redis.url()));
+    let browser = test_looper_tests::Browser::start().await;
+    browser.client.goto(&server.url("/repos")).await.unwrap();
+    let cell = browser
+        .client
+        .find(Locator::Css("#repos td.repo-name a"))
+        .await
+        .unwrap();
+    assert_eq!(cell.text().await.unwrap(), "demo_repo");
+    let shot = browser.screenshot("repos_page").await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+    browser.close().await;
+}
