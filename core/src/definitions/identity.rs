@@ -237,9 +237,8 @@ pub fn definition_hash(input: &DefinitionIdentity<'_>) -> String {
 
 fn digest<T: Serialize>(value: &T) -> String {
     let mut hasher = Sha256::new();
-    // Serialising plain structs of strings and numbers into a Vec can't fail.
-    if let Ok(bytes) = serde_json::to_vec(value) {
-        hasher.update(&bytes);
-    }
+    // The JSON encoding streams straight into the hasher. Serialising plain structs of
+    // strings and numbers into a hasher can't fail.
+    let _ = serde_json::to_writer(&mut hasher, value);
     hex::encode(hasher.finalize())
 }

@@ -125,6 +125,7 @@ pub fn load_commit(
             },
         );
     }
+    loaded.definitions.reserve(definitions.len());
     for (name, def) in definitions {
         loaded.definitions.insert(
             name,

@@ -54,6 +54,40 @@ impl Expander {
         self.walk(node, scope, Mode::Plain, false, path)
     }
 
+    /// [`Expander::expand`] of a value the caller gives up: subtrees that expansion would
+    /// copy unchanged (no directive, nothing to substitute) are moved instead of rebuilt,
+    /// which keeps large macro-free sections cheap.
+    pub fn expand_owned(&mut self, node: Node, scope: &Scope, path: &DocPath) -> Result<Node> {
+        if is_inert(&node, scope) {
+            return Ok(node);
+        }
+        match node.value {
+            Value::Map(map) if !is_directive(&map) => {
+                self.spend(1, path, node.mark)?;
+                let mut out = Map::with_capacity(map.len());
+                for (key, value) in map {
+                    let child_path = path.key(&key);
+                    let new_key = self.expand_key(&key, scope, &child_path, value.mark)?;
+                    let new_value = self.expand_owned(value, scope, &child_path)?;
+                    if out.contains_key(&new_key) {
+                        return Err(duplicate_key(&new_key, &child_path, new_value.mark));
+                    }
+                    out.insert(new_key, new_value);
+                }
+                Ok(Node::new(Value::Map(out), node.mark))
+            }
+            Value::List(items) => {
+                self.spend(1, path, node.mark)?;
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    out.push(self.expand_owned(item, scope, &path.index(i))?);
+                }
+                Ok(Node::new(Value::List(out), node.mark))
+            }
+            value => self.expand(&Node::new(value, node.mark), scope, path),
+        }
+    }
+
     /// Expand an `includes` section: strings become `{path, variables}` records (§3.5).
     pub fn expand_includes(&mut self, node: &Node, scope: &Scope, path: &DocPath) -> Result<Node> {
         self.walk(node, scope, Mode::Includes, false, path)
@@ -171,33 +205,35 @@ impl Expander {
         let mut out = Map::with_capacity(map.len());
         for (key, value) in map {
             let child_path = path.key(key);
-            let new_key = match self
-                .substitute_node(key, scope, &child_path, value.mark)?
-                .value
-            {
-                Value::Str(s) => s,
-                other => {
-                    return Err(invalid_at(
-                        format!(
-                            "map key {key:?} expands to a {}, not a string",
-                            Node::new(other, mark).type_name()
-                        ),
-                        &child_path,
-                        value.mark,
-                    ))
-                }
-            };
+            let new_key = self.expand_key(key, scope, &child_path, value.mark)?;
             let new_value = self.walk(value, scope, mode, vardef, &child_path)?;
             if out.contains_key(&new_key) {
-                return Err(invalid_at(
-                    format!("duplicate key after expansion: {new_key}"),
-                    &child_path,
-                    value.mark,
-                ));
+                return Err(duplicate_key(&new_key, &child_path, value.mark));
             }
             out.insert(new_key, new_value);
         }
         Ok(Node::new(Value::Map(out), mark))
+    }
+
+    /// Substitute into a map key, which must stay a string.
+    fn expand_key(
+        &mut self,
+        key: &str,
+        scope: &Scope,
+        path: &DocPath,
+        mark: Mark,
+    ) -> Result<String> {
+        match self.substitute_node(key, scope, path, mark)?.value {
+            Value::Str(s) => Ok(s),
+            other => Err(invalid_at(
+                format!(
+                    "map key {key:?} expands to a {}, not a string",
+                    Node::new(other, mark).type_name()
+                ),
+                path,
+                mark,
+            )),
+        }
     }
 
     fn include_map(
@@ -515,6 +551,37 @@ impl Expander {
             }
         }
         Ok(Node::str(current, mark))
+    }
+}
+
+fn duplicate_key(key: &str, path: &DocPath, mark: Mark) -> DefinitionsError {
+    invalid_at(format!("duplicate key after expansion: {key}"), path, mark)
+}
+
+/// Whether `map` is a directive, by its exact key set (see the module doc).
+fn is_directive(map: &Map) -> bool {
+    let has = |keys: &[&str]| map.len() == keys.len() && keys.iter().all(|k| map.contains_key(*k));
+    has(&["define", "in"])
+        || has(&["squash", "over"])
+        || has(&["foreach", "repeat"])
+        || has(&["merge"])
+        || has(&["case", "in"])
+}
+
+/// Whether plain-mode expansion returns `node` unchanged: no directive anywhere and no
+/// string (value or key) that substitution could change.
+fn is_inert(node: &Node, scope: &Scope) -> bool {
+    let text_inert = |text: &str| scope.is_empty() || !text.contains("${");
+    match &node.value {
+        Value::Str(text) => text_inert(text),
+        Value::List(items) => items.iter().all(|item| is_inert(item, scope)),
+        Value::Map(map) => {
+            !is_directive(map)
+                && map
+                    .iter()
+                    .all(|(key, value)| text_inert(key) && is_inert(value, scope))
+        }
+        _ => true,
     }
 }
 

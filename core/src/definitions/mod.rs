@@ -47,9 +47,10 @@ pub fn resolve_commit(
     source: &dyn DefinitionsSource,
 ) -> Result<ResolvedCommit, DefinitionsError> {
     let mut resolver = Resolver::new(source);
-    resolver
-        .resolve(target)
-        .map(std::sync::Arc::unwrap_or_clone)
+    let resolved = resolver.resolve(target);
+    // Drop the resolver's memo first so the result is unwrapped without a deep copy.
+    drop(resolver);
+    resolved.map(std::sync::Arc::unwrap_or_clone)
 }
 
 /// What one definitions file declares, after preprocessing and schema decoding (no

@@ -52,12 +52,15 @@ pub fn parse_file(
         if !is_define {
             break;
         }
-        let (Some(define), Some(body)) = (current.get("define"), current.get("in")) else {
+        let Some(define) = current.get("define") else {
             break;
         };
         expander.define_into(define, &mut scope, &path.key("define"))?;
-        current = match &body.value {
-            Value::Map(map) => map.clone(),
+        let Some(body) = current.swap_remove("in") else {
+            break;
+        };
+        current = match body.value {
+            Value::Map(map) => map,
             Value::Null => return Ok(None),
             _ => {
                 return Err(invalid_at(
@@ -72,16 +75,16 @@ pub fn parse_file(
         };
     }
     let mut expanded = Map::with_capacity(current.len());
-    for (key, value) in &current {
-        let section_path = path.key(key);
+    for (key, value) in current {
+        let section_path = path.key(&key);
         let new_value = if EXPANDED_SECTIONS.contains(&key.as_str()) {
-            expander.expand(value, &scope, &section_path)?
+            expander.expand_owned(value, &scope, &section_path)?
         } else if key == "includes" {
-            expander.expand_includes(value, &scope, &section_path)?
+            expander.expand_includes(&value, &scope, &section_path)?
         } else {
-            value.clone()
+            value
         };
-        expanded.insert(key.clone(), new_value);
+        expanded.insert(key, new_value);
     }
     check_version(&expanded, mark_or(root_mark))?;
     decode_file(&expanded, root_mark).map(Some)

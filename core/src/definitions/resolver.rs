@@ -137,7 +137,7 @@ impl<'s> Resolver<'s> {
             commit: commit.clone(),
             environments: HashMap::new(),
             environments_in_progress: HashSet::new(),
-            definitions: IndexMap::new(),
+            definitions: IndexMap::with_capacity(loaded.definitions.len()),
             definition_stack: Vec::new(),
         };
         for name in loaded.environments.keys() {
@@ -150,7 +150,14 @@ impl<'s> Resolver<'s> {
         }
         reenable_dependencies(&mut state);
         let mut definitions = std::mem::take(&mut state.definitions);
-        definitions.sort_by_cached_key(|name, _| loaded.definitions.get_index_of(name));
+        // Build dependencies are resolved first, out of declaration order; restore it.
+        let in_order = definitions
+            .keys()
+            .zip(loaded.definitions.keys())
+            .all(|(resolved, declared)| resolved == declared);
+        if !in_order {
+            definitions.sort_by_cached_key(|name, _| loaded.definitions.get_index_of(name));
+        }
         result.definitions = definitions;
         Ok(result)
     }
@@ -870,6 +877,9 @@ fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
 
 /// §9: every enabled definition re-enables its internal build dependencies, transitively.
 fn reenable_dependencies(state: &mut CommitState) {
+    if !state.definitions.values().any(|d| d.disabled) {
+        return;
+    }
     let mut stack: Vec<String> = state
         .definitions
         .values()
@@ -881,9 +891,18 @@ fn reenable_dependencies(state: &mut CommitState) {
         let Some(def) = state.definitions.get(&name) else {
             continue;
         };
+        // `all_dependencies` without the copy: the definition's own, then the
+        // environment's that it does not override.
         let internal: Vec<String> = def
-            .all_dependencies()
+            .dependencies
             .values()
+            .chain(
+                def.environment
+                    .dependencies
+                    .iter()
+                    .filter(|(key, _)| !def.dependencies.contains_key(*key))
+                    .map(|(_, dep)| dep),
+            )
             .filter_map(|dep| match dep {
                 ResolvedDependency::Build {
                     defined_in, name, ..

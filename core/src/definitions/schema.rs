@@ -10,7 +10,6 @@
 use indexmap::IndexMap;
 
 use super::error::{invalid_at, DefinitionsError};
-use super::macros::flatten;
 use super::model::{Artifact, ArtifactFormat, DefinitionKind, Platform, Stage};
 use super::node::{python_float, Map, Mark, Node, Value};
 use super::path::DocPath;
@@ -207,33 +206,41 @@ pub fn decode_file(root: &Map, root_mark: Mark) -> Result<RawFile> {
     let path = DocPath::Root;
     check_keys(root, TOP_LEVEL, "the top level", &path, root_mark)?;
     let mut file = RawFile::default();
+    let definition_count: usize = ["builds", "tests", "deployments"]
+        .iter()
+        .filter_map(|section| match root.get(*section).map(|n| &n.value) {
+            Some(Value::Map(map)) => Some(map.len()),
+            _ => None,
+        })
+        .sum();
+    file.definitions.reserve(definition_count);
     if let Some(repos) = root.get("repos") {
         let p = path.key("repos");
-        for (name, node, _) in section_entries(repos, &p)? {
-            let ep = p.key(&name);
-            let repo = decode_repo(&name, &node, &ep)?;
+        for (name, node) in section_entries(repos, &p)? {
+            let ep = p.key(name);
+            let repo = decode_repo(name, node, &ep)?;
             let declared_at = Origin {
                 document_path: ep.render(),
                 mark: node.mark,
             };
-            file.repos.insert(name.clone(), (repo, declared_at));
+            file.repos.insert(name.to_owned(), (repo, declared_at));
         }
     }
     if let Some(includes) = root.get("includes") {
         let p = path.key("includes");
-        for (i, node) in flatten(includes.clone()).into_iter().enumerate() {
+        for (i, node) in flatten_ref(includes).into_iter().enumerate() {
             if matches!(node.value, Value::Null) {
                 continue;
             }
-            file.includes.push(decode_include(&node, &p.index(i))?);
+            file.includes.push(decode_include(node, &p.index(i))?);
         }
     }
     if let Some(envs) = root.get("environments") {
         let p = path.key("environments");
-        for (name, node, _) in section_entries(envs, &p)? {
-            let ep = p.key(&name);
-            let env = decode_environment(&name, &node, &ep)?;
-            file.environments.insert(name, env);
+        for (name, node) in section_entries(envs, &p)? {
+            let ep = p.key(name);
+            let env = decode_environment(name, node, &ep)?;
+            file.environments.insert(name.to_owned(), env);
         }
     }
     for kind in [
@@ -245,9 +252,9 @@ pub fn decode_file(root: &Map, root_mark: Mark) -> Result<RawFile> {
             continue;
         };
         let p = path.key(kind.section());
-        for (name, node, _) in section_entries(section, &p)? {
-            let ep = p.key(&name);
-            if let Some(previous) = file.definitions.get(&name) {
+        for (name, node) in section_entries(section, &p)? {
+            let ep = p.key(name);
+            if let Some(previous) = file.definitions.get(name) {
                 return Err(invalid_at(
                     format!(
                         "the name {name:?} is defined twice: as a {} and as a {}",
@@ -258,8 +265,8 @@ pub fn decode_file(root: &Map, root_mark: Mark) -> Result<RawFile> {
                     node.mark,
                 ));
             }
-            let definition = decode_definition(&name, kind, &node, &ep)?;
-            file.definitions.insert(name, definition);
+            let definition = decode_definition(name, kind, node, &ep)?;
+            file.definitions.insert(name.to_owned(), definition);
         }
     }
     if let Some(prioritize) = root.get("prioritize") {
@@ -277,12 +284,12 @@ fn singular(kind: DefinitionKind) -> &'static str {
 }
 
 /// The entries of a map section, which may also be a list of maps (§4.6); null is empty.
-fn section_entries(node: &Node, path: &DocPath) -> Result<Vec<(String, Node, String)>> {
-    let mut out: IndexMap<String, Node> = IndexMap::new();
-    let parts = match &node.value {
-        Value::Null => Vec::new(),
-        Value::Map(_) => vec![node.clone()],
-        Value::List(_) => flatten(node.clone()),
+/// Borrows from `node`: sections can hold thousands of entries.
+fn section_entries<'a>(node: &'a Node, path: &DocPath) -> Result<Vec<(&'a str, &'a Node)>> {
+    let parts: Vec<&Node> = match &node.value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Map(map) => return Ok(map.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+        Value::List(_) => flatten_ref(node),
         _ => {
             return Err(invalid_at(
                 format!("expected a map, found a {}", node.type_name()),
@@ -291,14 +298,15 @@ fn section_entries(node: &Node, path: &DocPath) -> Result<Vec<(String, Node, Str
             ))
         }
     };
+    let mut out: IndexMap<&str, &Node> = IndexMap::new();
     for part in parts {
-        match part.value {
+        match &part.value {
             Value::Map(map) => {
                 for (key, value) in map {
-                    if out.contains_key(&key) {
+                    if out.contains_key(key.as_str()) {
                         return Err(invalid_at(
                             format!("{key} is defined twice in this section"),
-                            &path.key(&key),
+                            &path.key(key),
                             value.mark,
                         ));
                     }
@@ -315,10 +323,20 @@ fn section_entries(node: &Node, path: &DocPath) -> Result<Vec<(String, Node, Str
             }
         }
     }
-    Ok(out
-        .into_iter()
-        .map(|(k, v)| (k, v, String::new()))
-        .collect())
+    Ok(out.into_iter().collect())
+}
+
+/// Nested lists flattened, by reference; a non-list is a one-element list.
+fn flatten_ref(node: &Node) -> Vec<&Node> {
+    let mut out = Vec::new();
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            Value::List(items) => stack.extend(items.iter().rev()),
+            _ => out.push(node),
+        }
+    }
+    out
 }
 
 fn check_keys(map: &Map, allowed: &[&str], what: &str, path: &DocPath, mark: Mark) -> Result<()> {
@@ -430,8 +448,8 @@ pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
     if matches!(node.value, Value::Null) {
         return Ok(Vec::new());
     }
-    flatten(node.clone())
-        .iter()
+    flatten_ref(node)
+        .into_iter()
         .enumerate()
         .map(|(i, item)| string_field(item, &path.index(i)))
         .collect()
@@ -441,8 +459,8 @@ pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
 /// (including null) is an error.
 fn variables_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>> {
     let mut out = IndexMap::new();
-    for (key, value, _) in section_entries(node, path)? {
-        let vp = path.key(&key);
+    for (key, value) in section_entries(node, path)? {
+        let vp = path.key(key);
         let text = match &value.value {
             Value::Str(s) => s.clone(),
             Value::Bool(b) => b.to_string(),
@@ -456,14 +474,14 @@ fn variables_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>
                 ))
             }
         };
-        if super::variables::is_reserved_name(&key) {
+        if super::variables::is_reserved_name(key) {
             return Err(invalid_at(
                 format!("{key} is a reserved variable name (set by the worker at run time)"),
                 &vp,
                 value.mark,
             ));
         }
-        out.insert(key.clone(), text);
+        out.insert(key.to_owned(), text);
     }
     Ok(out)
 }
@@ -471,13 +489,13 @@ fn variables_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>
 /// A `{str: str}` map such as `dependencies`.
 fn string_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>> {
     let mut out = IndexMap::new();
-    for (key, value, _) in section_entries(node, path)? {
-        let vp = path.key(&key);
+    for (key, value) in section_entries(node, path)? {
+        let vp = path.key(key);
         if matches!(value.value, Value::Null) {
             return Err(invalid_at(format!("{key} has no value"), &vp, value.mark));
         }
-        let text = string_field(&value, &vp)?;
-        out.insert(key.clone(), text);
+        let text = string_field(value, &vp)?;
+        out.insert(key.to_owned(), text);
     }
     Ok(out)
 }
@@ -741,9 +759,9 @@ fn stages(node: &Node, path: &DocPath) -> Result<Vec<Stage>> {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for (i, item) in flatten(node.clone()).into_iter().enumerate() {
+    for (i, item) in flatten_ref(node).into_iter().enumerate() {
         let sp = path.index(i);
-        let map = as_map(&item, "stage", &sp)?;
+        let map = as_map(item, "stage", &sp)?;
         check_keys(&map, STAGE_KEYS, "a stage", &sp, item.mark)?;
         let mut stage = Stage::default();
         if let Some(n) = map.get("command") {
@@ -758,10 +776,10 @@ fn stages(node: &Node, path: &DocPath) -> Result<Vec<Stage>> {
         if let Some(n) = map.get("artifacts") {
             let ap = sp.key("artifacts");
             if !matches!(n.value, Value::Null) {
-                for (j, artifact) in flatten(n.clone()).into_iter().enumerate() {
+                for (j, artifact) in flatten_ref(n).into_iter().enumerate() {
                     stage
                         .artifacts
-                        .push(decode_artifact(&artifact, &ap.index(j))?);
+                        .push(decode_artifact(artifact, &ap.index(j))?);
                 }
             }
         }
@@ -812,22 +830,28 @@ fn decode_definition(
     path: &DocPath,
 ) -> Result<RawDefinition> {
     let map = as_map(node, name, path)?;
-    let mut allowed: Vec<&str> = DEFINITION_COMMON.to_vec();
-    match kind {
-        DefinitionKind::Build => {
-            allowed.extend(RUNNABLE);
-            allowed.extend(BUILD_ONLY);
-        }
-        DefinitionKind::Test => allowed.extend(RUNNABLE),
-        DefinitionKind::Deployment => allowed.extend(DEPLOYMENT_ONLY),
+    let specific: &[&str] = match kind {
+        DefinitionKind::Build => BUILD_ONLY,
+        DefinitionKind::Test => &[],
+        DefinitionKind::Deployment => DEPLOYMENT_ONLY,
+    };
+    let runnable: &[&str] = match kind {
+        DefinitionKind::Deployment => &[],
+        _ => RUNNABLE,
+    };
+    let known = |key: &str| {
+        DEFINITION_COMMON.contains(&key) || runnable.contains(&key) || specific.contains(&key)
+    };
+    if !map.keys().all(|key| known(key)) {
+        let allowed: Vec<&str> = [DEFINITION_COMMON, runnable, specific].concat();
+        check_keys(
+            &map,
+            &allowed,
+            &format!("a {}", singular(kind)),
+            path,
+            node.mark,
+        )?;
     }
-    check_keys(
-        &map,
-        &allowed,
-        &format!("a {}", singular(kind)),
-        path,
-        node.mark,
-    )?;
     let get = |key: &str| map.get(key);
     let text = |key: &str| -> Result<String> {
         get(key)
@@ -844,9 +868,9 @@ fn decode_definition(
     let mut port_expose = IndexMap::new();
     if let Some(ports) = get("portExpose") {
         let pp = path.key("portExpose");
-        for (port_name, value, _) in section_entries(ports, &pp)? {
-            let port = int_field(&value, "portExpose", &pp.key(&port_name))?;
-            port_expose.insert(port_name, port);
+        for (port_name, value) in section_entries(ports, &pp)? {
+            let port = int_field(value, "portExpose", &pp.key(port_name))?;
+            port_expose.insert(port_name.to_owned(), port);
         }
     }
     Ok(RawDefinition {

@@ -94,11 +94,47 @@ fn references(text: &str) -> Vec<&str> {
     out
 }
 
-/// Replace every `${name}` of `name` in `text`.
+/// Whether `text` contains `${name}` (without building the pattern).
+fn contains_reference(text: &str, name: &str) -> bool {
+    let mut from = 0;
+    while let Some(at) = text[from..].find("${") {
+        let start = from + at + 2;
+        let rest = &text[start..];
+        if rest.starts_with(name) && rest[name.len()..].starts_with('}') {
+            return true;
+        }
+        from = start;
+    }
+    false
+}
+
+/// Whether `text` may contain `${name}` for a name of `vars`; `false` means
+/// [`substitute`] returns `text` unchanged. One scan of `text` instead of one per variable:
+/// the name after each `${` runs to the next `}` (exact unless a variable name itself
+/// contains `}`, in which case this answers `true`).
+fn may_reference_any(text: &str, vars: &BTreeMap<String, String>) -> bool {
+    let mut from = 0;
+    let mut found_any = false;
+    while let Some(at) = text[from..].find("${") {
+        found_any = true;
+        let start = from + at + 2;
+        match text[start..].find('}') {
+            Some(end) if vars.contains_key(&text[start..start + end]) => return true,
+            Some(_) => {}
+            None => break,
+        }
+        from = start;
+    }
+    found_any && vars.keys().any(|name| name.contains('}'))
+}
+
+/// Replace every `${name}` of `name` in `text`; `None` when there is none.
 fn replace_var(text: &str, name: &str, value: &str) -> Option<String> {
+    if !contains_reference(text, name) {
+        return None;
+    }
     let pattern = format!("${{{name}}}");
-    text.contains(&pattern)
-        .then(|| text.replace(&pattern, value))
+    Some(text.replace(&pattern, value))
 }
 
 /// Resolve chained references among `vars`, then substitute `extra` (runtime variables) into
@@ -165,10 +201,9 @@ fn resolve_once(
         by_level.sort_by_key(|(n, l)| (*l, *n));
         for (name, _) in by_level {
             let value = values[name].clone();
-            let pattern = format!("${{{name}}}");
             for other in values.values_mut() {
-                if other.contains(&pattern) {
-                    *other = other.replace(&pattern, &value);
+                if let Some(replaced) = replace_var(other, name, &value) {
+                    *other = replaced;
                 }
             }
         }
@@ -188,19 +223,20 @@ fn resolve_once(
 
 /// Substitute every variable of `vars` into `text` (plain textual `${name}` replacement).
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
-    if !text.contains("${") {
+    if !may_reference_any(text, vars) {
         return text.to_owned();
     }
-    let mut out = text.to_owned();
+    let mut out: Option<String> = None;
     for (name, value) in vars {
-        if !out.contains("${") {
+        let current = out.as_deref().unwrap_or(text);
+        if !current.contains("${") {
             break;
         }
-        if let Some(replaced) = replace_var(&out, name, value) {
-            out = replaced;
+        if let Some(replaced) = replace_var(current, name, value) {
+            out = Some(replaced);
         }
     }
-    out
+    out.unwrap_or_else(|| text.to_owned())
 }
 
 #[cfg(test)]

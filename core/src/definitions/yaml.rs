@@ -87,6 +87,7 @@ enum Frame {
         items: Vec<Node>,
         mark: Mark,
         anchor: usize,
+        extent: Extent,
     },
     Map {
         map: Map,
@@ -94,7 +95,23 @@ enum Frame {
         pending_key: Option<(String, bool)>,
         mark: Mark,
         anchor: usize,
+        extent: Extent,
     },
+}
+
+/// Node count and height of the subtree built so far in a frame (kept incrementally so
+/// closing a collection does not walk its subtree again).
+#[derive(Clone, Copy, Default)]
+struct Extent {
+    size: usize,
+    height: usize,
+}
+
+impl Extent {
+    fn add_child(&mut self, size: usize, height: usize) {
+        self.size = self.size.saturating_add(size);
+        self.height = self.height.max(height);
+    }
 }
 
 #[derive(Default)]
@@ -137,6 +154,7 @@ impl TreeBuilder {
                     items: Vec::new(),
                     mark,
                     anchor,
+                    extent: Extent::default(),
                 });
                 Ok(())
             }
@@ -150,6 +168,7 @@ impl TreeBuilder {
                     pending_key: None,
                     mark,
                     anchor,
+                    extent: Extent::default(),
                 });
                 Ok(())
             }
@@ -158,12 +177,13 @@ impl TreeBuilder {
                     items,
                     mark,
                     anchor,
-                    ..
-                }) => {
-                    let size = 1 + items.iter().map(Node::size).sum::<usize>();
-                    let height = 1 + items.iter().map(height_of).max().unwrap_or(0);
-                    self.finish(Node::new(Value::List(items), mark), anchor, size, height)
-                }
+                    extent,
+                }) => self.finish(
+                    Node::new(Value::List(items), mark),
+                    anchor,
+                    extent.size.saturating_add(1),
+                    extent.height + 1,
+                ),
                 _ => Err(err("unbalanced sequence end", mark)),
             },
             Event::MappingEnd => match self.stack.pop() {
@@ -172,11 +192,17 @@ impl TreeBuilder {
                     merges,
                     mark,
                     anchor,
+                    extent,
                     ..
                 }) => {
-                    apply_merge_keys(&mut map, merges, mark)?;
-                    let size = 1 + map.values().map(Node::size).sum::<usize>();
-                    let height = 1 + map.values().map(height_of).max().unwrap_or(0);
+                    let (size, height) = if merges.is_empty() {
+                        (extent.size.saturating_add(1), extent.height + 1)
+                    } else {
+                        apply_merge_keys(&mut map, merges, mark)?;
+                        let size = 1 + map.values().map(Node::size).sum::<usize>();
+                        let height = 1 + map.values().map(height_of).max().unwrap_or(0);
+                        (size, height)
+                    };
                     self.finish(Node::new(Value::Map(map), mark), anchor, size, height)
                 }
                 _ => Err(err("unbalanced mapping end", mark)),
@@ -228,7 +254,8 @@ impl TreeBuilder {
                 }
                 Ok(())
             }
-            Some(Frame::List { items, .. }) => {
+            Some(Frame::List { items, extent, .. }) => {
+                extent.add_child(size, height);
                 items.push(node);
                 Ok(())
             }
@@ -236,12 +263,12 @@ impl TreeBuilder {
                 map,
                 merges,
                 pending_key,
+                extent,
                 ..
             }) => match pending_key.take() {
                 None => {
-                    let is_merge = matches!(&node.value, Value::Str(s) if s == "<<")
-                        && is_plain_merge_marker(&node);
-                    let key = key_text(&node)?;
+                    let is_merge = is_plain_merge_marker(&node);
+                    let key = key_text(node)?;
                     *pending_key = Some((key, is_merge));
                     Ok(())
                 }
@@ -250,11 +277,16 @@ impl TreeBuilder {
                     Ok(())
                 }
                 Some((key, false)) => {
-                    if map.contains_key(&key) {
-                        return Err(err(&format!("duplicate key {key:?}"), node.mark));
+                    extent.add_child(size, height);
+                    match map.entry(key) {
+                        indexmap::map::Entry::Occupied(entry) => {
+                            Err(err(&format!("duplicate key {:?}", entry.key()), node.mark))
+                        }
+                        indexmap::map::Entry::Vacant(entry) => {
+                            entry.insert(node);
+                            Ok(())
+                        }
                     }
-                    map.insert(key, node);
-                    Ok(())
                 }
             },
         }
@@ -313,12 +345,12 @@ fn err(message: &str, mark: Mark) -> LoadError {
 }
 
 /// The text of a map key: strings as they are, other scalars as the decoder prints them.
-fn key_text(node: &Node) -> Result<String, LoadError> {
-    match &node.value {
-        Value::Str(s) => Ok(s.clone()),
-        Value::Bool(b) => Ok(if *b { "true".into() } else { "false".into() }),
+fn key_text(node: Node) -> Result<String, LoadError> {
+    match node.value {
+        Value::Str(s) => Ok(s),
+        Value::Bool(b) => Ok(if b { "true".into() } else { "false".into() }),
         Value::Int(i) => Ok(i.to_string()),
-        Value::Float(f) => Ok(super::node::python_float(*f)),
+        Value::Float(f) => Ok(super::node::python_float(f)),
         Value::Null => Ok(String::new()),
         Value::List(_) | Value::Map(_) => Err(err("a map key must be a scalar", node.mark)),
     }
