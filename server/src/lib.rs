@@ -3,9 +3,11 @@
 //! The binary in `main.rs` is a thin shell around [`run_server`].
 
 pub mod config;
+pub mod git;
 pub mod http;
-pub mod local_repos;
 pub mod redis_state;
+pub mod scm;
+pub mod webhooks;
 
 use anyhow::Context;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use std::sync::Arc;
 pub struct AppContext {
     pub config: config::Config,
     pub redis: redis_state::RedisHandle,
+    /// Repo store, history, scans and their events (see [`git::GitService`]).
+    pub git: Arc<git::GitService>,
 }
 
 impl AppContext {
@@ -21,7 +25,8 @@ impl AppContext {
     pub fn new(config: config::Config) -> anyhow::Result<Arc<Self>> {
         let redis = redis_state::RedisHandle::new(&config.redis.url)
             .with_context(|| format!("invalid redis url {}", config.redis.url))?;
-        Ok(Arc::new(Self { config, redis }))
+        let git = git::GitService::from_config(&config);
+        Ok(Arc::new(Self { config, redis, git }))
     }
 }
 

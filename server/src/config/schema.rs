@@ -82,6 +82,9 @@ pub struct LocalSourceControl {
     /// Shared secret for `POST /webhook` on local installs (GitHub-style HMAC signatures).
     #[serde(default)]
     pub webhook_secret: Option<String>,
+    /// How often the refs of local repos are re-read when no webhook arrives, in ms.
+    #[serde(default = "default_local_poll_interval_ms")]
+    pub poll_interval_ms: u64,
 }
 
 /// Repos hosted on GitHub (or GitHub Enterprise).
@@ -105,6 +108,9 @@ pub struct GithubSourceControl {
     /// Post commit statuses (pending/success/failure) back to GitHub.
     #[serde(default)]
     pub post_commit_statuses: bool,
+    /// Safety fetch of every repo (webhooks trigger fetches at once), in seconds.
+    #[serde(default = "default_remote_fetch_interval_seconds")]
+    pub fetch_interval_seconds: u64,
     #[serde(default)]
     pub oauth: Option<OauthApp>,
 }
@@ -127,6 +133,9 @@ pub struct GitlabSourceControl {
     pub ssh_key: Option<PathBuf>,
     #[serde(default)]
     pub post_commit_statuses: bool,
+    /// Safety fetch of every repo (webhooks trigger fetches at once), in seconds.
+    #[serde(default = "default_remote_fetch_interval_seconds")]
+    pub fetch_interval_seconds: u64,
     #[serde(default)]
     pub oauth: Option<OauthApp>,
 }
@@ -319,6 +328,12 @@ fn default_gitlab_url() -> String {
 }
 fn default_gitlab_web_url() -> String {
     "https://gitlab.com".into()
+}
+fn default_local_poll_interval_ms() -> u64 {
+    500
+}
+fn default_remote_fetch_interval_seconds() -> u64 {
+    600
 }
 fn default_docker_scope() -> String {
     "test_looper".into()

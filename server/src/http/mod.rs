@@ -20,6 +20,8 @@ pub fn configure(context: Arc<AppContext>) -> impl FnOnce(&mut web::ServiceConfi
             .route("/healthz", web::get().to(health::healthz))
             .route("/", web::get().to(repos_page::repos_page))
             .route("/repos", web::get().to(repos_page::repos_page))
+            .route("/webhook", web::post().to(crate::webhooks::receive))
+            .route("/githubReceivedAPush", web::post().to(crate::webhooks::receive))
             .service(actix_files::Files::new("/static", static_dir));
     }
 }

@@ -1,0 +1,32 @@
+//! The server's view of git: which repos exist, their branches and history, files at any
+//! commit, source tarballs, and the scanner service that turns pushes into plain-data events.
+//!
+//! - [`store`]: the repo store (local repos read in place, remote repos mirrored under
+//!   `data_dir/git/` and fetched with the `git` command line).
+//! - [`history`]: branches, commit metadata, walks from branch tops.
+//! - [`files`]: reading trees and files at a commit, the definitions-file lookup, "last
+//!   commit touching a path".
+//! - [`definitions_source`]: the [`test_looper_core::definitions::DefinitionsSource`] over the
+//!   store, with caches shared across scans.
+//! - [`tarball`]: deterministic source tarballs cached by (commit, path).
+//! - [`scanner`]: one rescan of one repo (new commits, deleted branches, orphans).
+//! - [`pins`]: auto-updating floating pins (definitions.md §12).
+//! - [`service`]: the background thread that fetches and scans on push and on timers and
+//!   broadcasts [`scanner::RepoScanned`] events.
+
+pub mod credentials;
+pub mod definitions_source;
+pub mod discovery;
+mod error;
+pub mod files;
+pub mod history;
+pub mod pins;
+pub mod scanner;
+pub mod service;
+pub mod store;
+pub mod tarball;
+
+pub use error::GitError;
+pub use scanner::{CommitInfo, ParseOutcome, RepoScanned};
+pub use service::GitService;
+pub use store::RepoStore;
