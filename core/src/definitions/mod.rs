@@ -28,8 +28,9 @@ mod yaml;
 
 pub use error::{DefinitionsError, ErrorLocation, FileRef};
 pub use model::{
-    Artifact, ArtifactFormat, DefinitionKind, EnvironmentDefaults, Image, Platform, RepoReference,
-    ResolvedCommit, ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
+    Artifact, ArtifactFormat, DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image,
+    Platform, RepoReference, ResolvedCommit, ResolvedDefinition, ResolvedDependency,
+    ResolvedEnvironment, Stage,
 };
 pub use resolver::Resolver;
 pub use source::{CommitRef, DefinitionsSource, SourceError};

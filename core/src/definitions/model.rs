@@ -30,6 +30,11 @@ pub struct ResolvedCommit {
     /// The commit's named environments, fully merged and substituted. Synthetic
     /// `env+mixin` environments are not listed here; each definition carries its own.
     pub environments: IndexMap<String, Arc<ResolvedEnvironment>>,
+    /// The commit's named environments whose inheritance chain has no root environment
+    /// (mixins), merged and substituted (§5.5). Other commits can use them as
+    /// `base: repo/name`; no definition can run in one. Omitted from JSON when empty.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub derived_environments: IndexMap<String, Arc<DerivedEnvironment>>,
     /// Every build, test and deployment, in declaration order (builds, tests, deployments).
     pub definitions: IndexMap<String, ResolvedDefinition>,
     /// The root file's `prioritize` globs (not macro-expanded).
@@ -130,6 +135,25 @@ pub struct ResolvedEnvironment {
     pub test_stages: Vec<Stage>,
     /// Identity hash of the environment (see [`crate::definitions::identity`]).
     pub hash: String,
+}
+
+/// A merged environment without a root (no platform, no image): a mixin, as other commits
+/// see it when they name it in `base: repo/name`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DerivedEnvironment {
+    pub name: String,
+    /// The linearised bases, highest priority first, excluding the environment itself.
+    pub inheritance: Vec<String>,
+    /// Variables after merging and environment-level substitution.
+    pub variables: BTreeMap<String, String>,
+    /// Environment dependencies by input name, resolved.
+    pub dependencies: IndexMap<String, ResolvedDependency>,
+    pub defaults: EnvironmentDefaults,
+    /// Stages for every definition using an environment derived from this one.
+    pub test_stages: Vec<Stage>,
+    /// The chain's non-empty `setup_script_contents`, base-most first, joined with `\n`
+    /// (appended to the image of whichever root environment this one is combined with).
+    pub setup_script_contents: String,
 }
 
 /// Build, test or deployment.

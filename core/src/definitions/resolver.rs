@@ -14,8 +14,8 @@ use super::glob::fnmatch;
 use super::identity::{definition_hash, environment_hash, DefinitionIdentity};
 use super::loader::{error_at, load_commit, CommitLoader, Declared, Loaded};
 use super::model::{
-    DefinitionKind, EnvironmentDefaults, Image, ResolvedCommit, ResolvedDefinition,
-    ResolvedDependency, ResolvedEnvironment, Stage,
+    DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image, ResolvedCommit,
+    ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
 };
 use super::schema::{Origin, RawDefinition, RawEnvironment, RawImage};
 use super::source::{CommitRef, DefinitionsSource};
@@ -60,7 +60,7 @@ impl CommitLoader for Resolver<'_> {
 struct CommitState {
     loaded: Arc<Loaded>,
     commit: CommitRef,
-    environments: HashMap<String, Option<Arc<ResolvedEnvironment>>>,
+    environments: HashMap<String, MergedEnvironment>,
     environments_in_progress: HashSet<String>,
     definitions: IndexMap<String, ResolvedDefinition>,
     definition_stack: Vec<String>,
@@ -75,7 +75,17 @@ enum EnvDependency {
 /// One element of an environment's inheritance order.
 enum EnvPart<'a> {
     Local(&'a Declared<RawEnvironment>),
+    /// A root environment of another commit (already merged and substituted).
     External(Arc<ResolvedEnvironment>),
+    /// A rootless environment of another commit (already merged and substituted).
+    ExternalDerived(Arc<DerivedEnvironment>),
+}
+
+/// A merged environment: with a root (runnable) or without (a mixin).
+#[derive(Clone)]
+enum MergedEnvironment {
+    Rooted(Arc<ResolvedEnvironment>),
+    Derived(Arc<DerivedEnvironment>),
 }
 
 impl<'s> Resolver<'s> {
@@ -126,6 +136,7 @@ impl<'s> Resolver<'s> {
             head_placeholder: loaded.head_placeholder,
             repos: loaded.repos.clone(),
             environments: IndexMap::new(),
+            derived_environments: IndexMap::new(),
             definitions: IndexMap::new(),
             prioritize: loaded.prioritize.clone(),
         };
@@ -141,8 +152,13 @@ impl<'s> Resolver<'s> {
             definition_stack: Vec::new(),
         };
         for name in loaded.environments.keys() {
-            if let Some(env) = self.environment(&mut state, name, None)? {
-                result.environments.insert(name.clone(), env);
+            match self.environment(&mut state, name, None)? {
+                MergedEnvironment::Rooted(env) => {
+                    result.environments.insert(name.clone(), env);
+                }
+                MergedEnvironment::Derived(env) => {
+                    result.derived_environments.insert(name.clone(), env);
+                }
             }
         }
         for name in loaded.definitions.keys() {
@@ -163,13 +179,12 @@ impl<'s> Resolver<'s> {
     }
 
     /// Resolve environment `key` (a local name, or `E+M1+..` with `synthetic = (E, mixins)`).
-    /// `None` when the chain has no root environment.
     fn environment(
         &mut self,
         state: &mut CommitState,
         key: &str,
         synthetic: Option<(&str, &[String])>,
-    ) -> Result<Option<Arc<ResolvedEnvironment>>> {
+    ) -> Result<MergedEnvironment> {
         if let Some(done) = state.environments.get(key) {
             return Ok(done.clone());
         }
@@ -190,7 +205,7 @@ impl<'s> Resolver<'s> {
         state: &mut CommitState,
         key: &str,
         synthetic: Option<(&str, &[String])>,
-    ) -> Result<Option<Arc<ResolvedEnvironment>>> {
+    ) -> Result<MergedEnvironment> {
         let loaded = state.loaded.clone();
         let commit = state.commit.clone();
         let (display_name, mixins): (String, Vec<String>) = match synthetic {
@@ -279,19 +294,27 @@ impl<'s> Resolver<'s> {
                             reference.reference()
                         ))
                     })?;
-                    let Some(env) = other.environments.get(name) else {
-                        return Err(at(format!(
-                            "Can't find environment {name} for {}. Available: {}",
-                            reference.reference(),
-                            other
-                                .environments
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )));
+                    let part = match (
+                        other.environments.get(name),
+                        other.derived_environments.get(name),
+                    ) {
+                        (Some(env), _) => EnvPart::External(env.clone()),
+                        (None, Some(env)) => EnvPart::ExternalDerived(env.clone()),
+                        (None, None) => {
+                            return Err(at(format!(
+                                "Can't find environment {name} for {}. Available: {}",
+                                reference.reference(),
+                                other
+                                    .environments
+                                    .keys()
+                                    .chain(other.derived_environments.keys())
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )));
+                        }
                     };
-                    parts.push((name.clone(), EnvPart::External(env.clone())));
+                    parts.push((name.clone(), part));
                 }
             }
         }
@@ -301,6 +324,7 @@ impl<'s> Resolver<'s> {
             .filter(|(_, p)| match p {
                 EnvPart::Local(d) => d.value.root.is_some(),
                 EnvPart::External(_) => true,
+                EnvPart::ExternalDerived(_) => false,
             })
             .map(|(n, _)| n.as_str())
             .collect();
@@ -309,9 +333,6 @@ impl<'s> Resolver<'s> {
                 "Can't depend on two different non-import environments: [{}]",
                 roots.join(", ")
             )));
-        }
-        if roots.is_empty() {
-            return Ok(None);
         }
 
         let mut variables: BTreeMap<String, String> = BTreeMap::new();
@@ -337,6 +358,15 @@ impl<'s> Resolver<'s> {
                     }
                     test_stages.extend(env.test_stages.iter().cloned());
                 }
+                EnvPart::ExternalDerived(env) => {
+                    for (k, v) in &env.variables {
+                        variables.insert(k.clone(), v.clone());
+                    }
+                    for (k, v) in &env.dependencies {
+                        dependencies.insert(k.clone(), EnvDependency::Resolved(v.clone()));
+                    }
+                    test_stages.extend(env.test_stages.iter().cloned());
+                }
             }
         }
         let defaults = merge_defaults(&parts);
@@ -348,6 +378,9 @@ impl<'s> Resolver<'s> {
                 {
                     Some(d.value.setup_script_contents.as_str())
                 }
+                EnvPart::ExternalDerived(env) if !env.setup_script_contents.is_empty() => {
+                    Some(env.setup_script_contents.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -358,24 +391,26 @@ impl<'s> Resolver<'s> {
             .collect::<Vec<_>>()
             .join("\n");
 
-        let (platform, mut image) = match parts.iter().find_map(|(_, p)| match p {
+        let mut root = match parts.iter().find_map(|(_, p)| match p {
             EnvPart::Local(d) => d
                 .value
                 .root
                 .as_ref()
                 .map(|(platform, image)| (*platform, Some(image), None)),
             EnvPart::External(env) => Some((env.platform, None, Some(env.image.clone()))),
+            EnvPart::ExternalDerived(_) => None,
         }) {
             Some((platform, Some(raw_image), _)) => {
-                (platform, self.image(raw_image, &commit).map_err(&at)?)
+                Some((platform, self.image(raw_image, &commit).map_err(&at)?))
             }
-            Some((platform, None, Some(image))) => (platform, image),
-            _ => return Ok(None),
+            Some((platform, None, Some(image))) => Some((platform, image)),
+            // No root in the chain: a mixin, kept merged for other commits (§5.5).
+            _ => None,
         };
         let variables =
             resolve_variables(&variables, &BTreeMap::new()).map_err(|c| at(c.to_string()))?;
-        if !joined_setup.is_empty() {
-            match &mut image {
+        if let (false, Some((_, image))) = (joined_setup.is_empty(), &mut root) {
+            match image {
                 Image::Docker {
                     dockerfile_contents,
                     ..
@@ -392,10 +427,13 @@ impl<'s> Resolver<'s> {
                 }
             }
         }
-        if let Image::Ami {
-            setup_script_contents,
-            ..
-        } = &mut image
+        if let Some((
+            _,
+            Image::Ami {
+                setup_script_contents,
+                ..
+            },
+        )) = &mut root
         {
             *setup_script_contents = substitute(setup_script_contents, &variables);
         }
@@ -428,6 +466,17 @@ impl<'s> Resolver<'s> {
             .skip(skip)
             .map(|(name, _)| name.clone())
             .collect();
+        let Some((platform, image)) = root else {
+            return Ok(MergedEnvironment::Derived(Arc::new(DerivedEnvironment {
+                name: display_name,
+                inheritance,
+                variables,
+                dependencies: resolved_deps,
+                defaults,
+                test_stages,
+                setup_script_contents: joined_setup,
+            })));
+        };
         let hash = environment_hash(
             &display_name,
             &mixins,
@@ -439,7 +488,7 @@ impl<'s> Resolver<'s> {
             &defaults,
             &test_stages,
         );
-        Ok(Some(Arc::new(ResolvedEnvironment {
+        Ok(MergedEnvironment::Rooted(Arc::new(ResolvedEnvironment {
             name: display_name,
             mixins,
             inheritance,
@@ -647,17 +696,17 @@ impl<'s> Resolver<'s> {
                 )));
             }
         }
-        let environment = if raw.mixins.is_empty() {
+        let merged = if raw.mixins.is_empty() {
             self.environment(state, &environment_name, None)?
         } else {
             let key = format!("{environment_name}+{}", raw.mixins.join("+"));
             self.environment(state, &key, Some((&environment_name, &raw.mixins)))?
-        }
-        .ok_or_else(|| {
-            DefinitionsError::invalid(format!(
+        };
+        let MergedEnvironment::Rooted(environment) = merged else {
+            return Err(DefinitionsError::invalid(format!(
                 "environment {environment_name} has no root (platform/image) environment"
-            ))
-        })?;
+            )));
+        };
 
         let variables = if raw.variables.is_empty() {
             environment.variables.clone()
@@ -854,6 +903,7 @@ fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
                 }
             }
             EnvPart::External(env) => env.defaults.clone(),
+            EnvPart::ExternalDerived(env) => env.defaults.clone(),
         };
         if out.configuration.is_empty() {
             out.configuration = d.configuration;
