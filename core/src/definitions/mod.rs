@@ -65,6 +65,15 @@ pub struct FileSummary {
     pub prioritize: Vec<String>,
 }
 
+/// The document after preprocessing (§3: the top-level `define` chain, directives and
+/// `${v}` substitution in each section), before schema decoding, as JSON: what a file's
+/// macros expand to. `path` picks YAML or JSON by its extension. `Ok(None)` for an empty
+/// file.
+pub fn expand_file(text: &str, path: &str) -> Result<Option<serde_json::Value>, DefinitionsError> {
+    let expanded = parse::expand_file(text, path, Default::default())?;
+    Ok(expanded.map(|(map, mark)| node::Node::new(node::Value::Map(map), mark).to_json()))
+}
+
 /// Parse and decode one file's text (`path` picks YAML or JSON by its extension).
 /// `Ok(None)` for an empty file.
 pub fn check_file(text: &str, path: &str) -> Result<Option<FileSummary>, DefinitionsError> {

@@ -1,5 +1,6 @@
 //! One file from text to [`RawFile`]: load (YAML or JSON by extension), run the top-level
-//! `define` chain, expand each section (§3.1), check `looper_version`, decode the schema.
+//! `define` chain, expand each section (§3.1) ([`expand_file`]), check `looper_version`,
+//! decode the schema.
 
 use super::error::{invalid_at, DefinitionsError};
 use super::macros::{Expander, Scope};
@@ -17,6 +18,20 @@ pub fn parse_file(
     file_path: &str,
     scope: Scope,
 ) -> Result<Option<RawFile>, DefinitionsError> {
+    let Some((expanded, root_mark)) = expand_file(text, file_path, scope)? else {
+        return Ok(None);
+    };
+    check_version(&expanded, root_mark)?;
+    decode_file(&expanded, root_mark).map(Some)
+}
+
+/// Load and preprocess one file: the root map after the top-level `define` chain and the
+/// expansion of each section, with the root's position. `Ok(None)` for an empty file.
+pub fn expand_file(
+    text: &str,
+    file_path: &str,
+    scope: Scope,
+) -> Result<Option<(Map, Mark)>, DefinitionsError> {
     let root = if file_path.ends_with(".yml") || file_path.ends_with(".yaml") {
         load_yaml(text)
     } else if file_path.ends_with(".json") {
@@ -86,10 +101,5 @@ pub fn parse_file(
         };
         expanded.insert(key, new_value);
     }
-    check_version(&expanded, mark_or(root_mark))?;
-    decode_file(&expanded, root_mark).map(Some)
-}
-
-fn mark_or(mark: Mark) -> Mark {
-    mark
+    Ok(Some((expanded, root_mark)))
 }
