@@ -6,7 +6,9 @@ pub mod config;
 pub mod git;
 pub mod http;
 pub mod redis_state;
+pub mod scheduler;
 pub mod scm;
+pub mod state;
 pub mod webhooks;
 
 use anyhow::Context;

@@ -1,6 +1,29 @@
 //! The scheduler's pure logic: priorities flowing through build dependencies, test states,
-//! work ordering, hardware choice and failure-rate statistics. No I/O: the server's
-//! scheduler feeds events in (with the current time) and persists what changed.
+//! work ordering, the run lifecycle, hardware choice and failure-rate statistics. No I/O:
+//! the server's scheduler feeds events in (with the current time, so tests use a fake
+//! clock), persists what [`Changes`] lists and publishes the notices.
+//!
+//! Entry point: [`Engine`] (`engine.rs`), with events in `ingest.rs` (git), `inputs.rs`
+//! (users), `lifecycle.rs` (machines and runs), derived values in `settle.rs` and read
+//! models in `views.rs`.
 
+pub mod changes;
+pub mod engine;
 pub mod hardware;
+mod ingest;
+pub mod inputs;
+mod lifecycle;
+pub mod model;
+mod settle;
+pub mod state;
 pub mod stats;
+pub mod views;
+
+pub use changes::{Cancellation, Changes};
+pub use engine::{Engine, SchedulerConfig};
+pub use hardware::{choose_hardware, HardwareConfig, Requirements};
+pub use inputs::SchedulingError;
+pub use model::*;
+pub use state::{TestCounts, TestState};
+pub use stats::FailureRate;
+pub use views::*;

@@ -1,0 +1,373 @@
+//! User inputs: enable/disable branches and commits, bump priorities, runs desired (per test
+//! per commit, with a per-branch default), cancel a run, restart a test, deployments; and
+//! the durable [`UserSettings`] document that carries them across an empty Redis.
+
+use thiserror::Error;
+
+use super::engine::Engine;
+use super::model::{BranchSettings, CommitSettings, DeploymentRecord, RunState, UserSettings};
+use crate::protocol::Millis;
+
+/// Largest runs-desired a user may ask for.
+pub const MAX_RUNS_DESIRED: u32 = 1000;
+
+/// Why an event or input was refused.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum SchedulingError {
+    #[error("unknown branch {repo}/{branch}")]
+    UnknownBranch { repo: String, branch: String },
+    #[error("unknown commit {repo}/{commit}")]
+    UnknownCommit { repo: String, commit: String },
+    #[error("unknown test {0}")]
+    UnknownTest(String),
+    #[error("unknown run {0}")]
+    UnknownRun(String),
+    #[error("unknown machine {0}")]
+    UnknownMachine(String),
+    #[error("unknown deployment {0}")]
+    UnknownDeployment(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Engine {
+    fn commit_idx(&self, repo: &str, commit: &str) -> Result<usize, SchedulingError> {
+        self.commit_index
+            .get(&(repo.to_string(), commit.to_string()))
+            .copied()
+            .ok_or_else(|| SchedulingError::UnknownCommit {
+                repo: repo.into(),
+                commit: commit.into(),
+            })
+    }
+
+    /// Turns "test this branch's top and every new commit" on or off. On: the current head
+    /// is enabled. Off: the head is disabled too (other commits keep their settings).
+    pub fn set_branch_under_test(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        on: bool,
+        now: Millis,
+    ) -> Result<(), SchedulingError> {
+        self.now = now;
+        let key = (repo.to_string(), branch.to_string());
+        let record = self
+            .branches
+            .get_mut(&key)
+            .ok_or_else(|| SchedulingError::UnknownBranch {
+                repo: repo.into(),
+                branch: branch.into(),
+            })?;
+        if record.under_test != on {
+            record.under_test = on;
+            self.changes.branches.insert(key);
+            self.changes.settings = true;
+        }
+        if let Some(head) = record.head.clone() {
+            let idx = self.commit_slot(repo, &head);
+            if on {
+                self.raise_user_priority(idx, 1);
+            } else {
+                self.set_user_priority_idx(idx, 0);
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Sets a commit's user priority: 0 disables it, 1 enables it, higher runs earlier.
+    pub fn set_commit_priority(
+        &mut self,
+        repo: &str,
+        commit: &str,
+        priority: u32,
+        now: Millis,
+    ) -> Result<(), SchedulingError> {
+        self.now = now;
+        let idx = self.commit_idx(repo, commit)?;
+        self.set_user_priority_idx(idx, priority);
+        self.settle();
+        Ok(())
+    }
+
+    /// Sets the user priority of the branch head and up to `depth` of its ancestors.
+    /// Returns how many commits were visited.
+    pub fn prioritize_branch_history(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        priority: u32,
+        depth: usize,
+        now: Millis,
+    ) -> Result<usize, SchedulingError> {
+        self.now = now;
+        let head = self
+            .branches
+            .get(&(repo.to_string(), branch.to_string()))
+            .and_then(|record| record.head.clone())
+            .ok_or_else(|| SchedulingError::UnknownBranch {
+                repo: repo.into(),
+                branch: branch.into(),
+            })?;
+        let start = self.commit_idx(repo, &head)?;
+        let mut seen = std::collections::HashSet::from([start]);
+        let mut frontier = std::collections::VecDeque::from([start]);
+        let mut visited = Vec::new();
+        while let Some(idx) = frontier.pop_front() {
+            if visited.len() >= depth {
+                break;
+            }
+            visited.push(idx);
+            for parent in self.commits[idx].parents.clone() {
+                if seen.insert(parent) {
+                    frontier.push_back(parent);
+                }
+            }
+        }
+        for idx in &visited {
+            self.set_user_priority_idx(*idx, priority);
+        }
+        self.settle();
+        Ok(visited.len())
+    }
+
+    /// Runs desired for one test of one commit (1..=1000).
+    pub fn set_runs_desired(
+        &mut self,
+        repo: &str,
+        commit: &str,
+        test_name: &str,
+        runs: u32,
+        now: Millis,
+    ) -> Result<(), SchedulingError> {
+        self.now = now;
+        let idx = self.commit_idx(repo, commit)?;
+        let Some(test_hash) = self.commits[idx].record.tests.get(test_name).cloned() else {
+            return Err(SchedulingError::UnknownTest(format!(
+                "{repo}/{commit}/{test_name}"
+            )));
+        };
+        let runs = runs.clamp(1, MAX_RUNS_DESIRED);
+        let commit_record = &mut self.commits[idx];
+        if commit_record.settings.runs_desired.get(test_name) != Some(&runs) {
+            commit_record
+                .settings
+                .runs_desired
+                .insert(test_name.to_string(), runs);
+            self.changes
+                .commit_settings
+                .insert((repo.to_string(), commit.to_string()));
+            self.changes.settings = true;
+        }
+        if let Some(test) = self.test_index.get(&test_hash).copied() {
+            self.mark_priority(test);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// The runs desired for every test of the branch's commits (unless a commit overrides).
+    pub fn set_branch_default_runs(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        runs: u32,
+        now: Millis,
+    ) -> Result<(), SchedulingError> {
+        self.now = now;
+        let key = (repo.to_string(), branch.to_string());
+        let record = self
+            .branches
+            .get_mut(&key)
+            .ok_or_else(|| SchedulingError::UnknownBranch {
+                repo: repo.into(),
+                branch: branch.into(),
+            })?;
+        let runs = runs.clamp(1, MAX_RUNS_DESIRED);
+        if record.default_runs_desired != runs {
+            record.default_runs_desired = runs;
+            self.changes.branches.insert(key);
+            self.changes.settings = true;
+            self.recompute_reachability(repo);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Cancels an active run (the worker is told to stop). `Ok(false)` when it had already
+    /// ended.
+    pub fn cancel_run(
+        &mut self,
+        run_id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool, SchedulingError> {
+        self.now = now;
+        let run = self
+            .runs
+            .get(run_id)
+            .ok_or_else(|| SchedulingError::UnknownRun(run_id.into()))?;
+        if !run.state.is_active() {
+            return Ok(false);
+        }
+        self.end_active_run(run_id, RunState::Cancelled, reason, true);
+        self.settle();
+        Ok(true)
+    }
+
+    /// Restarts a definition: its finished runs stop counting (kept as history, marked
+    /// cleared) and its active runs are cancelled, so it is scheduled afresh. Dependents
+    /// blocked by its failure are unblocked.
+    pub fn restart_test(&mut self, test_hash: &str, now: Millis) -> Result<(), SchedulingError> {
+        self.now = now;
+        let test = *self
+            .test_index
+            .get(test_hash)
+            .ok_or_else(|| SchedulingError::UnknownTest(test_hash.into()))?;
+        for run_id in self.tests[test].runs.clone() {
+            let Some(state) = self.runs.get(&run_id).map(|run| run.state) else {
+                continue;
+            };
+            if state.is_active() {
+                self.end_active_run(&run_id, RunState::Cancelled, "test restarted", true);
+            } else if let Some(run) = self.runs.get_mut(&run_id).filter(|run| run.counted()) {
+                run.cleared = true;
+                self.changes.runs.insert(run_id.clone());
+                self.changes.result_records.insert(run_id);
+            }
+        }
+        self.recount(test);
+        self.settle();
+        Ok(())
+    }
+
+    /// Creates a deployment of a definition; the next fitting idle machine receives it
+    /// before any other work.
+    pub fn create_deployment(
+        &mut self,
+        test_hash: &str,
+        now: Millis,
+    ) -> Result<String, SchedulingError> {
+        self.now = now;
+        let test = *self
+            .test_index
+            .get(test_hash)
+            .ok_or_else(|| SchedulingError::UnknownTest(test_hash.into()))?;
+        if self.tests[test].record.is_none() {
+            return Err(SchedulingError::UnknownTest(test_hash.into()));
+        }
+        if !self.hardware_viable(test) {
+            return Err(SchedulingError::Invalid(format!(
+                "no machine can provide the hardware {test_hash} needs"
+            )));
+        }
+        let id = self.fresh_id("dep");
+        self.deployments.insert(
+            id.clone(),
+            DeploymentRecord {
+                deployment_id: id.clone(),
+                test_hash: test_hash.into(),
+                created: now,
+                machine_id: None,
+                alive: true,
+            },
+        );
+        self.changes.deployments.insert(id.clone());
+        self.changes.work_available = true;
+        Ok(id)
+    }
+
+    /// Ends a deployment (user shutdown or the worker reported its exit).
+    pub fn shutdown_deployment(
+        &mut self,
+        deployment_id: &str,
+        now: Millis,
+    ) -> Result<(), SchedulingError> {
+        self.now = now;
+        let deployment = self
+            .deployments
+            .get_mut(deployment_id)
+            .ok_or_else(|| SchedulingError::UnknownDeployment(deployment_id.into()))?;
+        if !deployment.alive {
+            return Ok(());
+        }
+        deployment.alive = false;
+        let machine_id = deployment.machine_id.clone();
+        self.changes.deployments.insert(deployment_id.into());
+        if let Some(machine_id) = machine_id {
+            self.release_machine(&machine_id, deployment_id, now);
+        }
+        Ok(())
+    }
+
+    /// The user settings document (branches under test, default runs, commit priorities and
+    /// runs desired), for durable storage.
+    pub fn user_settings(&self) -> UserSettings {
+        let mut settings = UserSettings::default();
+        for ((repo, name), branch) in &self.branches {
+            if branch.under_test || branch.default_runs_desired != 1 {
+                settings.branches.entry(repo.clone()).or_default().insert(
+                    name.clone(),
+                    BranchSettings {
+                        under_test: branch.under_test,
+                        default_runs_desired: branch.default_runs_desired,
+                    },
+                );
+            }
+        }
+        for commit in &self.commits {
+            if commit.settings != CommitSettings::default() {
+                settings
+                    .commits
+                    .entry(commit.record.repo.clone())
+                    .or_default()
+                    .insert(commit.record.hash.clone(), commit.settings.clone());
+            }
+        }
+        settings
+    }
+
+    /// Re-applies a stored settings document (rebuild on an empty Redis). Branches that do
+    /// not exist yet are created without a head so a later scan finds the flag set.
+    pub fn apply_user_settings(&mut self, settings: &UserSettings, now: Millis) {
+        self.now = now;
+        let mut repos = std::collections::BTreeSet::new();
+        for (repo, branches) in &settings.branches {
+            for (name, branch) in branches {
+                let key = (repo.clone(), name.clone());
+                let record = self.branches.entry(key.clone()).or_insert_with(|| {
+                    super::model::BranchRecord {
+                        repo: repo.clone(),
+                        name: name.clone(),
+                        head: None,
+                        under_test: false,
+                        default_runs_desired: 1,
+                    }
+                });
+                record.under_test = branch.under_test;
+                record.default_runs_desired = branch.default_runs_desired.max(1);
+                self.changes.branches.insert(key);
+                repos.insert(repo.clone());
+            }
+        }
+        for (repo, commits) in &settings.commits {
+            for (hash, commit_settings) in commits {
+                let idx = self.commit_slot(repo, hash);
+                self.commits[idx].settings = commit_settings.clone();
+                self.changes
+                    .commit_settings
+                    .insert((repo.clone(), hash.clone()));
+                repos.insert(repo.clone());
+            }
+        }
+        for repo in repos {
+            self.recompute_reachability(&repo);
+            // Priorities of commits whose reachability did not change still need a refresh.
+            for idx in self.repo_commits.get(&repo).cloned().unwrap_or_default() {
+                self.refresh_commit_priority(idx);
+            }
+        }
+        self.settle();
+    }
+}

@@ -1,0 +1,231 @@
+//! Persistable records of the scheduler's facts (what the server stores in Redis and in the
+//! durable result records) and the plain-data inputs it accepts from git ingestion.
+//! Derived values (calculated priorities, test states, counters) are not here: they are
+//! recomputed from these facts.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::definitions::{ResolvedCommit, ResolvedDefinition};
+use crate::protocol::{MachineInfo, Millis, RunResult, SourceCommit, TestCaseResult};
+
+/// The outcome of parsing one commit's definitions, as delivered by git ingestion.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParseOutcome {
+    /// The commit has no definitions file.
+    NoTests,
+    /// A referenced repo or commit is not known yet; ingestion re-delivers it later.
+    Pending(String),
+    /// The definitions are broken: the commit is untestable, with the message to show.
+    Untestable(String),
+    /// Resolved successfully.
+    Ok(Box<ResolvedCommit>),
+}
+
+/// One commit as discovered by a branch scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitInfo {
+    pub hash: String,
+    pub parents: Vec<String>,
+    pub author: String,
+    /// Committer time, seconds since the epoch.
+    pub timestamp: i64,
+    pub subject: String,
+    pub parse: ParseOutcome,
+}
+
+/// Stored parse state of a commit.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ParseRecord {
+    /// Seen only as a parent so far.
+    #[default]
+    NotLoaded,
+    NoTests,
+    Pending {
+        reason: String,
+    },
+    Untestable {
+        message: String,
+    },
+    /// Tests are in [`CommitRecord::tests`].
+    Ok,
+}
+
+/// Commit metadata and its definitions (name → identity hash). User inputs are separate
+/// ([`CommitSettings`]) so that enabling 10,000 commits rewrites small values only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub repo: String,
+    pub hash: String,
+    pub parents: Vec<String>,
+    pub author: String,
+    pub timestamp: i64,
+    pub subject: String,
+    pub parse: ParseRecord,
+    /// Definition name → identity hash, in declaration order.
+    pub tests: IndexMap<String, String>,
+}
+
+/// What users set on a commit.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CommitSettings {
+    /// 0 = not wanted; higher runs first. No ceiling.
+    pub user_priority: u32,
+    /// Runs desired per test name (overrides the branch default).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs_desired: BTreeMap<String, u32>,
+}
+
+/// A branch of a repo.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BranchRecord {
+    pub repo: String,
+    pub name: String,
+    pub head: Option<String>,
+    /// "Test the top of this branch and every new commit pushed to it."
+    pub under_test: bool,
+    /// Runs desired for each test of the branch's commits unless a commit overrides it.
+    pub default_runs_desired: u32,
+}
+
+/// A definition known by identity hash (immutable once created).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TestRecord {
+    pub hash: String,
+    /// The first commit seen declaring it.
+    pub source: SourceCommit,
+    pub definition: ResolvedDefinition,
+}
+
+/// Where a run is in its lifecycle.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Assigned,
+    Running,
+    Passed,
+    Failed,
+    /// Failed because the run exceeded its timeout (counts as a failure).
+    TimedOut,
+    Cancelled,
+    /// Heartbeats stopped; not counted, the test is offered again.
+    Lost,
+}
+
+impl RunState {
+    /// Assigned or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunState::Assigned | RunState::Running)
+    }
+
+    /// Finished with a result that counts (passed, failed, timed out).
+    pub fn counts(self) -> bool {
+        matches!(
+            self,
+            RunState::Passed | RunState::Failed | RunState::TimedOut
+        )
+    }
+}
+
+/// One execution attempt of a definition on one machine.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub test_hash: String,
+    pub machine_id: String,
+    pub attempt: u32,
+    pub state: RunState,
+    pub started: Millis,
+    pub last_heartbeat: Millis,
+    /// 0 while active.
+    pub ended: Millis,
+    /// Artifacts reported so far, in order.
+    pub artifacts: Vec<String>,
+    pub result: Option<RunResult>,
+    /// Individual cases, sorted by name.
+    #[serde(default)]
+    pub test_cases: Vec<TestCaseResult>,
+    /// Why it was cancelled or lost.
+    #[serde(default)]
+    pub reason: String,
+    /// A user restarted the test: the run is kept for history but no longer counts.
+    #[serde(default)]
+    pub cleared: bool,
+}
+
+impl RunRecord {
+    /// Counted in the test's totals.
+    pub fn counted(&self) -> bool {
+        self.state.counts() && !self.cleared
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.state, RunState::Failed | RunState::TimedOut)
+    }
+}
+
+/// A registered worker machine.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MachineRecord {
+    pub info: MachineInfo,
+    pub registered: Millis,
+    pub last_heartbeat: Millis,
+    /// The run or deployment it is busy with.
+    pub busy_with: Option<String>,
+    /// A one-shot VM that finished its job (must not get more work).
+    #[serde(default)]
+    pub retired: bool,
+}
+
+/// An interactive deployment of a definition.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeploymentRecord {
+    pub deployment_id: String,
+    pub test_hash: String,
+    pub created: Millis,
+    pub machine_id: Option<String>,
+    pub alive: bool,
+}
+
+/// The durable record written to artifact storage for every finished run: enough to
+/// rebuild every count on an empty Redis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResultRecord {
+    pub run: RunRecord,
+    /// Definition name and a commit that declared it, for humans browsing storage.
+    pub test_name: String,
+    pub source: SourceCommit,
+}
+
+/// User inputs that must survive an empty Redis (written next to the result records).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct UserSettings {
+    /// `repo` → `branch` → (under test, default runs desired).
+    pub branches: BTreeMap<String, BTreeMap<String, BranchSettings>>,
+    /// `repo` → `commit` → settings (only commits with non-default settings).
+    pub commits: BTreeMap<String, BTreeMap<String, CommitSettings>>,
+}
+
+/// What users set on a branch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BranchSettings {
+    pub under_test: bool,
+    pub default_runs_desired: u32,
+}
+
+/// Everything needed to rebuild the engine (from Redis, or from storage + re-ingestion).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub commits: Vec<CommitRecord>,
+    pub commit_settings: Vec<((String, String), CommitSettings)>,
+    pub branches: Vec<BranchRecord>,
+    pub tests: Vec<TestRecord>,
+    pub runs: Vec<RunRecord>,
+    pub machines: Vec<MachineRecord>,
+    pub deployments: Vec<DeploymentRecord>,
+    /// Next sequence number for run and deployment ids.
+    pub next_id: u64,
+}

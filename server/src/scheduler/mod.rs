@@ -1,0 +1,411 @@
+//! The scheduler service: the single writer that owns the in-memory
+//! [`Engine`](test_looper_core::scheduling::Engine), applies events to it (git ingestion, user
+//! inputs, workers), writes every step to Redis in one transaction, writes a durable result
+//! record for every finished run, and publishes the change feed.
+//!
+//! - Startup ([`Scheduler::open`]): load the facts from Redis; on an empty Redis, rebuild
+//!   from the result store (runs + user settings; commits and definitions come back with the
+//!   next git scan). Runs that were in flight get a fresh heartbeat deadline: a worker that
+//!   reconnects keeps its run, a silent one is declared lost and the test retried.
+//! - Events, never polling: each call settles priorities and states at once; the only timer
+//!   ([`Scheduler::spawn_deadline_timer`]) sleeps until the next heartbeat expiry or build
+//!   retry and is re-armed after every step.
+//! - Ingest API for the git service: [`Scheduler::ingest_branch_scan`],
+//!   [`Scheduler::update_commits`], [`Scheduler::branch_deleted`],
+//!   [`Scheduler::commits_orphaned`] with plain-data [`CommitInfo`] / [`ParseOutcome`].
+//! - Worker API: [`Scheduler::register_machine`], [`Scheduler::next_work`],
+//!   [`Scheduler::heartbeat`], [`Scheduler::artifact_uploaded`],
+//!   [`Scheduler::record_completion`]; cancellation notices are `RunCancelled` feed events
+//!   and heartbeat replies.
+
+pub mod clock;
+pub mod feed;
+pub mod results;
+
+use std::sync::Arc;
+
+use test_looper_core::protocol::{
+    ArtifactAck, ArtifactUploaded, Completion, CompletionAck, Heartbeat, HeartbeatReply,
+    MachineInfo, Millis, Work,
+};
+use test_looper_core::scheduling::{
+    Changes, Engine, ResultRecord, SchedulerConfig, SchedulingError, Snapshot,
+};
+pub use test_looper_core::scheduling::{CommitInfo, ParseOutcome};
+use thiserror::Error;
+use tokio::sync::{broadcast, Mutex, Notify};
+
+use crate::state::{RedisState, StateError};
+use clock::Clock;
+use feed::FeedEvent;
+use results::{ResultStore, StoreError};
+
+/// Why a scheduler call failed.
+#[derive(Debug, Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scheduling(#[from] SchedulingError),
+}
+
+/// How the scheduler was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Loaded from Redis.
+    Loaded,
+    /// Redis was empty: rebuilt from `runs` result records.
+    Rebuilt { runs: usize },
+}
+
+/// The scheduler service (see the module docs). Cheap to share behind an `Arc`.
+pub struct Scheduler {
+    engine: Mutex<Engine>,
+    redis: RedisState,
+    store: Arc<dyn ResultStore>,
+    clock: Arc<dyn Clock>,
+    feed: broadcast::Sender<FeedEvent>,
+    deadline_changed: Notify,
+    start_mode: StartMode,
+}
+
+impl Scheduler {
+    /// Loads (or rebuilds) the state and returns the running scheduler.
+    pub async fn open(
+        client: &redis::Client,
+        store: Arc<dyn ResultStore>,
+        config: SchedulerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Scheduler>, SchedulerError> {
+        let redis = RedisState::connect(client).await?;
+        let now = clock.now();
+        let (engine, start_mode) = if redis.is_initialized().await? {
+            let snapshot = redis.load().await?;
+            (
+                Engine::from_snapshot(config, snapshot, now),
+                StartMode::Loaded,
+            )
+        } else {
+            let records = store.list_results().await?;
+            let runs = records.len();
+            let snapshot = Snapshot {
+                next_id: 1,
+                runs: records.into_iter().map(|record| record.run).collect(),
+                ..Snapshot::default()
+            };
+            let mut engine = Engine::from_snapshot(config, snapshot, now);
+            if let Some(settings) = store.read_settings().await? {
+                engine.apply_user_settings(&settings, now);
+            }
+            let mut changes = engine.take_changes();
+            changes
+                .runs
+                .extend(engine.all_runs().map(|run| run.run_id.clone()));
+            redis.persist(&engine, &changes, &[]).await?;
+            tracing::info!(
+                runs,
+                "empty redis: rebuilt scheduler state from result records"
+            );
+            (engine, StartMode::Rebuilt { runs })
+        };
+        let (feed, _) = broadcast::channel(4096);
+        Ok(Arc::new(Scheduler {
+            engine: Mutex::new(engine),
+            redis,
+            store,
+            clock,
+            feed,
+            deadline_changed: Notify::new(),
+            start_mode,
+        }))
+    }
+
+    pub fn start_mode(&self) -> StartMode {
+        self.start_mode
+    }
+
+    /// The change feed (in-process). Other processes read the Redis stream `tl:feed`.
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
+        self.feed.subscribe()
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Reads the engine (views for the UI and the JSON API).
+    pub async fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        let engine = self.engine.lock().await;
+        f(&engine)
+    }
+
+    /// Applies one step: runs `f` on the engine, persists what changed (result records
+    /// first, then one Redis transaction with the feed entries) and publishes the feed.
+    /// If Redis refuses the write, the engine is reloaded from Redis so memory never runs
+    /// ahead of the stored state.
+    async fn apply<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, Millis) -> R,
+    ) -> Result<R, SchedulerError> {
+        let mut engine = self.engine.lock().await;
+        let now = self.clock.now();
+        let result = f(&mut engine, now);
+        let changes = engine.take_changes();
+        if changes.is_empty() {
+            return Ok(result);
+        }
+        self.write_result_records(&engine, &changes).await;
+        if changes.settings {
+            if let Err(err) = self.store.write_settings(&engine.user_settings()).await {
+                tracing::error!(%err, "cannot write the user settings document");
+            }
+        }
+        let events = feed::events_for(&changes, |run_id| {
+            engine
+                .run(run_id)
+                .map(|run| (run.test_hash.clone(), run.machine_id.clone(), run.state))
+        });
+        if let Err(err) = self.redis.persist(&engine, &changes, &events).await {
+            tracing::error!(%err, "cannot persist a scheduler step; reloading from redis");
+            let config = engine.config().clone();
+            let snapshot = self.redis.load().await?;
+            *engine = Engine::from_snapshot(config, snapshot, now);
+            return Err(err.into());
+        }
+        drop(engine);
+        for event in events {
+            // No receiver is fine: nobody is watching.
+            let _ = self.feed.send(event);
+        }
+        self.deadline_changed.notify_one();
+        Ok(result)
+    }
+
+    async fn write_result_records(&self, engine: &Engine, changes: &Changes) {
+        for run_id in &changes.result_records {
+            let Some(run) = engine.run(run_id) else {
+                continue;
+            };
+            let (test_name, source) = match engine.test_record(&run.test_hash) {
+                Some(test) => (test.definition.name.clone(), test.source.clone()),
+                None => (
+                    String::new(),
+                    test_looper_core::protocol::SourceCommit {
+                        repo: String::new(),
+                        commit: String::new(),
+                    },
+                ),
+            };
+            let record = ResultRecord {
+                run: run.clone(),
+                test_name,
+                source,
+            };
+            if let Err(err) = self.store.write_result(&record).await {
+                tracing::error!(%err, run_id, "cannot write the durable result record");
+            }
+        }
+    }
+
+    // --- git ingestion -------------------------------------------------------------------
+
+    /// A branch scan found `head` and these commits (see `Engine::ingest_branch_scan`).
+    pub async fn ingest_branch_scan(
+        &self,
+        repo: &str,
+        branch: &str,
+        head: &str,
+        commits: Vec<CommitInfo>,
+    ) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.ingest_branch_scan(repo, branch, head, commits, now))
+            .await
+    }
+
+    /// Re-delivered parse outcomes (e.g. a pending commit resolved).
+    pub async fn update_commits(
+        &self,
+        repo: &str,
+        commits: Vec<CommitInfo>,
+    ) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.update_commits(repo, commits, now))
+            .await
+    }
+
+    pub async fn branch_deleted(&self, repo: &str, branch: &str) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.branch_deleted(repo, branch, now))
+            .await
+    }
+
+    pub async fn commits_orphaned(
+        &self,
+        repo: &str,
+        hashes: &[String],
+    ) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.commits_orphaned(repo, hashes, now))
+            .await
+    }
+
+    // --- user inputs ---------------------------------------------------------------------
+
+    pub async fn set_branch_under_test(
+        &self,
+        repo: &str,
+        branch: &str,
+        on: bool,
+    ) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.set_branch_under_test(repo, branch, on, now))
+            .await??)
+    }
+
+    /// 0 disables the commit, 1 enables it, higher bumps it ahead.
+    pub async fn set_commit_priority(
+        &self,
+        repo: &str,
+        commit: &str,
+        priority: u32,
+    ) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.set_commit_priority(repo, commit, priority, now))
+            .await??)
+    }
+
+    pub async fn prioritize_branch_history(
+        &self,
+        repo: &str,
+        branch: &str,
+        priority: u32,
+        depth: usize,
+    ) -> Result<usize, SchedulerError> {
+        Ok(self
+            .apply(|engine, now| {
+                engine.prioritize_branch_history(repo, branch, priority, depth, now)
+            })
+            .await??)
+    }
+
+    pub async fn set_runs_desired(
+        &self,
+        repo: &str,
+        commit: &str,
+        test_name: &str,
+        runs: u32,
+    ) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.set_runs_desired(repo, commit, test_name, runs, now))
+            .await??)
+    }
+
+    pub async fn set_branch_default_runs(
+        &self,
+        repo: &str,
+        branch: &str,
+        runs: u32,
+    ) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.set_branch_default_runs(repo, branch, runs, now))
+            .await??)
+    }
+
+    pub async fn cancel_run(&self, run_id: &str, reason: &str) -> Result<bool, SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.cancel_run(run_id, reason, now))
+            .await??)
+    }
+
+    pub async fn restart_test(&self, test_hash: &str) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.restart_test(test_hash, now))
+            .await??)
+    }
+
+    pub async fn create_deployment(&self, test_hash: &str) -> Result<String, SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.create_deployment(test_hash, now))
+            .await??)
+    }
+
+    pub async fn shutdown_deployment(&self, deployment_id: &str) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.shutdown_deployment(deployment_id, now))
+            .await??)
+    }
+
+    // --- workers -------------------------------------------------------------------------
+
+    pub async fn register_machine(&self, info: MachineInfo) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.register_machine(info, now))
+            .await
+    }
+
+    pub async fn machine_gone(&self, machine_id: &str) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.machine_gone(machine_id, now))
+            .await
+    }
+
+    pub async fn next_work(&self, machine_id: &str) -> Result<Option<Work>, SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.next_work(machine_id, now))
+            .await??)
+    }
+
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, SchedulerError> {
+        self.apply(|engine, now| engine.heartbeat(heartbeat, now))
+            .await
+    }
+
+    pub async fn artifact_uploaded(
+        &self,
+        report: &ArtifactUploaded,
+    ) -> Result<ArtifactAck, SchedulerError> {
+        self.apply(|engine, now| engine.artifact_uploaded(report, now))
+            .await
+    }
+
+    /// Idempotent: a duplicate delivery is answered `AlreadyRecorded` and counts nothing.
+    pub async fn record_completion(
+        &self,
+        completion: &Completion,
+    ) -> Result<CompletionAck, SchedulerError> {
+        self.apply(|engine, now| engine.record_completion(completion, now))
+            .await
+    }
+
+    // --- time ----------------------------------------------------------------------------
+
+    /// Applies every passed deadline (lost runs, build retries).
+    pub async fn expire(&self) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.expire(now)).await
+    }
+
+    /// The next time [`Scheduler::expire`] has work.
+    pub async fn next_deadline(&self) -> Option<Millis> {
+        self.engine.lock().await.next_deadline()
+    }
+
+    /// Sleeps until the next deadline (re-armed after every step) and expires it. Uses the
+    /// scheduler's clock to measure the remaining time.
+    pub fn spawn_deadline_timer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let scheduler = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let wait = match scheduler.next_deadline().await {
+                    Some(deadline) => {
+                        std::time::Duration::from_millis(deadline.saturating_sub(scheduler.now()))
+                    }
+                    None => std::time::Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {
+                        if let Err(err) = scheduler.expire().await {
+                            tracing::error!(%err, "deadline sweep failed");
+                        }
+                    }
+                    _ = scheduler.deadline_changed.notified() => {}
+                }
+            }
+        })
+    }
+}
