@@ -118,10 +118,20 @@ impl GitService {
 
     /// Starts the thread over `store`; tarballs are cached under `data_dir/tarballs`.
     pub fn start(store: RepoStore, data_dir: PathBuf, options: ServiceOptions) -> Arc<Self> {
+        Self::start_subscribed(store, data_dir, options).0
+    }
+
+    /// [`GitService::start`], with a receiver subscribed before the first scan (so the
+    /// initial full state is not missed).
+    pub fn start_subscribed(
+        store: RepoStore,
+        data_dir: PathBuf,
+        options: ServiceOptions,
+    ) -> (Arc<Self>, broadcast::Receiver<Arc<RepoScanned>>) {
         let store = Arc::new(store);
         let caches = Arc::new(DefinitionsCaches::new());
         let (requests, receiver) = mpsc::channel();
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (events, first_receiver) = broadcast::channel(EVENT_CAPACITY);
         let service = Arc::new(GitService {
             store: store.clone(),
             caches: caches.clone(),
@@ -144,7 +154,7 @@ impl GitService {
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the git service thread");
         }
-        service
+        (service, first_receiver)
     }
 
     /// Receives every future [`RepoScanned`] event.
