@@ -2,6 +2,7 @@
 //!
 //! The binary in `main.rs` is a thin shell around [`run_server`].
 
+pub mod api;
 pub mod config;
 pub mod git;
 pub mod http;

@@ -1,27 +1,122 @@
-//! The HTTP surface: routes, shared state and the listener.
+//! The HTTP surface: routes, shared UI state and the listener.
+//!
+//! - [`pages`]: HTML pages (repos, repo, branch grid, commit, test history, run, machines).
+//! - [`actions`]: POST-only, CSRF-checked user actions (forms and JSON).
+//! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
+//! - [`views`]: the data of every page, shared with the JSON API ([`crate::api`]).
+//! - [`read_model`]: the contract with the scheduler's live state.
+//! - [`git_reads`], [`cells`], [`merge_graph`], [`plot`], [`highlight`], [`format`],
+//!   [`paths`], [`csrf`]: the pieces pages are built from.
 
+pub mod actions;
+pub mod cells;
+pub mod csrf;
+pub mod format;
+pub mod git_reads;
 mod health;
-mod repos_page;
+pub mod highlight;
+pub mod live;
+pub mod merge_graph;
+pub mod pages;
+pub mod paths;
+pub mod plot;
+pub mod read_model;
+pub mod views;
 
 use crate::AppContext;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use read_model::{ArtifactFiles, LogFeed, StateActions, StateReads, Unwired};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// What UI handlers share (one per server, shared by all worker threads).
+pub struct Ui {
+    pub sources: Arc<views::Sources>,
+    pub actions: Arc<dyn StateActions>,
+    pub logs: Arc<dyn LogFeed>,
+    pub artifacts: Arc<dyn ArtifactFiles>,
+    pub csrf: csrf::CsrfToken,
+    git: Arc<crate::git::GitService>,
+}
+
+/// The live-state services the UI reads from and acts on.
+pub struct Attachments {
+    pub state: Arc<dyn StateReads>,
+    pub actions: Arc<dyn StateActions>,
+    pub logs: Arc<dyn LogFeed>,
+    pub artifacts: Arc<dyn ArtifactFiles>,
+}
+
+impl Attachments {
+    /// Nothing attached: git facts only, actions answer 503.
+    pub fn unwired() -> Self {
+        Attachments {
+            state: Arc::new(Unwired),
+            actions: Arc::new(Unwired),
+            logs: Arc::new(Unwired),
+            artifacts: Arc::new(Unwired),
+        }
+    }
+}
+
+impl Ui {
+    pub fn new(git: Arc<crate::git::GitService>, attachments: Attachments) -> Arc<Ui> {
+        Arc::new(Ui {
+            sources: Arc::new(views::Sources {
+                git: git_reads::GitReads::new(git.clone()),
+                state: attachments.state,
+            }),
+            actions: attachments.actions,
+            logs: attachments.logs,
+            artifacts: attachments.artifacts,
+            csrf: csrf::CsrfToken::generate(),
+            git,
+        })
+    }
+
+    /// Git scan events (one of the sources of live updates).
+    pub fn git_events(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::git::RepoScanned>> {
+        self.git.subscribe()
+    }
+}
+
 /// Registers every route on an actix `App`; shared by the listener and by in-process tests.
-pub fn configure(context: Arc<AppContext>) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let static_dir = context.config.server.static_dir.clone();
         let max_body = context.config.server.max_body_bytes;
         cfg.app_data(web::Data::from(context))
+            .app_data(web::Data::from(ui))
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::JsonConfig::default().limit(max_body))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(|err, _| {
+                        crate::api::error::ApiError::bad_request(err.to_string()).into()
+                    }),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                crate::api::error::ApiError::bad_request(err.to_string()).into()
+            }))
             .route("/healthz", web::get().to(health::healthz))
-            .route("/", web::get().to(repos_page::repos_page))
-            .route("/repos", web::get().to(repos_page::repos_page))
+            .route("/", web::get().to(pages::root))
+            .route("/repos", web::get().to(pages::repos))
+            .route("/repos/{tail:.*}", web::get().to(pages::browse))
+            .route("/runs/{id}", web::get().to(pages::run))
+            .route("/machines", web::get().to(pages::machines))
+            .route("/queue", web::get().to(pages::machines))
+            .service(
+                web::resource("/actions/{name}")
+                    .route(web::post().to(actions::form_action))
+                    .default_service(web::to(actions::method_not_allowed)),
+            )
+            .configure(crate::api::configure)
             .route("/webhook", web::post().to(crate::webhooks::receive))
-            .route("/githubReceivedAPush", web::post().to(crate::webhooks::receive))
+            .route(
+                "/githubReceivedAPush",
+                web::post().to(crate::webhooks::receive),
+            )
             .service(actix_files::Files::new("/static", static_dir));
     }
 }
@@ -32,8 +127,19 @@ pub fn start(
     context: Arc<AppContext>,
     bind: (String, u16),
 ) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
+    let ui = Ui::new(context.git.clone(), Attachments::unwired());
+    start_with(context, ui, bind)
+}
+
+/// [`start`] with a prepared [`Ui`] (e.g. one attached to a scheduler).
+pub fn start_with(
+    context: Arc<AppContext>,
+    ui: Arc<Ui>,
+    bind: (String, u16),
+) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
     let server =
-        HttpServer::new(move || App::new().configure(configure(context.clone()))).bind(bind)?;
+        HttpServer::new(move || App::new().configure(configure(context.clone(), ui.clone())))
+            .bind(bind)?;
     let addrs = server.addrs();
     Ok((server.run(), addrs))
 }

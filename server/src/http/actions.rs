@@ -1,0 +1,270 @@
+//! State-changing actions: enable/disable a branch, set a commit's priority (0 disables it),
+//! set runs desired, cancel a run, restart a test. Only POST routes exist (a GET to an action
+//! URL is a 405 and changes nothing), and every request must carry the CSRF token. HTML forms
+//! post to `/actions/<name>` and are redirected back (303); API clients post JSON to
+//! `/api/actions/<name>` and get JSON.
+
+use super::pages::{error_page, PageError};
+use super::paths;
+use super::read_model::ActionError;
+use super::Ui;
+use crate::api::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The most runs a user may ask for per test (the original clamps to 1..100).
+pub const MAX_RUNS_DESIRED: u32 = 100;
+
+/// One validated action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Branch {
+        repo: String,
+        branch: String,
+        under_test: bool,
+    },
+    CommitPriority {
+        repo: String,
+        commit: String,
+        priority: u32,
+    },
+    RunsDesired {
+        repo: String,
+        commit: String,
+        test: String,
+        runs: u32,
+    },
+    Cancel {
+        run_id: String,
+    },
+    Restart {
+        repo: String,
+        commit: String,
+        test: String,
+    },
+}
+
+impl Action {
+    /// Validates the fields of action `name`.
+    pub fn parse(name: &str, fields: &HashMap<String, String>) -> Result<Action, ApiError> {
+        let get = |key: &str| {
+            fields
+                .get(key)
+                .map(String::as_str)
+                .ok_or_else(|| ApiError::bad_request(format!("missing field {key}")))
+        };
+        let number = |key: &str| -> Result<u32, ApiError> {
+            get(key)?
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| ApiError::bad_request(format!("{key} must be a non-negative integer")))
+        };
+        Ok(match name {
+            "branch" => Action::Branch {
+                repo: paths::repo_name(get("repo")?)?,
+                branch: paths::branch_name(get("branch")?)?,
+                under_test: match get("under_test")? {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "off" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "under_test must be true or false, not {other:?}"
+                        )))
+                    }
+                },
+            },
+            "commit" => Action::CommitPriority {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                priority: number("priority")?,
+            },
+            "runs_desired" => Action::RunsDesired {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                test: paths::test_name(get("test")?)?,
+                runs: number("runs")?.clamp(1, MAX_RUNS_DESIRED),
+            },
+            "cancel" => Action::Cancel {
+                run_id: paths::run_id(get("run_id")?)?,
+            },
+            "restart" => Action::Restart {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                test: paths::test_name(get("test")?)?,
+            },
+            other => return Err(ApiError::not_found(format!("unknown action {other:?}"))),
+        })
+    }
+
+    /// Performs it against the scheduler.
+    pub async fn perform(&self, ui: &Ui) -> Result<(), ActionError> {
+        let state = &ui.actions;
+        match self {
+            Action::Branch {
+                repo,
+                branch,
+                under_test,
+            } => state.set_branch_under_test(repo, branch, *under_test).await,
+            Action::CommitPriority {
+                repo,
+                commit,
+                priority,
+            } => state.set_commit_priority(repo, commit, *priority).await,
+            Action::RunsDesired {
+                repo,
+                commit,
+                test,
+                runs,
+            } => state.set_runs_desired(repo, commit, test, *runs).await,
+            Action::Cancel { run_id } => state.cancel_run(run_id).await,
+            Action::Restart { repo, commit, test } => state.restart_test(repo, commit, test).await,
+        }
+    }
+}
+
+/// `POST /actions/{name}` from an HTML form.
+pub async fn form_action(
+    ui: web::Data<Ui>,
+    request: HttpRequest,
+    name: web::Path<String>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    let fields = form.into_inner();
+    if let Err(err) = ui
+        .csrf
+        .verify(&request, fields.get(super::csrf::FIELD).map(String::as_str))
+    {
+        return error_page(&ui, PageError::new(StatusCode::FORBIDDEN, err.to_string()));
+    }
+    let action = match Action::parse(&name, &fields) {
+        Ok(action) => action,
+        Err(err) => return error_page(&ui, PageError::new(err.status, err.message)),
+    };
+    match action.perform(&ui).await {
+        Ok(()) => {
+            tracing::info!(?action, "user action");
+            HttpResponse::SeeOther()
+                .insert_header(("Location", back_to(&request)))
+                .finish()
+        }
+        Err(err) => {
+            let err = ApiError::from(err);
+            error_page(&ui, PageError::new(err.status, err.message))
+        }
+    }
+}
+
+/// `POST /api/actions/{name}` with a JSON object body and the `X-CSRF-Token` header.
+pub async fn api_action(
+    ui: web::Data<Ui>,
+    request: HttpRequest,
+    name: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    ui.csrf.verify(&request, None)?;
+    let Value::Object(object) = body.into_inner() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    let fields: HashMap<String, String> = object
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect();
+    let action = Action::parse(&name, &fields)?;
+    action.perform(&ui).await?;
+    tracing::info!(?action, "user action (api)");
+    Ok(HttpResponse::Ok().json(json!({"ok": true})))
+}
+
+/// Any other method on an action URL.
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", "POST"))
+        .json(
+            json!({"error": {"status": 405, "code": "method_not_allowed",
+            "message": "actions change state: use POST with the CSRF token"}}),
+        )
+}
+
+/// Where to send the browser after a form action: the local page it came from.
+fn back_to(request: &HttpRequest) -> String {
+    let referer = request
+        .headers()
+        .get("referer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok());
+    let host = request.connection_info().host().to_owned();
+    match referer {
+        Some(url)
+            if url
+                .host_str()
+                .is_some_and(|h| host.split(':').next() == Some(h)) =>
+        {
+            let mut target = url.path().to_owned();
+            if let Some(query) = url.query() {
+                target.push('?');
+                target.push_str(query);
+            }
+            if target.starts_with('/') && !target.starts_with("//") {
+                target
+            } else {
+                "/repos".into()
+            }
+        }
+        _ => "/repos".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn actions_validate_names_and_clamp_runs() {
+        let sha = "a".repeat(40);
+        let action = Action::parse(
+            "runs_desired",
+            &fields(&[
+                ("repo", "app"),
+                ("commit", &sha),
+                ("test", "t/linux"),
+                ("runs", "500"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(action, Action::RunsDesired { runs: 100, .. }));
+        let bad = Action::parse(
+            "branch",
+            &fields(&[
+                ("repo", "../../etc"),
+                ("branch", "master"),
+                ("under_test", "true"),
+            ]),
+        );
+        assert_eq!(bad.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(Action::parse("cancel", &fields(&[])).is_err());
+        assert_eq!(
+            Action::parse("nuke", &fields(&[])).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        assert!(Action::parse(
+            "commit",
+            &fields(&[("repo", "app"), ("commit", &sha), ("priority", "-1")])
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! The contract between the UI/API and the scheduler's live state: plain-data views of what
+//! the scheduler knows (branch flags, per-commit test counters, runs, machines, the queue), the
+//! user actions it accepts, and the change feed that makes pages live.
+//!
+//! Git facts (repos, branches, commit metadata, definitions) are read by [`super::git_reads`];
+//! everything counted or decided by the scheduler comes through [`StateReads`] and
+//! [`StateActions`]. [`Unwired`] is the implementation used until a scheduler is attached: it
+//! knows nothing, so pages show git facts with every cell "not enabled" and actions answer 503.
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use std::collections::HashMap;
+use test_looper_core::protocol::{MachineInfo, Millis, RunResult, TestCaseResult};
+use tokio::sync::broadcast;
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The live state is not reachable (Redis down, scheduler not attached).
+    #[error("state unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The action is valid but not possible in the current state (e.g. cancel a finished run).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("state unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the scheduler stores per branch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BranchState {
+    pub under_test: bool,
+    pub default_runs_desired: u32,
+}
+
+/// Why a test is not running right now (the queue's "what waits and why").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// No enabled commit wants it (priority zero).
+    NotWanted,
+    /// Waiting for a machine; `priority` orders the queue.
+    Queued { priority: u32 },
+    /// A build it depends on has not finished yet.
+    BlockedOnBuild { build: String },
+    /// A build it depends on failed.
+    DependencyFailed { build: String },
+    /// No machine the pool can boot satisfies its hardware requirements.
+    NoHardware { detail: String },
+    /// A failed build waits before its next retry.
+    RetryWait { until: Millis },
+    /// It has all the runs it wants.
+    Done,
+}
+
+/// Counters of one definition (by identity hash) as the scheduler sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestStatus {
+    /// Finished runs that count (passed, failed, timed out; not cancelled or cleared).
+    pub runs: u64,
+    /// Of those, failed or timed out.
+    pub failures: u64,
+    /// Assigned or running now.
+    pub active: u32,
+    pub runs_desired: u32,
+    pub wait: WaitReason,
+}
+
+/// What the scheduler knows about one commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CommitState {
+    /// 0 = not enabled.
+    pub user_priority: u32,
+    /// Definition identity hash → status.
+    pub tests: HashMap<String, TestStatus>,
+}
+
+/// One run as listed on commit, test and machine pages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub test_hash: String,
+    pub test_name: String,
+    pub machine_id: String,
+    pub attempt: u32,
+    pub state: RunStatus,
+    pub started: Millis,
+    pub ended: Millis,
+    pub result: Option<RunResult>,
+    /// Why it was cancelled or lost.
+    pub reason: String,
+    pub cleared: bool,
+    pub artifacts: Vec<String>,
+    pub test_cases: Vec<TestCaseResult>,
+    /// Where the run's definition comes from.
+    pub repo: String,
+    pub commit: String,
+}
+
+/// Where a run is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Assigned,
+    Running,
+    Passed,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Lost,
+}
+
+impl RunStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Assigned | RunStatus::Running)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Assigned => "assigned",
+            RunStatus::Running => "running",
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed out",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Lost => "lost",
+        }
+    }
+}
+
+/// A worker machine and what it does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MachineView {
+    pub info: MachineInfo,
+    pub registered: Millis,
+    pub last_heartbeat: Millis,
+    /// The run (or deployment) it is busy with.
+    pub busy_with: Option<String>,
+}
+
+/// A definition waiting to run, in queue order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueEntry {
+    pub test_hash: String,
+    pub test_name: String,
+    pub repo: String,
+    pub commit: String,
+    pub priority: u32,
+    pub runs: u64,
+    pub active: u32,
+    pub runs_desired: u32,
+    pub wait: WaitReason,
+}
+
+/// Something changed in the live state; pages refetch what the event names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Counters of these commits changed (run started/finished, priority changed).
+    Commits { repo: String, commits: Vec<String> },
+    /// Branch heads or flags of this repo changed.
+    Branches { repo: String },
+    /// Machines or the queue changed.
+    Machines,
+}
+
+/// Reads of the scheduler's live state.
+pub trait StateReads: Send + Sync {
+    /// Whether a scheduler is attached (pages say so when not).
+    fn wired(&self) -> bool;
+    fn branches(
+        &self,
+        repo: &str,
+    ) -> BoxFuture<'_, Result<HashMap<String, BranchState>, ReadError>>;
+    /// States of the given commits; commits the scheduler does not know are absent.
+    fn commits<'a>(
+        &'a self,
+        repo: &'a str,
+        hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, CommitState>, ReadError>>;
+    /// Every run of one definition, newest first (cleared runs included, flagged).
+    fn runs_of<'a>(&'a self, test_hash: &'a str) -> BoxFuture<'a, Result<Vec<RunView>, ReadError>>;
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>>;
+    fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>>;
+    fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>>;
+    /// The change feed; `None` when the state cannot publish changes.
+    fn subscribe(&self) -> Option<broadcast::Receiver<Change>>;
+}
+
+/// The user actions the scheduler accepts.
+pub trait StateActions: Send + Sync {
+    fn set_branch_under_test<'a>(
+        &'a self,
+        repo: &'a str,
+        branch: &'a str,
+        under_test: bool,
+    ) -> BoxFuture<'a, Result<(), ActionError>>;
+    /// 0 disables the commit; higher values run first.
+    fn set_commit_priority<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        priority: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>>;
+    fn set_runs_desired<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        test_name: &'a str,
+        runs: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>>;
+    fn cancel_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), ActionError>>;
+    /// Clears the finished runs of a test so that it runs again.
+    fn restart_test<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        test_name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActionError>>;
+}
+
+/// Live run logs: the bytes so far from an offset, and a wake-up when more arrive.
+pub trait LogFeed: Send + Sync {
+    /// Bytes of the run's log from `offset`, and whether the log is complete.
+    fn read_from<'a>(
+        &'a self,
+        run_id: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<LogChunk, ReadError>>;
+    /// Resolves when the run's log may have grown (or after an implementation-chosen timeout).
+    fn wait_for_more<'a>(&'a self, run_id: &'a str, offset: u64) -> BoxFuture<'a, ()>;
+}
+
+/// A slice of a run's log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogChunk {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    /// No more bytes will ever be appended.
+    pub complete: bool,
+}
+
+/// A stored artifact opened for download.
+pub struct ArtifactDownload {
+    pub size: Option<u64>,
+    pub reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+}
+
+/// Downloads of the artifacts a run reported.
+pub trait ArtifactFiles: Send + Sync {
+    fn open<'a>(
+        &'a self,
+        test_hash: &'a str,
+        run_id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ArtifactDownload, ReadError>>;
+}
+
+/// The state used until a scheduler is attached: knows no flags or counters, refuses actions.
+pub struct Unwired;
+
+const UNWIRED: &str = "the scheduler is not attached to this server";
+
+impl StateReads for Unwired {
+    fn wired(&self) -> bool {
+        false
+    }
+    fn branches(&self, _: &str) -> BoxFuture<'_, Result<HashMap<String, BranchState>, ReadError>> {
+        Box::pin(async { Ok(HashMap::new()) })
+    }
+    fn commits<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, CommitState>, ReadError>> {
+        Box::pin(async { Ok(HashMap::new()) })
+    }
+    fn runs_of<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<RunView>, ReadError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn run<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn subscribe(&self) -> Option<broadcast::Receiver<Change>> {
+        None
+    }
+}
+
+impl StateActions for Unwired {
+    fn set_branch_under_test<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: bool,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn set_commit_priority<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn set_runs_desired<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn cancel_run<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn restart_test<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+}
+
+impl LogFeed for Unwired {
+    fn read_from<'a>(
+        &'a self,
+        run_id: &'a str,
+        _: u64,
+    ) -> BoxFuture<'a, Result<LogChunk, ReadError>> {
+        Box::pin(async move { Err(ReadError::NotFound(format!("log of run {run_id}"))) })
+    }
+    fn wait_for_more<'a>(&'a self, _: &'a str, _: u64) -> BoxFuture<'a, ()> {
+        Box::pin(tokio::time::sleep(std::time::Duration::from_secs(1)))
+    }
+}
+
+impl ArtifactFiles for Unwired {
+    fn open<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ArtifactDownload, ReadError>> {
+        Box::pin(async move { Err(ReadError::NotFound(format!("artifact {name}"))) })
+    }
+}
