@@ -1,3 +1,4 @@
 //! worker
 
+pub mod executor;
 pub mod tl;

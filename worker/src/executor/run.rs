@@ -1,0 +1,570 @@
+//! One run from assignment to outcome (see the module docs of [`super`]).
+
+use super::container::{run_command, CommandEnd, CommandSpec};
+use super::dirs::{join_inside, RunDirs};
+use super::image::ImageError;
+use super::inputs::{build_artifact_file, provide, InputError};
+use super::package::pack_directory;
+use super::reaper::container_labels;
+use super::results::collect_cases;
+use super::{Executor, RunEvent, CLEANUP_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use test_looper_artifacts::{sanitize_name, ArtifactKey};
+use test_looper_core::definitions::variables::{docker_runtime_variables, resolve};
+use test_looper_core::definitions::{Artifact, DefinitionKind, Image};
+use test_looper_core::protocol::{Assignment, FailureReason, RunOutcome, RunResult};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The run's log: every chunk goes to the event channel (live) and to a file (kept).
+struct RunLog {
+    events: UnboundedSender<RunEvent>,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl RunLog {
+    fn write(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let _ = self.events.send(RunEvent::Log(text.to_string()));
+        if let Ok(mut guard) = self.file.lock() {
+            if let Some(file) = guard.as_mut() {
+                let _ = file.write_all(text.as_bytes());
+            }
+        }
+    }
+}
+
+fn failed(reason: FailureReason, message: impl Into<String>) -> RunResult {
+    RunResult::Failed {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Runs `assignment` and returns its outcome. Never panics on bad input: every failure
+/// becomes a typed [`RunResult::Failed`].
+pub async fn run_assignment(
+    executor: &Executor,
+    assignment: &Assignment,
+    events: UnboundedSender<RunEvent>,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    let run_id = assignment.run_id.as_str();
+    if ArtifactKey::run(&assignment.test_hash, run_id, "x").is_err() {
+        return RunOutcome {
+            result: failed(FailureReason::Infrastructure, "invalid run id or test hash"),
+            test_cases: Vec::new(),
+            artifacts: Vec::new(),
+        };
+    }
+    let dirs = match RunDirs::create(&executor.storage, run_id) {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            return RunOutcome {
+                result: failed(
+                    FailureReason::Infrastructure,
+                    format!("could not create run directories: {error}"),
+                ),
+                test_cases: Vec::new(),
+                artifacts: Vec::new(),
+            }
+        }
+    };
+    let log_path = dirs.root.join("test_looper_log.txt");
+    let log = RunLog {
+        events,
+        file: Mutex::new(std::fs::File::create(&log_path).ok()),
+    };
+    let mut outcome = Run {
+        executor,
+        assignment,
+        dirs: &dirs,
+        log: &log,
+        cancel,
+        artifacts: Vec::new(),
+    }
+    .execute()
+    .await;
+    if let RunResult::Failed { message, .. } = &outcome.result {
+        log.write(&format!("\nrun failed: {message}\n"));
+    } else {
+        log.write("\nrun passed\n");
+    }
+    if let Ok(mut guard) = log.file.lock() {
+        guard.take();
+    }
+    // The full log is kept with the run's artifacts.
+    match ArtifactKey::run(&assignment.test_hash, run_id, "test_looper_log.txt") {
+        Ok(key) => {
+            if let Err(error) = executor.store.put_file(&key, &log_path).await {
+                tracing::warn!(%error, run_id, "could not store the run log");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "invalid log key"),
+    }
+    if let Err(error) = super::dirs::remove_tree(&dirs.root) {
+        tracing::warn!(%error, path = %dirs.root.display(), "could not remove run directory");
+    }
+    outcome.test_cases.sort_by(|a, b| a.name.cmp(&b.name));
+    outcome
+}
+
+struct Run<'a> {
+    executor: &'a Executor,
+    assignment: &'a Assignment,
+    dirs: &'a RunDirs,
+    log: &'a RunLog,
+    cancel: CancellationToken,
+    artifacts: Vec<String>,
+}
+
+impl Run<'_> {
+    fn log(&self, text: &str) {
+        self.log.write(text);
+    }
+
+    fn outcome(&mut self, result: RunResult) -> RunOutcome {
+        RunOutcome {
+            result,
+            test_cases: Vec::new(),
+            artifacts: std::mem::take(&mut self.artifacts),
+        }
+    }
+
+    async fn execute(mut self) -> RunOutcome {
+        let definition = &self.assignment.definition;
+        let is_build = definition.kind == DefinitionKind::Build;
+        if definition.kind == DefinitionKind::Deployment {
+            return self.outcome(failed(
+                FailureReason::EnvironmentError,
+                "deployments are not runs",
+            ));
+        }
+
+        // A build whose every artifact is already stored is done.
+        if is_build
+            && !self.assignment.artifacts.is_empty()
+            && self.all_build_artifacts_exist().await
+        {
+            self.log("Build already exists\n");
+            for name in self.assignment.artifacts.clone() {
+                self.report_artifact(&name);
+            }
+            return self.outcome(RunResult::Passed);
+        }
+
+        let dockerfile = match &definition.environment.image {
+            Image::Docker {
+                dockerfile_contents,
+                ..
+            } => dockerfile_contents.clone(),
+            Image::Ami { .. } => {
+                return self.outcome(failed(
+                    FailureReason::EnvironmentError,
+                    "this environment needs a VM image; a Docker worker cannot run it",
+                ))
+            }
+        };
+        let log_fn = |text: &str| self.log.write(text);
+        let image = match self
+            .executor
+            .images
+            .ensure(&self.executor.docker, &dockerfile, &log_fn)
+            .await
+        {
+            Ok((tag, _)) => tag,
+            Err(ImageError::BuildFailed { message, .. }) => {
+                return self.outcome(failed(
+                    FailureReason::EnvironmentError,
+                    format!("environment image build failed: {message}"),
+                ))
+            }
+            Err(ImageError::Engine(error)) => {
+                return self.outcome(failed(
+                    FailureReason::Infrastructure,
+                    format!("docker engine: {error}"),
+                ))
+            }
+        };
+
+        let cache = self.executor.storage.join("cache");
+        for (name, dependency) in definition.all_dependencies() {
+            if let Err(error) = provide(
+                &name,
+                &dependency,
+                &self.dirs.test_inputs(),
+                &cache,
+                self.executor.store.as_ref(),
+                self.executor.sources.as_ref(),
+                &log_fn,
+            )
+            .await
+            {
+                let reason = match error {
+                    InputError::Missing(_) => FailureReason::EnvironmentError,
+                    InputError::Infrastructure(_) => FailureReason::Infrastructure,
+                };
+                return self.outcome(failed(reason, format!("input {name}: {error}")));
+            }
+        }
+
+        let runtime = docker_runtime_variables(
+            u64::from(self.assignment.cores),
+            u64::from(self.assignment.ram_gb),
+            Some(&self.assignment.run_id),
+        );
+        let env = resolve(&definition.variables, &runtime).unwrap_or_else(|cycle| {
+            self.log(&format!(
+                "variable cycle {:?}; variables used unresolved\n",
+                cycle.names
+            ));
+            let mut env = definition.variables.clone();
+            env.extend(runtime.clone());
+            env
+        });
+        self.log(&preamble(&env, &image));
+
+        let timeout = match (self.assignment.timeout_seconds, definition.timeout) {
+            (0, 0) => DEFAULT_TIMEOUT_SECONDS,
+            (0, t) | (t, _) => t,
+        };
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        let labels = container_labels(
+            &self.executor.scope,
+            &self.executor.machine_id,
+            &self.assignment.run_id,
+            &HashMap::new(),
+        );
+
+        let mut result = RunResult::Passed;
+        let stages = definition.stages.clone();
+        for (index, stage) in stages.iter().enumerate() {
+            let mut stage_failure: Option<RunResult> = None;
+            if !stage.command.trim().is_empty() {
+                self.log(&format!(
+                    "\n## stage {}: {}\n",
+                    index + 1,
+                    stage.command.trim()
+                ));
+                let end = self
+                    .command(
+                        &image,
+                        &env,
+                        &labels,
+                        "cmd",
+                        index,
+                        &stage.command,
+                        deadline,
+                    )
+                    .await;
+                stage_failure = self.judge(end, index, "command", timeout, is_build);
+            }
+            if !stage.cleanup.trim().is_empty() {
+                self.log(&format!(
+                    "\n## stage {} cleanup: {}\n",
+                    index + 1,
+                    stage.cleanup.trim()
+                ));
+                let cleanup_deadline =
+                    Instant::now() + Duration::from_secs(CLEANUP_TIMEOUT_SECONDS);
+                let end = self
+                    .command(
+                        &image,
+                        &env,
+                        &labels,
+                        "cleanup",
+                        index,
+                        &stage.cleanup,
+                        cleanup_deadline,
+                    )
+                    .await;
+                let cleanup_failure =
+                    self.judge(end, index, "cleanup", CLEANUP_TIMEOUT_SECONDS, is_build);
+                stage_failure = stage_failure.or(cleanup_failure);
+            }
+            let upload = if is_build {
+                stage_failure.is_none()
+            } else {
+                true
+            };
+            if upload {
+                for artifact in &stage.artifacts {
+                    if let Err(message) = self.upload_artifact(artifact, &env, is_build).await {
+                        stage_failure.get_or_insert(failed(FailureReason::Infrastructure, message));
+                        break;
+                    }
+                }
+            }
+            if let Some(failure) = stage_failure {
+                result = failure;
+                break;
+            }
+        }
+
+        let mut test_cases = Vec::new();
+        if !is_build {
+            self.keep_output_files().await;
+            let dirs = self.dirs.clone();
+            let report = collect_cases(&self.dirs.output(), &|p| dirs.host_path(p));
+            for note in &report.notes {
+                self.log(&format!("{note}\n"));
+            }
+            for (case, path) in &report.logs {
+                let file = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "log".into());
+                let name = format!("individual_test_logs/{}/{}", sanitize_name(case), file);
+                if let Err(message) = self.store_run_file(&name, path).await {
+                    self.log(&format!("could not store log of {case}: {message}\n"));
+                }
+            }
+            test_cases = report.cases;
+        }
+        let mut outcome = self.outcome(result);
+        outcome.test_cases = test_cases;
+        outcome
+    }
+
+    async fn all_build_artifacts_exist(&self) -> bool {
+        let definition = &self.assignment.definition;
+        for name in &self.assignment.artifacts {
+            let file = build_artifact_file(&definition.name, name);
+            match ArtifactKey::build(&self.assignment.test_hash, &file) {
+                Ok(key) => match self.executor.store.exists(&key).await {
+                    Ok(true) => {}
+                    _ => return false,
+                },
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn report_artifact(&mut self, name: &str) {
+        self.artifacts.push(name.to_string());
+        let _ = self
+            .log
+            .events
+            .send(RunEvent::ArtifactUploaded(name.to_string()));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn command(
+        &self,
+        image: &str,
+        env: &BTreeMap<String, String>,
+        labels: &HashMap<String, String>,
+        what: &str,
+        index: usize,
+        command: &str,
+        deadline: Instant,
+    ) -> Result<CommandEnd, String> {
+        let script = substitute(command, env);
+        let spec = CommandSpec {
+            image,
+            script_name: &format!("{what}_{index}.sh"),
+            script: &script,
+            env,
+            labels,
+            name: format!(
+                "{}_{}_{}_{what}{index}",
+                self.executor.scope, self.executor.machine_id, self.assignment.run_id
+            ),
+            cores: self.assignment.cores,
+            ram_gb: self.assignment.ram_gb,
+            deadline,
+        };
+        let log_fn = |text: &str| self.log.write(text);
+        run_command(
+            &self.executor.docker,
+            self.dirs,
+            spec,
+            &log_fn,
+            &self.cancel,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Turns how a command ended into a failure (or `None` for exit code 0).
+    fn judge(
+        &self,
+        end: Result<CommandEnd, String>,
+        index: usize,
+        what: &str,
+        timeout: u64,
+        is_build: bool,
+    ) -> Option<RunResult> {
+        let stage = index + 1;
+        match end {
+            Ok(CommandEnd::Exited(0)) => {
+                self.log(&format!("exit code 0 ({what} of stage {stage})\n"));
+                None
+            }
+            Ok(CommandEnd::Exited(code)) => {
+                self.log(&format!("exit code {code} ({what} of stage {stage})\n"));
+                let reason = if is_build {
+                    FailureReason::BuildError
+                } else {
+                    FailureReason::TestFailure
+                };
+                Some(failed(
+                    reason,
+                    format!("exit code {code} in the {what} of stage {stage}"),
+                ))
+            }
+            Ok(CommandEnd::TimedOut) => {
+                self.log(&format!(
+                    "timed out after {timeout} s ({what} of stage {stage})\n"
+                ));
+                Some(failed(
+                    FailureReason::Timeout,
+                    format!("timed out after {timeout} s in the {what} of stage {stage}"),
+                ))
+            }
+            Ok(CommandEnd::Cancelled) => {
+                self.log("cancelled\n");
+                Some(failed(FailureReason::Infrastructure, "cancelled"))
+            }
+            Err(message) => {
+                self.log(&format!("docker: {message}\n"));
+                Some(failed(
+                    FailureReason::Infrastructure,
+                    format!("docker: {message}"),
+                ))
+            }
+        }
+    }
+
+    /// Packs one declared artifact, stores it and reports it.
+    async fn upload_artifact(
+        &mut self,
+        artifact: &Artifact,
+        env: &BTreeMap<String, String>,
+        is_build: bool,
+    ) -> Result<(), String> {
+        let default_dir = if is_build {
+            self.dirs.build_output()
+        } else {
+            self.dirs.output()
+        };
+        let directory = substitute(&artifact.directory, env);
+        let host_dir = if directory.starts_with('/') {
+            self.dirs.host_path(&directory).ok_or_else(|| {
+                format!("artifact directory {directory} is not under a mounted directory")
+            })?
+        } else {
+            join_inside(&default_dir, &directory).ok_or_else(|| {
+                format!("artifact directory {directory} leaves the output directory")
+            })?
+        };
+        let definition = &self.assignment.definition;
+        let file = build_artifact_file(&definition.name, &artifact.name);
+        let tarball = self.dirs.packages().join(&file);
+        let (include, exclude) = (
+            artifact.include_patterns.clone(),
+            artifact.exclude_patterns.clone(),
+        );
+        let (dir, dest) = (host_dir.clone(), tarball.clone());
+        let count =
+            tokio::task::spawn_blocking(move || pack_directory(&dir, &include, &exclude, &dest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("pack {}: {e}", host_dir.display()))?;
+        if !host_dir.is_dir() {
+            self.log(&format!("warning: artifact directory {directory} does not exist; storing an empty artifact\n"));
+        }
+        let key = if is_build {
+            ArtifactKey::build(&self.assignment.test_hash, &file)
+        } else {
+            ArtifactKey::run(&self.assignment.test_hash, &self.assignment.run_id, &file)
+        }
+        .map_err(|e| e.to_string())?;
+        let size = self
+            .executor
+            .store
+            .put_file(&key, &tarball)
+            .await
+            .map_err(|e| format!("store artifact {file}: {e}"))?;
+        let _ = std::fs::remove_file(&tarball);
+        let shown = if artifact.name.is_empty() {
+            "(unnamed)"
+        } else {
+            &artifact.name
+        };
+        self.log(&format!(
+            "uploaded artifact {shown}: {count} files, {size} bytes\n"
+        ));
+        self.report_artifact(&artifact.name);
+        Ok(())
+    }
+
+    /// Stores every file of `TEST_OUTPUT_DIR` as `output/<relative path>`.
+    async fn keep_output_files(&self) {
+        let root = self.dirs.output();
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => pending.push(path),
+                    Ok(kind) if kind.is_file() => {
+                        let Ok(relative) = path.strip_prefix(&root) else {
+                            continue;
+                        };
+                        let name =
+                            format!("output/{}", relative.to_string_lossy().replace('\\', "/"));
+                        if let Err(message) = self.store_run_file(&name, &path).await {
+                            self.log(&format!("could not keep {name}: {message}\n"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn store_run_file(&self, name: &str, path: &Path) -> Result<(), String> {
+        let key = ArtifactKey::run(&self.assignment.test_hash, &self.assignment.run_id, name)
+            .map_err(|e| e.to_string())?;
+        self.executor
+            .store
+            .put_file(&key, path)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `${NAME}` → value for every variable.
+fn substitute(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (name, value) in env {
+        let pattern = format!("${{{name}}}");
+        if out.contains(&pattern) {
+            out = out.replace(&pattern, value);
+        }
+    }
+    out
+}
+
+/// The header of the run's log: image and variables.
+fn preamble(env: &BTreeMap<String, String>, image: &str) -> String {
+    let mut text =
+        format!("image: {image}\nworking directory: /test_looper/test_inputs\nvariables:\n");
+    for (name, value) in env {
+        text.push_str(&format!("  {name}={value}\n"));
+    }
+    text
+}
