@@ -94,6 +94,12 @@ impl World {
         self
     }
 
+    /// Adds another file to a commit.
+    pub fn file(&mut self, repo: &str, hash: &str, path: &str, text: &str) -> &mut World {
+        self.source.add_file(repo, hash, path, text);
+        self
+    }
+
     pub fn info(&self, repo: &str, hash: &str) -> CommitInfo {
         let parse = match resolve_commit(&CommitRef::new(repo, hash), &self.source) {
             Ok(resolved) if resolved.definitions.is_empty() => ParseOutcome::NoTests,

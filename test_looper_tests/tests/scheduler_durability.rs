@@ -1,0 +1,286 @@
+//! Durability and exactly-once accounting of the scheduler against a real Redis: a restart
+//! loses nothing, an emptied Redis is rebuilt from the result records, and concurrent
+//! completions and cancellations count each run once.
+
+mod scheduler_support;
+
+use std::sync::Arc;
+
+use scheduler_support::*;
+use test_looper_core::protocol::{Completion, CompletionAck, Heartbeat, HeartbeatReply};
+use test_looper_core::scheduling::{RunState, TestCounts};
+use test_looper_server::scheduler::{Scheduler, StartMode};
+
+fn world() -> World {
+    let mut world = World::new();
+    world
+        .commit("r", "c1", &[], &build_and_test())
+        .commit(
+            "r",
+            "c2",
+            &["c1"],
+            &definitions("builds:\n  B:\n    environment: linux\n    command: \"make\"\ntests:\n  T:\n    environment: linux\n    command: \"test v2\"\n    dependencies:\n      b: B\n"),
+        );
+    world
+}
+
+async fn counts(scheduler: &Scheduler) -> Vec<(String, String, TestCounts)> {
+    scheduler
+        .read(|engine| {
+            ["c1", "c2"]
+                .iter()
+                .filter_map(|commit| engine.commit_view("r", commit))
+                .flat_map(|view| {
+                    let commit = view.record.hash.clone();
+                    view.tests
+                        .into_iter()
+                        .map(move |test| (commit.clone(), test.name, test.counts))
+                })
+                .collect()
+        })
+        .await
+}
+
+/// Ingests the world, enables both commits and runs: B passes, T on c2 runs 3 times
+/// (pass, fail, pass), T on c1 once (fail). Returns one in-flight run of c2's T.
+async fn populate(scheduler: &Scheduler, world: &World) -> (String, Vec<String>) {
+    scheduler
+        .ingest_branch_scan("r", "main", "c2", world.infos("r", &["c1", "c2"]))
+        .await
+        .unwrap();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+    scheduler.set_commit_priority("r", "c1", 1).await.unwrap();
+    scheduler.set_runs_desired("r", "c2", "T", 4).await.unwrap();
+    scheduler.register_machine(linux("m1", 2)).await.unwrap();
+    scheduler.register_machine(linux("m2", 2)).await.unwrap();
+    let mut outcomes = vec![true, false, true, false].into_iter();
+    loop {
+        let run = run_of(scheduler.next_work("m1").await.unwrap());
+        if run.definition.name == "B" {
+            finish(scheduler, &run, true).await;
+            continue;
+        }
+        match outcomes.next() {
+            Some(success) => {
+                finish(scheduler, &run, success).await;
+            }
+            None => return (run.run_id, run.artifacts),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_server_loses_nothing_and_counts_nothing_twice() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let (in_flight, artifacts) = populate(&scheduler, &world).await;
+    let before = counts(&scheduler).await;
+    drop(scheduler); // the process dies: only Redis and the result store remain
+
+    harness.clock.advance_secs(20);
+    let scheduler = harness.open().await;
+    assert_eq!(scheduler.start_mode(), StartMode::Loaded);
+    assert_eq!(counts(&scheduler).await, before);
+    let c2 = scheduler.read(|e| e.commit_view("r", "c2").unwrap()).await;
+    assert_eq!(c2.settings.runs_desired.get("T"), Some(&4));
+    assert!(
+        scheduler
+            .read(|e| e.branch("r", "main").unwrap().under_test)
+            .await
+    );
+
+    // The in-flight run was kept: its worker reconnects and finishes it, once.
+    let beat = Heartbeat {
+        machine_id: "m1".into(),
+        run_id: Some(in_flight.clone()),
+    };
+    assert_eq!(
+        scheduler.heartbeat(&beat).await.unwrap(),
+        HeartbeatReply::Continue
+    );
+    let completion = Completion {
+        run_id: in_flight.clone(),
+        outcome: passed(artifacts),
+    };
+    assert_eq!(
+        scheduler.record_completion(&completion).await.unwrap(),
+        CompletionAck::Recorded
+    );
+    drop(scheduler);
+    let scheduler = harness.open().await;
+    assert_eq!(
+        scheduler.record_completion(&completion).await.unwrap(),
+        CompletionAck::AlreadyRecorded,
+        "a resend after another restart counts nothing"
+    );
+    let t = test_of(&scheduler, "r", "c2", "T").await;
+    let (_, _, old) = before
+        .iter()
+        .find(|(commit, name, _)| commit == "c2" && name == "T")
+        .cloned()
+        .unwrap();
+    assert_eq!(old.running, 1);
+    assert_eq!(
+        (t.counts.runs, t.counts.failures, t.counts.running),
+        (old.runs + 1, old.failures, 0),
+        "the resumed run passed"
+    );
+    assert_eq!(t.counts.runs, 4, "runs desired reached");
+}
+
+#[tokio::test]
+async fn runs_in_flight_at_startup_are_lost_if_their_worker_stays_silent() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let (in_flight, _) = populate(&scheduler, &world).await;
+    drop(scheduler);
+    harness.clock.advance_secs(600);
+    let scheduler = harness.open().await;
+    // Reconciled at startup: the run gets a fresh deadline rather than being lost at once.
+    assert!(
+        scheduler
+            .read(|e| e.run(&in_flight).unwrap().state.is_active())
+            .await
+    );
+    harness.clock.advance_secs(61);
+    scheduler.expire().await.unwrap();
+    let run = scheduler
+        .read(|e| e.run(&in_flight).cloned().unwrap())
+        .await;
+    assert_eq!(run.state, RunState::Lost);
+    assert_eq!(test_of(&scheduler, "r", "c2", "T").await.counts.running, 0);
+}
+
+#[tokio::test]
+async fn an_emptied_redis_is_rebuilt_from_result_records() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let (in_flight, artifacts) = populate(&scheduler, &world).await;
+    let completion = Completion {
+        run_id: in_flight,
+        outcome: passed(artifacts),
+    };
+    scheduler.record_completion(&completion).await.unwrap();
+    let before = counts(&scheduler).await;
+    let finished = scheduler
+        .read(|e| e.all_runs().filter(|r| r.counted()).count())
+        .await;
+    drop(scheduler);
+
+    let mut connection = harness.redis.client().get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut connection).unwrap();
+
+    let scheduler = harness.open().await;
+    assert_eq!(
+        scheduler.start_mode(),
+        StartMode::Rebuilt { runs: finished }
+    );
+    // Git ingestion re-delivers the commits, as after any start.
+    scheduler
+        .ingest_branch_scan("r", "main", "c2", world.infos("r", &["c1", "c2"]))
+        .await
+        .unwrap();
+    assert_eq!(counts(&scheduler).await, before);
+    let c2 = scheduler.read(|e| e.commit_view("r", "c2").unwrap()).await;
+    assert_eq!(c2.settings.runs_desired.get("T"), Some(&4));
+    assert_eq!(c2.priority, 1);
+    let c1 = scheduler.read(|e| e.commit_view("r", "c1").unwrap()).await;
+    assert_eq!(c1.settings.user_priority, 1);
+
+    // And the rebuilt state is in Redis: another restart loads the same counts.
+    drop(scheduler);
+    let scheduler = harness.open().await;
+    assert_eq!(scheduler.start_mode(), StartMode::Loaded);
+    assert_eq!(counts(&scheduler).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_completion_and_cancellation_count_each_run_once() {
+    let harness = Harness::new();
+    let scheduler = harness.open().await;
+    let mut world = World::new();
+    world.commit(
+        "r",
+        "c",
+        &[],
+        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
+    );
+    scheduler
+        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
+        .await
+        .unwrap();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+    scheduler
+        .set_runs_desired("r", "c", "T", 1000)
+        .await
+        .unwrap();
+    let machines = 40;
+    for i in 0..machines {
+        scheduler
+            .register_machine(linux(&format!("m{i}"), 2))
+            .await
+            .unwrap();
+    }
+    let mut runs = Vec::new();
+    for i in 0..machines {
+        runs.push(run_of(scheduler.next_work(&format!("m{i}")).await.unwrap()));
+    }
+    let mut tasks = Vec::new();
+    for run in &runs {
+        let completion = Completion {
+            run_id: run.run_id.clone(),
+            outcome: passed(run.artifacts.clone()),
+        };
+        let (a, b, c) = (
+            Arc::clone(&scheduler),
+            Arc::clone(&scheduler),
+            Arc::clone(&scheduler),
+        );
+        let (first, second) = (completion.clone(), completion);
+        let run_id = run.run_id.clone();
+        tasks.push(tokio::spawn(async move {
+            Outcome::Completion(a.record_completion(&first).await.unwrap())
+        }));
+        tasks.push(tokio::spawn(async move {
+            Outcome::Completion(b.record_completion(&second).await.unwrap())
+        }));
+        tasks.push(tokio::spawn(async move {
+            Outcome::Cancel(c.cancel_run(&run_id, "user").await.unwrap())
+        }));
+    }
+    let mut recorded = 0;
+    let mut cancelled = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Outcome::Completion(CompletionAck::Recorded) => recorded += 1,
+            Outcome::Cancel(true) => cancelled += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(recorded + cancelled, machines, "each run ends exactly once");
+    let t = test_of(&scheduler, "r", "c", "T").await;
+    assert_eq!((t.counts.runs, t.counts.running), (recorded as u64, 0));
+    // Redis agrees with memory.
+    drop(scheduler);
+    let scheduler = harness.open().await;
+    let t = test_of(&scheduler, "r", "c", "T").await;
+    assert_eq!((t.counts.runs, t.counts.running), (recorded as u64, 0));
+    let stored = std::fs::read_dir(harness.dir.path().join("results"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1, "one test hash directory");
+}
+
+enum Outcome {
+    Completion(CompletionAck),
+    Cancel(bool),
+}
