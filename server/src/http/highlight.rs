@@ -9,6 +9,9 @@ use std::fmt::Write;
 pub fn yaml_to_html(text: &str, error_line: Option<usize>) -> String {
     let mut out = String::with_capacity(text.len() * 2 + 64);
     out.push_str(r#"<ol class="source yaml">"#);
+    // Errors at the end of the input point one past the last line: mark the last line.
+    let line_count = text.lines().count();
+    let error_line = error_line.map(|line| line.min(line_count));
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         let class = if Some(number) == error_line {
@@ -152,6 +155,8 @@ mod tests {
         assert!(html.contains(r#"<span class="y-string">&quot;&lt;b&gt;&quot;</span>"#));
         assert!(!html.contains("<b>"));
         assert_eq!(html.matches("<li").count(), 5);
+        let past_end = yaml_to_html("a: [1\n", Some(2));
+        assert!(past_end.contains(r#"<li id="L1" class="error-line">"#));
     }
 
     #[test]

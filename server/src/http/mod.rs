@@ -112,6 +112,7 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
                     .default_service(web::to(actions::method_not_allowed)),
             )
             .configure(crate::api::configure)
+            .configure(crate::workers::configure)
             .route("/webhook", web::post().to(crate::webhooks::receive))
             .route(
                 "/githubReceivedAPush",
