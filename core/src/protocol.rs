@@ -265,6 +265,13 @@ pub enum WorkerToServer {
     Heartbeat(Heartbeat),
     ArtifactUploaded(ArtifactUploaded),
     Completed(Completion),
+    /// Output of a run: `text` starts at byte `offset` of the run's log. Resent chunks (after
+    /// a reconnect) overlap what the server has; it keeps only the unseen suffix.
+    Log {
+        run_id: String,
+        offset: u64,
+        text: String,
+    },
     /// The deployment's process ended.
     DeploymentExited {
         deployment_id: String,

@@ -11,6 +11,7 @@ pub mod scheduler;
 pub mod scm;
 pub mod state;
 pub mod webhooks;
+pub mod workers;
 
 use anyhow::Context;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct AppContext {
     pub redis: redis_state::RedisHandle,
     /// Repo store, history, scans and their events (see [`git::GitService`]).
     pub git: Arc<git::GitService>,
+    /// The worker channel (attached to the scheduler once it runs).
+    pub workers: workers::WorkerHub,
 }
 
 impl AppContext {
@@ -29,7 +32,12 @@ impl AppContext {
         let redis = redis_state::RedisHandle::new(&config.redis.url)
             .with_context(|| format!("invalid redis url {}", config.redis.url))?;
         let git = git::GitService::from_config(&config);
-        Ok(Arc::new(Self { config, redis, git }))
+        Ok(Arc::new(Self {
+            config,
+            redis,
+            git,
+            workers: workers::WorkerHub::default(),
+        }))
     }
 }
 

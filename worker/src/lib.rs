@@ -1,4 +1,5 @@
 //! worker
 
+pub mod daemon;
 pub mod executor;
 pub mod tl;

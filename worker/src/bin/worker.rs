@@ -1,1 +1,107 @@
-fn main() {}
+//! `test-looper-worker`: the worker daemon. Connects to the server's worker socket, runs
+//! assignments in the local Docker engine, stores artifacts in the configured store.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use test_looper_artifacts::{open_store, StoreConfig};
+use test_looper_core::protocol::{MachineInfo, OsConfig};
+use test_looper_worker::daemon::{http_sources::HttpSources, run_daemon, DaemonSettings};
+use test_looper_worker::executor::{image::ImageCache, Executor};
+
+#[derive(Parser, Debug)]
+#[command(about = "test-looper worker daemon")]
+struct Args {
+    /// Server base URL, e.g. http://127.0.0.1:9081
+    #[arg(long, env = "TEST_LOOPER_SERVER_URL")]
+    server_url: String,
+    /// Worker token (`auth.worker_token` of the server).
+    #[arg(long, env = "TEST_LOOPER_WORKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Stable machine id.
+    #[arg(long, env = "TEST_LOOPER_MACHINE_ID")]
+    machine_id: String,
+    /// Directory for run directories and caches.
+    #[arg(long, env = "TEST_LOOPER_WORKER_STORAGE")]
+    storage: PathBuf,
+    /// Install scope: container label `test-looper.scope` and name prefix.
+    #[arg(long, env = "TEST_LOOPER_DOCKER_SCOPE", default_value = "test_looper")]
+    scope: String,
+    /// Artifact store as JSON, e.g. {"kind":"local_disk","path":"/srv/artifacts"}.
+    #[arg(long, env = "TEST_LOOPER_ARTIFACTS")]
+    artifacts: String,
+    /// Cores offered (default: all).
+    #[arg(long)]
+    cores: Option<u32>,
+    /// RAM offered in GB (default: all).
+    #[arg(long)]
+    ram_gb: Option<u32>,
+    /// Exit after this many idle seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    idle_exit_seconds: u64,
+}
+
+fn machine_ram_gb() -> u32 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| (kb / 1024 / 1024).max(1) as u32)
+        .unwrap_or(1)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let store_config: StoreConfig = serde_json::from_str(&args.artifacts)?;
+    let store = open_store(&store_config).await?;
+    let docker = bollard::Docker::connect_with_local_defaults()?;
+    let base_url = args.server_url.trim_end_matches('/').to_string();
+    let socket_url = format!(
+        "{}/api/worker/socket",
+        base_url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    );
+    let cores = args.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    });
+    let executor = Executor {
+        docker,
+        store,
+        sources: Arc::new(HttpSources {
+            client: reqwest::Client::new(),
+            base_url,
+            token: args.token.clone(),
+        }),
+        storage: args.storage,
+        scope: args.scope,
+        machine_id: args.machine_id.clone(),
+        images: ImageCache::default(),
+    };
+    let settings = DaemonSettings {
+        socket_url,
+        token: args.token,
+        machine: MachineInfo {
+            machine_id: args.machine_id,
+            cores,
+            ram_gb: args.ram_gb.unwrap_or_else(machine_ram_gb),
+            os: OsConfig::LinuxDocker,
+        },
+        idle_exit: (args.idle_exit_seconds > 0)
+            .then(|| Duration::from_secs(args.idle_exit_seconds)),
+    };
+    run_daemon(settings, executor).await
+}

@@ -1,0 +1,54 @@
+//! The worker daemon: one websocket session with the server at a time, reconnecting with
+//! backoff; the executor runs assignments in the background while the session forwards their
+//! log chunks, artifact reports and completion. After a reconnect (or a server restart) the
+//! daemon registers again and replays its run: heartbeat, the whole log with offsets (the
+//! server keeps only what is new), the artifacts, and an unacknowledged completion.
+
+pub mod http_sources;
+mod session;
+pub mod state;
+
+use crate::executor::Executor;
+use state::WorkerState;
+use std::sync::Arc;
+use std::time::Duration;
+use test_looper_core::protocol::MachineInfo;
+use tokio::sync::Mutex;
+
+/// How to reach the server.
+#[derive(Clone, Debug)]
+pub struct DaemonSettings {
+    /// `ws://host:port/api/worker/socket`
+    pub socket_url: String,
+    pub token: Option<String>,
+    pub machine: MachineInfo,
+    /// Exit after this long without work (local pool workers); `None`: never.
+    pub idle_exit: Option<Duration>,
+}
+
+/// Runs the daemon until it is idle for `idle_exit` (or forever).
+pub async fn run_daemon(settings: DaemonSettings, executor: Executor) -> anyhow::Result<()> {
+    match executor.reap_leftovers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed containers left by a previous run"),
+        Err(error) => tracing::warn!(%error, "could not reap leftover containers"),
+    }
+    let state = Arc::new(Mutex::new(WorkerState::default()));
+    let executor = Arc::new(executor);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session::run_session(&settings, executor.clone(), state.clone()).await {
+            Ok(session::SessionEnd::IdleExit) => {
+                tracing::info!("idle: exiting");
+                return Ok(());
+            }
+            Ok(session::SessionEnd::Closed) => {
+                tracing::warn!("server closed the connection");
+                backoff = Duration::from_millis(200);
+            }
+            Err(error) => tracing::warn!(%error, "worker session failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
