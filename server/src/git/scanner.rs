@@ -17,6 +17,11 @@ use test_looper_core::definitions::{
 /// Commits at or before this time are never parsed (runtime.md §3.3, July 2017).
 pub const OLDEST_TIMESTAMP_WITH_TESTS: i64 = 1_500_000_000;
 
+/// Batches smaller than this are parsed on the scanning thread.
+const PARALLEL_PARSE_THRESHOLD: usize = 64;
+/// Most threads used to parse one batch.
+const MAX_PARSE_THREADS: usize = 8;
+
 /// What parsing a commit's definitions gave (definitions.md §1.4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -140,14 +145,16 @@ pub fn scan_repo(
         .map(|oid| oid.to_string())
         .collect();
 
-    let source =
-        GitDefinitionsSource::new(store, caches).with_open_repo(repo_name, store.open(repo_name)?);
-    let mut new_commits = Vec::with_capacity(new_ids.len());
-    for oid in new_ids {
-        let metadata = history::commit_metadata(&repo, repo_name, oid)?;
-        let parse = parse_commit(&source, repo_name, &metadata);
-        new_commits.push(CommitInfo::new(metadata, parse));
-    }
+    let metadata = new_ids
+        .into_iter()
+        .map(|oid| history::commit_metadata(&repo, repo_name, oid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parses = parse_all(store, caches, repo_name, &metadata)?;
+    let new_commits = metadata
+        .into_iter()
+        .zip(parses)
+        .map(|(metadata, parse)| CommitInfo::new(metadata, parse))
+        .collect();
     let event = RepoScanned {
         repo: repo_name.to_owned(),
         branches: current
@@ -160,6 +167,56 @@ pub fn scan_repo(
         orphaned_commits,
     };
     Ok(Some((event, current)))
+}
+
+/// Parses every commit of `metadata` (in order). Large batches (a newly watched repo, a
+/// long push) are split across the machine's cores; each thread opens its own repos.
+fn parse_all(
+    store: &RepoStore,
+    caches: &DefinitionsCaches,
+    repo_name: &str,
+    metadata: &[CommitMetadata],
+) -> Result<Vec<ParseOutcome>, GitError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_PARSE_THREADS);
+    if threads <= 1 || metadata.len() < PARALLEL_PARSE_THRESHOLD {
+        let source = GitDefinitionsSource::new(store, caches)
+            .with_open_repo(repo_name, store.open(repo_name)?);
+        return Ok(metadata
+            .iter()
+            .map(|m| parse_commit(&source, repo_name, m))
+            .collect());
+    }
+    let chunk = metadata.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = metadata
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<ParseOutcome>, GitError> {
+                    let source = GitDefinitionsSource::new(store, caches)
+                        .with_open_repo(repo_name, store.open(repo_name)?);
+                    Ok(part
+                        .iter()
+                        .map(|m| parse_commit(&source, repo_name, m))
+                        .collect())
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(metadata.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => {
+                    return Err(GitError::Git {
+                        repo: repo_name.to_owned(),
+                        message: "a definitions parser thread panicked".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    })
 }
 
 /// Parses one commit's definitions (definitions.md §1.4).
