@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::model::{Artifact, DefinitionKind, Stage};
-use super::variables::substitute;
+use super::variables::substitute_in_place;
 
 /// `order` of the implicit stage made from `command`/`cleanup`.
 pub const SHORTHAND_ORDER: f64 = 1e9;
@@ -45,17 +45,17 @@ pub fn assemble(
     }
     stages.sort_by(|a, b| a.order.total_cmp(&b.order));
     for stage in &mut stages {
-        stage.command = substitute(&stage.command, variables);
-        stage.cleanup = substitute(&stage.cleanup, variables);
+        substitute_in_place(&mut stage.command, variables);
+        substitute_in_place(&mut stage.cleanup, variables);
         for artifact in &mut stage.artifacts {
-            artifact.name = substitute(&artifact.name, variables);
-            artifact.directory = substitute(&artifact.directory, variables);
+            substitute_in_place(&mut artifact.name, variables);
+            substitute_in_place(&mut artifact.directory, variables);
             for pattern in artifact
                 .include_patterns
                 .iter_mut()
                 .chain(artifact.exclude_patterns.iter_mut())
             {
-                *pattern = substitute(pattern, variables);
+                substitute_in_place(pattern, variables);
             }
         }
     }

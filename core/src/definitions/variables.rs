@@ -221,6 +221,13 @@ fn resolve_once(
     Ok(values)
 }
 
+/// [`substitute`] in place: `text` is only rebuilt when a variable occurs in it.
+pub fn substitute_in_place(text: &mut String, vars: &BTreeMap<String, String>) {
+    if may_reference_any(text, vars) {
+        *text = substitute(text, vars);
+    }
+}
+
 /// Substitute every variable of `vars` into `text` (plain textual `${name}` replacement).
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
     if !may_reference_any(text, vars) {
