@@ -1,8 +1,8 @@
 //! Finding the definitions file in a commit tree: one basename rule for the server and `tl`.
 //!
 //! A path is a candidate when its basename is `testDefinitions.yml`, `testDefinitions.json`,
-//! `testlooper.yml`, or ends with `.testlooper.yml`, in any directory, and no path segment
-//! is `.git`. Candidates are sorted by their full path as bytes and the first wins (so
+//! `testlooper.yml`, or ends with `.testlooper.yml` (including the hidden `.testlooper.yml`
+//! itself, the conventional name), in any directory, and no path segment is `.git`. Candidates are sorted by their full path as bytes and the first wins (so
 //! `Zed.testlooper.yml` < `a.testlooper.yml` < `b/testDefinitions.yml` < `testlooper.yml`).
 //! This unifies the original's two rules (§1.1, fix §15.23): unlike the original server,
 //! `sub/testlooper.yml` is a candidate.
@@ -16,7 +16,7 @@ pub fn is_definitions_file(path: &str) -> bool {
     basename == "testDefinitions.yml"
         || basename == "testDefinitions.json"
         || basename == "testlooper.yml"
-        || (basename.ends_with(".testlooper.yml") && basename.len() > ".testlooper.yml".len())
+        || basename.ends_with(".testlooper.yml")
 }
 
 /// The definitions file among `paths`: the smallest candidate by byte order.
@@ -53,7 +53,14 @@ mod tests {
             find_definitions_path([".git/testlooper.yml", "readme"]),
             None
         );
-        assert_eq!(find_definitions_path([".testlooper.yml"]), None);
+        assert_eq!(
+            find_definitions_path(["README.md", ".testlooper.yml"]),
+            Some(".testlooper.yml")
+        );
+        assert_eq!(
+            find_definitions_path(["ci/.testlooper.yml", "testlooper.yml"]),
+            Some("ci/.testlooper.yml")
+        );
         assert!(is_definitions_file("ci/testDefinitions.json"));
         assert!(!is_definitions_file("ci/testDefinitions.yaml"));
     }
