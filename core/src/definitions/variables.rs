@@ -128,6 +128,39 @@ fn may_reference_any(text: &str, vars: &BTreeMap<String, String>) -> bool {
     found_any && vars.keys().any(|name| name.contains('}'))
 }
 
+/// [`substitute`] in one left-to-right pass, when that gives the same result as replacing
+/// one variable at a time in name order: no value contains `$`, `{` or `}` (so a
+/// replacement can't form or break another reference), no name contains `}`, and no
+/// reference in `text` nests a `$`. `None` when those don't hold.
+fn substitute_single_pass(text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    if vars
+        .iter()
+        .any(|(name, value)| name.contains('}') || value.contains(['$', '{', '}']))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            break;
+        };
+        let name = &after[..end];
+        if name.contains('$') {
+            return None;
+        }
+        out.push_str(&rest[..at]);
+        match vars.get(name) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&rest[at..at + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Replace every `${name}` of `name` in `text`; `None` when there is none.
 fn replace_var(text: &str, name: &str, value: &str) -> Option<String> {
     if !contains_reference(text, name) {
@@ -233,6 +266,9 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
     if !may_reference_any(text, vars) {
         return text.to_owned();
     }
+    if let Some(replaced) = substitute_single_pass(text, vars) {
+        return replaced;
+    }
     let mut out: Option<String> = None;
     for (name, value) in vars {
         let current = out.as_deref().unwrap_or(text);
@@ -295,6 +331,28 @@ mod tests {
         assert!(is_reserved_name("TEST_INPUTS"));
         assert!(is_reserved_name("HOSTNAME"));
         assert!(!is_reserved_name("MY_VAR"));
+    }
+
+    /// The one-pass fast path agrees with one-variable-at-a-time replacement.
+    #[test]
+    fn single_pass_matches_sequential_substitution() {
+        let vars = map(&[("A", "x"), ("AB", "y"), ("B", "z"), ("E", "e-1")]);
+        for text in [
+            "run ${A} ${AB} ${B}${E} ${C} $ {A} ${A",
+            "${${A}}",
+            "${A}}${B}{",
+            "",
+            "no refs",
+            "${}${ A}${A}${A}",
+        ] {
+            let mut sequential = text.to_owned();
+            for (name, value) in &vars {
+                if let Some(replaced) = replace_var(&sequential, name, value) {
+                    sequential = replaced;
+                }
+            }
+            assert_eq!(substitute(text, &vars), sequential, "{text:?}");
+        }
     }
 
     #[test]
