@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use test_looper_core::definitions::memory::MemorySource;
+use test_looper_core::definitions::variables::substitute;
 use test_looper_core::definitions::{check_file, expand_file, resolve_commit, CommitRef};
 
 /// Expand a document given as JSON (a `.json` file, so no YAML typing gets in the way).
@@ -207,6 +208,20 @@ proptest! {
             let _ = resolve_commit(&CommitRef::new("app", "C"), &source);
             let _ = resolve_commit(&CommitRef::new("app", "D"), &source);
         }
+    }
+
+    /// Variable substitution (§8) equals replacing `${name}` one variable at a time in
+    /// name order, whatever the text and values (including `$`, `{`, `}` and nesting).
+    #[test]
+    fn substitution_equals_name_ordered_replacement(
+        vars in prop::collection::btree_map("[A-C]{1,2}", "[a-c${}]{0,4}", 0..5),
+        text in "([a-c ${}]|\\$\\{[A-C]{1,2}\\}){0,12}",
+    ) {
+        let mut expected = text.clone();
+        for (name, value) in &vars {
+            expected = expected.replace(&format!("${{{name}}}"), value);
+        }
+        prop_assert_eq!(substitute(&text, &vars), expected);
     }
 
     /// Arbitrary text as YAML never panics either.
