@@ -32,6 +32,12 @@ pub fn parse_dependency(
 ) -> Result<DependencyRef, String> {
     let parts: Vec<&str> = value.split('/').collect();
     let first = parts[0];
+    let rest = || {
+        value
+            .split_once('/')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_default()
+    };
     if first.contains('$') {
         return Err(format!(
             "Invalid dependency: {value}. First part of dependencies can't have a substitution. Use 'HEAD' as a prefix if you want to refer to a build in this commit."
@@ -40,7 +46,6 @@ pub fn parse_dependency(
     if value.is_empty() {
         return Err("a dependency can't be empty".into());
     }
-    let rest = parts[1..].join("/");
     if first == "HEAD" {
         return match parts.len() {
             1 => Ok(DependencyRef::Source {
@@ -52,7 +57,7 @@ pub fn parse_dependency(
                 path: parts[2..].join("/"),
             }),
             2 if declarer == Declarer::Environment => Err(malformed()),
-            _ => Ok(DependencyRef::InternalBuild { name: rest }),
+            _ => Ok(DependencyRef::InternalBuild { name: rest() }),
         };
     }
     if is_repo(first) {
@@ -67,7 +72,7 @@ pub fn parse_dependency(
             }),
             _ => Ok(DependencyRef::ExternalBuild {
                 repo: first.to_owned(),
-                name: rest,
+                name: rest(),
             }),
         };
     }

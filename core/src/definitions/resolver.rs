@@ -868,9 +868,13 @@ fn build_dependency(
             }
         )));
     }
-    let names = target.artifact_names();
-    if !names.contains(&artifact.as_str()) {
-        let mut valid: Vec<&str> = names.clone();
+    let produced = target
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.artifacts)
+        .any(|a| a.name == artifact);
+    if !produced {
+        let mut valid: Vec<&str> = target.artifact_names();
         valid.sort();
         return Err(DefinitionsError::invalid(format!(
             "Can't resolve artifact '{artifact}' in test {}. Valid are {valid:?}",

@@ -2,7 +2,7 @@
 //! (environment stages, then the definition's, stably sorted by `order`), substitution of
 //! stage text, and the artifact rules (unique names; the unnamed artifact only alone).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::model::{Artifact, DefinitionKind, Stage};
 use super::variables::substitute_in_place;
@@ -64,11 +64,10 @@ pub fn assemble(
 
 /// Check the artifact rules for definition `name`.
 pub fn check_artifacts(name: &str, stages: &[Stage]) -> Result<(), String> {
-    let mut seen = HashSet::new();
-    let mut count = 0;
-    for artifact in stages.iter().flat_map(|s| &s.artifacts) {
-        count += 1;
-        if !seen.insert(artifact.name.as_str()) {
+    let artifacts: Vec<&Artifact> = stages.iter().flat_map(|s| &s.artifacts).collect();
+    // Definitions have a handful of artifacts: a quadratic scan beats a hash set.
+    for (i, artifact) in artifacts.iter().enumerate() {
+        if artifacts[..i].iter().any(|a| a.name == artifact.name) {
             if artifact.name.is_empty() {
                 return Err(format!(
                     "Test {name} defined the unnamed artifact twice (a naked 'command' defines one; give the other a name)"
@@ -80,7 +79,7 @@ pub fn check_artifacts(name: &str, stages: &[Stage]) -> Result<(), String> {
             ));
         }
     }
-    if seen.contains("") && count > 1 {
+    if artifacts.len() > 1 && artifacts.iter().any(|a| a.name.is_empty()) {
         return Err(format!(
             "Test {name} can only define the unnamed artifact if it defines no others (a naked 'command' defines the unnamed artifact)"
         ));
