@@ -1,19 +1,34 @@
 //! Identity hashes: "are two builds the same?" (§13).
 //!
-//! An identity is the SHA-256 (64 lowercase hex digits) of the compact `serde_json`
-//! encoding of one of the structs below, fields in declaration order, maps sorted by key.
+//! An identity is the SHA-256 (64 lowercase hex digits) of a canonical byte encoding of
+//! the fields listed below, in that order. The encoding is prefix-free, so two identities
+//! are equal exactly when every listed field is equal:
+//! - a string is its UTF-8 length as an unsigned LEB128 varint, then its bytes;
+//! - an integer is an unsigned LEB128 varint; an `order` (f64) is its 8 IEEE-754 bytes,
+//!   little-endian (every NaN as the one canonical NaN);
+//! - a list is its length (varint), then its items; a map is its length, then its
+//!   entries sorted by key, each key (string) then value;
+//! - an enum is one tag byte, then its fields: kind `0` build, `1` test, `2` deployment;
+//!   platform `0` linux, `1` windows; artifact format `0` tar, `1` zip, `2` files; a
+//!   dependency `0` source (repo, commit, path) or `1` build (name, identity hash,
+//!   artifact); an image `0` Docker (Dockerfile *text*; not the Dockerfile's path) or `1`
+//!   AMI (base AMI, setup script text);
+//! - a stage is command, cleanup, order and its artifacts, each artifact name,
+//!   directory, include patterns, exclude patterns, format.
 //!
-//! **Environment identity** ([`EnvironmentIdentity`]): name, mixins, inheritance list,
-//! platform, image (Dockerfile *text* or AMI + setup script text; not the Dockerfile's
-//! path), variables, dependencies in resolved form, the `test_*` defaults and the raw
+//! **Environment identity** ([`environment_hash`]): the domain tag
+//! `test-looper/environment/2`, then name, mixins, inheritance list, platform, image,
+//! variables, dependencies in resolved form, the `test_*` defaults (configuration,
+//! timeout, min cores, max cores, min RAM, min disk, max retries, retry wait) and the raw
 //! `test_stages`.
 //!
-//! **Definition identity** ([`DefinitionIdentity`]): kind, name, project, configuration,
-//! the environment identity, resolved variables (no runtime variables), sorted and
-//! substituted stages (command, cleanup, order, artifacts with name, directory, patterns,
-//! format), timeout, min/max cores, min RAM and disk, max retries and retry wait, exposed
-//! ports, and dependencies in resolved form: `Source` as (repo, commit, path) where commit
-//! is the last commit touching the path, `Build` as (name, identity hash, artifact).
+//! **Definition identity** ([`definition_hash`] of a [`DefinitionIdentity`]): the domain
+//! tag `test-looper/definition/2`, then kind, name, project, configuration, the
+//! environment identity (its hex text), resolved variables (no runtime variables), the
+//! sorted and substituted stages, dependencies in resolved form, the resources (timeout,
+//! min cores, max cores, min RAM, min disk, max retries, retry wait) and exposed ports
+//! (a map of name to port). A `Source` dependency's commit is the last commit touching
+//! its path.
 //!
 //! Not included: the repo and commit that declare the definition (so a build without
 //! source dependencies keeps its identity across commits and repos; a build depending on
@@ -23,72 +38,138 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::model::{
     ArtifactFormat, DefinitionKind, EnvironmentDefaults, Image, Platform, ResolvedDependency, Stage,
 };
 
-/// A dependency as it enters identities.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum DependencyIdentity<'a> {
-    Source {
-        repo: &'a str,
-        commit: &'a str,
-        path: &'a str,
-    },
-    Build {
-        name: &'a str,
-        hash: &'a str,
-        artifact: &'a str,
-    },
+/// Domain tag of environment identities (first in the encoding).
+const ENVIRONMENT_DOMAIN: &str = "test-looper/environment/2";
+/// Domain tag of definition identities (first in the encoding).
+const DEFINITION_DOMAIN: &str = "test-looper/definition/2";
+
+/// The canonical encoding being built (see the module doc).
+struct Encoder {
+    bytes: Vec<u8>,
 }
 
-fn dependencies<'a>(
-    deps: impl Iterator<Item = (&'a String, &'a ResolvedDependency)>,
-) -> BTreeMap<&'a str, DependencyIdentity<'a>> {
-    deps.map(|(key, dep)| {
-        let identity = match dep {
-            ResolvedDependency::Source { repo, commit, path } => {
-                DependencyIdentity::Source { repo, commit, path }
-            }
-            ResolvedDependency::Build {
-                name,
-                hash,
-                artifact,
-                ..
-            } => DependencyIdentity::Build {
-                name,
-                hash,
-                artifact,
-            },
+impl Encoder {
+    fn new(domain: &str) -> Self {
+        let mut encoder = Encoder {
+            bytes: Vec::with_capacity(1024),
         };
-        (key.as_str(), identity)
-    })
-    .collect()
-}
+        encoder.str(domain);
+        encoder
+    }
 
-#[derive(Serialize)]
-struct ImageIdentity<'a> {
-    dockerfile_contents: Option<&'a str>,
-    base_ami: Option<&'a str>,
-    setup_script_contents: Option<&'a str>,
-}
+    fn uint(&mut self, mut value: u64) {
+        loop {
+            let low = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                self.bytes.push(low);
+                return;
+            }
+            self.bytes.push(low | 0x80);
+        }
+    }
 
-/// What goes into an environment's identity.
-#[derive(Serialize)]
-pub struct EnvironmentIdentity<'a> {
-    name: &'a str,
-    mixins: &'a [String],
-    inheritance: &'a [String],
-    platform: Platform,
-    image: ImageIdentity<'a>,
-    variables: &'a BTreeMap<String, String>,
-    dependencies: BTreeMap<&'a str, DependencyIdentity<'a>>,
-    defaults: &'a EnvironmentDefaults,
-    test_stages: &'a [Stage],
+    fn len(&mut self, len: usize) {
+        self.uint(len as u64);
+    }
+
+    fn tag(&mut self, tag: u8) {
+        self.bytes.push(tag);
+    }
+
+    fn str(&mut self, text: &str) {
+        self.len(text.len());
+        self.bytes.extend_from_slice(text.as_bytes());
+    }
+
+    fn float(&mut self, value: f64) {
+        let value = if value.is_nan() { f64::NAN } else { value };
+        self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+
+    fn strings(&mut self, items: &[String]) {
+        self.len(items.len());
+        for item in items {
+            self.str(item);
+        }
+    }
+
+    /// A `BTreeMap` iterates sorted by key already.
+    fn string_map(&mut self, map: &BTreeMap<String, String>) {
+        self.len(map.len());
+        for (key, value) in map {
+            self.str(key);
+            self.str(value);
+        }
+    }
+
+    fn dependencies<'a>(
+        &mut self,
+        deps: impl Iterator<Item = (&'a String, &'a ResolvedDependency)>,
+    ) {
+        let mut sorted: Vec<(&str, &ResolvedDependency)> =
+            deps.map(|(key, dep)| (key.as_str(), dep)).collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.len(sorted.len());
+        for (key, dep) in sorted {
+            self.str(key);
+            match dep {
+                ResolvedDependency::Source { repo, commit, path } => {
+                    self.tag(0);
+                    self.str(repo);
+                    self.str(commit);
+                    self.str(path);
+                }
+                ResolvedDependency::Build {
+                    name,
+                    hash,
+                    artifact,
+                    ..
+                } => {
+                    self.tag(1);
+                    self.str(name);
+                    self.str(hash);
+                    self.str(artifact);
+                }
+            }
+        }
+    }
+
+    fn stages(&mut self, stages: &[Stage]) {
+        self.len(stages.len());
+        for stage in stages {
+            self.str(&stage.command);
+            self.str(&stage.cleanup);
+            self.float(stage.order);
+            self.len(stage.artifacts.len());
+            for artifact in &stage.artifacts {
+                self.str(&artifact.name);
+                self.str(&artifact.directory);
+                self.strings(&artifact.include_patterns);
+                self.strings(&artifact.exclude_patterns);
+                self.tag(match artifact.format {
+                    ArtifactFormat::Tar => 0,
+                    ArtifactFormat::Zip => 1,
+                    ArtifactFormat::Files => 2,
+                });
+            }
+        }
+    }
+
+    /// SHA-256 of the encoding, as 64 lowercase hex digits.
+    fn finish(self) -> String {
+        let digest = Sha256::digest(&self.bytes);
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(digest, &mut hex);
+        hex.iter().map(|&b| b as char).collect()
+    }
 }
 
 /// Identity of an environment.
@@ -104,56 +185,50 @@ pub fn environment_hash<'a>(
     defaults: &'a EnvironmentDefaults,
     test_stages: &'a [Stage],
 ) -> String {
-    let image = match image {
+    let mut encoder = Encoder::new(ENVIRONMENT_DOMAIN);
+    encoder.str(name);
+    encoder.strings(mixins);
+    encoder.strings(inheritance);
+    encoder.tag(match platform {
+        Platform::Linux => 0,
+        Platform::Windows => 1,
+    });
+    match image {
         Image::Docker {
             dockerfile_contents,
             ..
-        } => ImageIdentity {
-            dockerfile_contents: Some(dockerfile_contents),
-            base_ami: None,
-            setup_script_contents: None,
-        },
+        } => {
+            encoder.tag(0);
+            encoder.str(dockerfile_contents);
+        }
         Image::Ami {
             base_ami,
             setup_script_contents,
-        } => ImageIdentity {
-            dockerfile_contents: None,
-            base_ami: Some(base_ami),
-            setup_script_contents: Some(setup_script_contents),
-        },
-    };
-    digest(&EnvironmentIdentity {
-        name,
-        mixins,
-        inheritance,
-        platform,
-        image,
-        variables,
-        dependencies: dependencies(deps),
-        defaults,
-        test_stages,
-    })
-}
-
-#[derive(Serialize)]
-struct ArtifactIdentity<'a> {
-    name: &'a str,
-    directory: &'a str,
-    include_patterns: &'a [String],
-    exclude_patterns: &'a [String],
-    format: ArtifactFormat,
-}
-
-#[derive(Serialize)]
-struct StageIdentity<'a> {
-    command: &'a str,
-    cleanup: &'a str,
-    order: f64,
-    artifacts: Vec<ArtifactIdentity<'a>>,
+        } => {
+            encoder.tag(1);
+            encoder.str(base_ami);
+            encoder.str(setup_script_contents);
+        }
+    }
+    encoder.string_map(variables);
+    encoder.dependencies(deps);
+    encoder.str(&defaults.configuration);
+    for value in [
+        defaults.timeout,
+        defaults.min_cores,
+        defaults.max_cores,
+        defaults.min_ram_gb,
+        defaults.min_disk_gb,
+        defaults.max_retries,
+        defaults.retry_wait_seconds,
+    ] {
+        encoder.uint(value);
+    }
+    encoder.stages(test_stages);
+    encoder.finish()
 }
 
 /// What goes into a definition's identity.
-#[derive(Serialize)]
 pub struct DefinitionIdentity<'a> {
     pub kind: DefinitionKind,
     pub name: &'a str,
@@ -173,73 +248,120 @@ pub struct DefinitionIdentity<'a> {
     pub port_expose: &'a indexmap::IndexMap<String, u64>,
 }
 
-#[derive(Serialize)]
-struct DefinitionEncoding<'a> {
-    kind: DefinitionKind,
-    name: &'a str,
-    project: &'a str,
-    configuration: &'a str,
-    environment: &'a str,
-    variables: &'a BTreeMap<String, String>,
-    stages: Vec<StageIdentity<'a>>,
-    dependencies: BTreeMap<&'a str, DependencyIdentity<'a>>,
-    resources: [u64; 7],
-    port_expose: BTreeMap<&'a str, u64>,
-}
-
 /// Identity of a definition.
 pub fn definition_hash(input: &DefinitionIdentity<'_>) -> String {
-    let stages = input
-        .stages
+    let mut encoder = Encoder::new(DEFINITION_DOMAIN);
+    encoder.tag(match input.kind {
+        DefinitionKind::Build => 0,
+        DefinitionKind::Test => 1,
+        DefinitionKind::Deployment => 2,
+    });
+    encoder.str(input.name);
+    encoder.str(input.project);
+    encoder.str(input.configuration);
+    encoder.str(input.environment_hash);
+    encoder.string_map(input.variables);
+    encoder.stages(input.stages);
+    encoder.dependencies(input.dependencies.iter());
+    for value in [
+        input.timeout,
+        input.min_cores,
+        input.max_cores,
+        input.min_ram_gb,
+        input.min_disk_gb,
+        input.max_retries,
+        input.retry_wait_seconds,
+    ] {
+        encoder.uint(value);
+    }
+    let mut ports: Vec<(&str, u64)> = input
+        .port_expose
         .iter()
-        .map(|s| StageIdentity {
-            command: &s.command,
-            cleanup: &s.cleanup,
-            order: s.order,
-            artifacts: s
-                .artifacts
-                .iter()
-                .map(|a| ArtifactIdentity {
-                    name: &a.name,
-                    directory: &a.directory,
-                    include_patterns: &a.include_patterns,
-                    exclude_patterns: &a.exclude_patterns,
-                    format: a.format,
-                })
-                .collect(),
-        })
+        .map(|(name, port)| (name.as_str(), *port))
         .collect();
-    digest(&DefinitionEncoding {
-        kind: input.kind,
-        name: input.name,
-        project: input.project,
-        configuration: input.configuration,
-        environment: input.environment_hash,
-        variables: input.variables,
-        stages,
-        dependencies: dependencies(input.dependencies.iter()),
-        resources: [
-            input.timeout,
-            input.min_cores,
-            input.max_cores,
-            input.min_ram_gb,
-            input.min_disk_gb,
-            input.max_retries,
-            input.retry_wait_seconds,
-        ],
-        port_expose: input
-            .port_expose
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect(),
-    })
+    ports.sort_unstable();
+    encoder.len(ports.len());
+    for (name, port) in ports {
+        encoder.str(name);
+        encoder.uint(port);
+    }
+    encoder.finish()
 }
 
-fn digest<T: Serialize>(value: &T) -> String {
-    // Encode into one buffer, then hash it in one call (cheaper than streaming the
-    // encoder's many small writes into the hasher). Serialising plain structs of strings
-    // and numbers can't fail.
-    let mut encoded = Vec::with_capacity(1024);
-    let _ = serde_json::to_writer(&mut encoded, value);
-    hex::encode(Sha256::digest(&encoded))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity<'a>(
+        variables: &'a BTreeMap<String, String>,
+        stages: &'a [Stage],
+        deps: &'a indexmap::IndexMap<String, ResolvedDependency>,
+        ports: &'a indexmap::IndexMap<String, u64>,
+    ) -> DefinitionIdentity<'a> {
+        DefinitionIdentity {
+            kind: DefinitionKind::Build,
+            name: "b/linux",
+            project: "b",
+            configuration: "linux",
+            environment_hash: "e",
+            variables,
+            stages,
+            dependencies: deps,
+            timeout: 0,
+            min_cores: 0,
+            max_cores: 0,
+            min_ram_gb: 0,
+            min_disk_gb: 0,
+            max_retries: 0,
+            retry_wait_seconds: 0,
+            port_expose: ports,
+        }
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn hashes_are_hex_and_deterministic_and_the_encoding_is_prefix_free() {
+        let (stages, deps, ports) = (Vec::new(), Default::default(), Default::default());
+        let a = vars(&[("a", "bc")]);
+        let b = vars(&[("ab", "c")]);
+        let first = definition_hash(&identity(&a, &stages, &deps, &ports));
+        assert_eq!(first.len(), 64);
+        assert!(first
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(
+            first,
+            definition_hash(&identity(&a, &stages, &deps, &ports))
+        );
+        assert_ne!(
+            first,
+            definition_hash(&identity(&b, &stages, &deps, &ports))
+        );
+    }
+
+    #[test]
+    fn dependency_and_port_order_do_not_matter_but_values_do() {
+        let (variables, stages) = (BTreeMap::new(), Vec::new());
+        let src = |commit: &str| ResolvedDependency::Source {
+            repo: "r".into(),
+            commit: commit.into(),
+            path: String::new(),
+        };
+        let forward: indexmap::IndexMap<String, ResolvedDependency> =
+            [("x".to_string(), src("1")), ("y".to_string(), src("2"))].into();
+        let backward: indexmap::IndexMap<String, ResolvedDependency> =
+            [("y".to_string(), src("2")), ("x".to_string(), src("1"))].into();
+        let other: indexmap::IndexMap<String, ResolvedDependency> =
+            [("x".to_string(), src("2")), ("y".to_string(), src("1"))].into();
+        let ports = Default::default();
+        let hash = |deps| definition_hash(&identity(&variables, &stages, deps, &ports));
+        assert_eq!(hash(&forward), hash(&backward));
+        assert_ne!(hash(&forward), hash(&other));
+    }
 }
