@@ -22,6 +22,7 @@ pub mod files;
 pub mod history;
 pub mod pins;
 pub mod scanner;
+pub mod scheduler_feed;
 pub mod service;
 pub mod store;
 pub mod tarball;

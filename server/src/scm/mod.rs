@@ -6,6 +6,7 @@
 mod github;
 mod gitlab;
 mod pagination;
+pub mod status_reporter;
 
 use crate::config::{GithubSourceControl, GitlabSourceControl};
 use serde::{Deserialize, Serialize};
