@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::node::FastIndexMap;
+
 use super::error::{DefinitionsError, ErrorLocation, FileRef};
 use super::model::RepoReference;
 use super::parse::parse_file;
@@ -34,10 +36,10 @@ pub struct Declared<T> {
 pub struct Loaded {
     pub definitions_path: Option<String>,
     pub head_placeholder: bool,
-    pub raw_repos: IndexMap<String, Declared<(RawRepo, Origin)>>,
+    pub raw_repos: FastIndexMap<String, Declared<(RawRepo, Origin)>>,
     pub repos: IndexMap<String, RepoReference>,
-    pub environments: IndexMap<String, Declared<RawEnvironment>>,
-    pub definitions: IndexMap<String, Declared<RawDefinition>>,
+    pub environments: FastIndexMap<String, Declared<RawEnvironment>>,
+    pub definitions: FastIndexMap<String, Declared<RawDefinition>>,
     pub prioritize: Vec<String>,
 }
 
@@ -170,7 +172,7 @@ fn placeholder(mut loaded: Loaded) -> Loaded {
     loaded
 }
 
-fn has_head_reference(raw: &IndexMap<String, Declared<(RawRepo, Origin)>>) -> bool {
+fn has_head_reference(raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>) -> bool {
     raw.values().any(|d| match &d.value.0 {
         RawRepo::Reference { commit, .. } | RawRepo::Pin { commit, .. } => commit == "HEAD",
         RawRepo::Import { .. } => false,
@@ -180,7 +182,7 @@ fn has_head_reference(raw: &IndexMap<String, Declared<(RawRepo, Origin)>>) -> bo
 /// §15.24: a reference must be a valid commit ref (or the `HEAD` placeholder).
 fn check_commit_refs(
     loader: &mut dyn CommitLoader,
-    raw: &IndexMap<String, Declared<(RawRepo, Origin)>>,
+    raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>,
 ) -> Result<(), DefinitionsError> {
     for (name, declared) in raw {
         let (repo, origin) = &declared.value;
@@ -202,7 +204,7 @@ fn check_commit_refs(
 /// Resolve every repo definition, following imports into other commits (§5.2).
 pub fn resolve_repos(
     loader: &mut dyn CommitLoader,
-    raw: &IndexMap<String, Declared<(RawRepo, Origin)>>,
+    raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>,
 ) -> Result<IndexMap<String, RepoReference>, DefinitionsError> {
     let mut done: IndexMap<String, RepoReference> = IndexMap::new();
     for name in raw.keys() {
@@ -219,7 +221,7 @@ pub fn resolve_repos(
 
 fn resolve_repo(
     loader: &mut dyn CommitLoader,
-    raw: &IndexMap<String, Declared<(RawRepo, Origin)>>,
+    raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>,
     name: &str,
     done: &mut IndexMap<String, RepoReference>,
     visiting: &mut Vec<String>,

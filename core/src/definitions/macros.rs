@@ -64,7 +64,7 @@ impl Expander {
         match node.value {
             Value::Map(map) if !is_directive(&map) => {
                 self.spend(1, path, node.mark)?;
-                let mut out = Map::with_capacity(map.len());
+                let mut out = Map::with_capacity_and_hasher(map.len(), Default::default());
                 for (key, value) in map {
                     let child_path = path.key(&key);
                     let new_key = self.expand_key(&key, scope, &child_path, value.mark)?;
@@ -202,7 +202,7 @@ impl Expander {
                 return self.include_map(map, include_path, scope, path, mark);
             }
         }
-        let mut out = Map::with_capacity(map.len());
+        let mut out = Map::with_capacity_and_hasher(map.len(), Default::default());
         for (key, value) in map {
             let child_path = path.key(key);
             let new_key = self.expand_key(key, scope, &child_path, value.mark)?;
@@ -430,7 +430,7 @@ impl Expander {
                 Ok(Node::new(Value::List(out), children.mark))
             }
             Value::Map(_) => {
-                let mut out = Map::new();
+                let mut out = Map::default();
                 for item in expanded {
                     match item.value {
                         Value::Map(m) => {
@@ -601,7 +601,7 @@ fn scope_map(scope: &Scope) -> Map {
 }
 
 fn include_record(path: Node, variables: Map, mark: Mark) -> Node {
-    let mut record = Map::new();
+    let mut record = Map::default();
     record.insert("path".into(), path);
     record.insert("variables".into(), Node::new(Value::Map(variables), mark));
     Node::new(Value::Map(record), mark)

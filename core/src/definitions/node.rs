@@ -17,8 +17,18 @@ impl Mark {
     }
 }
 
+/// The hasher of the pipeline's own maps: foldhash, much cheaper than SipHash on the
+/// short keys here, and seeded per process.
+pub type FastState = foldhash::fast::RandomState;
+/// An insertion-ordered map hashed with [`FastState`].
+pub type FastIndexMap<K, V> = IndexMap<K, V, FastState>;
+/// A hash map hashed with [`FastState`].
+pub type FastHashMap<K, V> = std::collections::HashMap<K, V, FastState>;
+/// A hash set hashed with [`FastState`].
+pub type FastHashSet<K> = std::collections::HashSet<K, FastState>;
+
 /// A map with string keys, in document order.
-pub type Map = IndexMap<String, Node>;
+pub type Map = FastIndexMap<String, Node>;
 
 /// A value of the tree.
 #[derive(Clone, Debug, PartialEq)]

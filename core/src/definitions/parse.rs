@@ -89,7 +89,7 @@ pub fn expand_file(
             }
         };
     }
-    let mut expanded = Map::with_capacity(current.len());
+    let mut expanded = Map::with_capacity_and_hasher(current.len(), Default::default());
     for (key, value) in current {
         let section_path = path.key(&key);
         let new_value = if EXPANDED_SECTIONS.contains(&key.as_str()) {

@@ -2,7 +2,7 @@
 //! `prioritize`/`disabled`, identity hashes; memoised per commit, with guards against
 //! cycles between commits, environments, builds and variables.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -17,6 +17,7 @@ use super::model::{
     DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image, ResolvedCommit,
     ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
 };
+use super::node::{FastHashMap as HashMap, FastHashSet as HashSet};
 use super::schema::{Origin, RawDefinition, RawEnvironment, RawImage};
 use super::source::{CommitRef, DefinitionsSource};
 use super::stages::{assemble, check_artifacts};
@@ -92,9 +93,9 @@ impl<'s> Resolver<'s> {
     pub fn new(source: &'s dyn DefinitionsSource) -> Self {
         Resolver {
             source,
-            loaded: HashMap::new(),
-            resolved: HashMap::new(),
-            loading: HashSet::new(),
+            loaded: HashMap::default(),
+            resolved: HashMap::default(),
+            loading: HashSet::default(),
             resolving: Vec::new(),
         }
     }
@@ -146,8 +147,8 @@ impl<'s> Resolver<'s> {
         let mut state = CommitState {
             loaded: loaded.clone(),
             commit: commit.clone(),
-            environments: HashMap::new(),
-            environments_in_progress: HashSet::new(),
+            environments: HashMap::default(),
+            environments_in_progress: HashSet::default(),
             definitions: IndexMap::with_capacity(loaded.definitions.len()),
             definition_stack: Vec::new(),
         };

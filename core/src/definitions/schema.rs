@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 
 use super::error::{invalid_at, DefinitionsError};
 use super::model::{Artifact, ArtifactFormat, DefinitionKind, Platform, Stage};
-use super::node::{python_float, Map, Mark, Node, Value};
+use super::node::{python_float, FastIndexMap, Map, Mark, Node, Value};
 use super::path::DocPath;
 
 type Result<T> = std::result::Result<T, DefinitionsError>;
@@ -82,8 +82,8 @@ pub struct RawEnvironment {
     pub root: Option<(Platform, RawImage)>,
     pub bases: Vec<String>,
     pub setup_script_contents: String,
-    pub variables: IndexMap<String, String>,
-    pub dependencies: IndexMap<String, String>,
+    pub variables: FastIndexMap<String, String>,
+    pub dependencies: FastIndexMap<String, String>,
     pub defaults: RawDefaults,
     pub test_stages: Vec<Stage>,
     pub origin: Origin,
@@ -101,8 +101,8 @@ pub struct RawDefinition {
     pub mixins: Vec<String>,
     pub configuration: String,
     pub project: String,
-    pub dependencies: IndexMap<String, String>,
-    pub variables: IndexMap<String, String>,
+    pub dependencies: FastIndexMap<String, String>,
+    pub variables: FastIndexMap<String, String>,
     pub disabled: bool,
     pub timeout: u64,
     pub min_cores: u64,
@@ -118,10 +118,10 @@ pub struct RawDefinition {
 /// One decoded file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RawFile {
-    pub repos: IndexMap<String, (RawRepo, Origin)>,
+    pub repos: FastIndexMap<String, (RawRepo, Origin)>,
     pub includes: Vec<RawInclude>,
-    pub environments: IndexMap<String, RawEnvironment>,
-    pub definitions: IndexMap<String, RawDefinition>,
+    pub environments: FastIndexMap<String, RawEnvironment>,
+    pub definitions: FastIndexMap<String, RawDefinition>,
     pub prioritize: Vec<String>,
 }
 
@@ -298,7 +298,7 @@ fn section_entries<'a>(node: &'a Node, path: &DocPath) -> Result<Vec<(&'a str, &
             ))
         }
     };
-    let mut out: IndexMap<&str, &Node> = IndexMap::new();
+    let mut out: FastIndexMap<&str, &Node> = FastIndexMap::default();
     for part in parts {
         match &part.value {
             Value::Map(map) => {
@@ -457,8 +457,8 @@ pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
 
 /// A `variables` map (§4.8): values str, bool (`true`/`false`), int or float; anything else
 /// (including null) is an error.
-fn variables_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>> {
-    let mut out = IndexMap::new();
+fn variables_map(node: &Node, path: &DocPath) -> Result<FastIndexMap<String, String>> {
+    let mut out = FastIndexMap::default();
     for (key, value) in section_entries(node, path)? {
         let vp = path.key(key);
         let text = match &value.value {
@@ -487,8 +487,8 @@ fn variables_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>
 }
 
 /// A `{str: str}` map such as `dependencies`.
-fn string_map(node: &Node, path: &DocPath) -> Result<IndexMap<String, String>> {
-    let mut out = IndexMap::new();
+fn string_map(node: &Node, path: &DocPath) -> Result<FastIndexMap<String, String>> {
+    let mut out = FastIndexMap::default();
     for (key, value) in section_entries(node, path)? {
         let vp = path.key(key);
         if matches!(value.value, Value::Null) {
@@ -613,7 +613,7 @@ fn decode_include(node: &Node, path: &DocPath) -> Result<RawInclude> {
     };
     let variables = match map.get("variables").map(|v| &v.value) {
         Some(Value::Map(vars)) => vars.clone(),
-        _ => Map::new(),
+        _ => Map::default(),
     };
     Ok(RawInclude {
         path: include_path,
@@ -865,7 +865,7 @@ fn decode_definition(
             .transpose()
             .map(|v| v.unwrap_or(0))
     };
-    let mut port_expose = IndexMap::new();
+    let mut port_expose = IndexMap::default();
     if let Some(ports) = get("portExpose") {
         let pp = path.key("portExpose");
         for (port_name, value) in section_entries(ports, &pp)? {

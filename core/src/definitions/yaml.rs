@@ -163,7 +163,7 @@ impl TreeBuilder {
                 let depth = self.stack.len() + 1;
                 self.check_depth(depth, mark)?;
                 self.stack.push(Frame::Map {
-                    map: Map::new(),
+                    map: Map::default(),
                     merges: Vec::new(),
                     pending_key: None,
                     mark,
