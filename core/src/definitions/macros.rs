@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use super::error::{invalid_at, DefinitionsError};
 use super::node::{Map, Mark, Node, Value};
 use super::path::DocPath;
+use super::variables::has_reference;
 
 /// Variables in scope, sorted by name (the substitution order).
 pub type Scope = BTreeMap<String, Node>;
@@ -513,12 +514,12 @@ impl Expander {
         path: &DocPath,
         mark: Mark,
     ) -> Result<Node> {
-        if !text.contains("${") {
+        if !has_reference(text) {
             return Ok(Node::str(text, mark));
         }
         let mut current = text.to_owned();
         for (name, value) in scope {
-            if !current.contains("${") {
+            if !has_reference(&current) {
                 break;
             }
             let pattern = format!("${{{name}}}");
@@ -560,18 +561,26 @@ fn duplicate_key(key: &str, path: &DocPath, mark: Mark) -> DefinitionsError {
 
 /// Whether `map` is a directive, by its exact key set (see the module doc).
 fn is_directive(map: &Map) -> bool {
-    let has = |keys: &[&str]| map.len() == keys.len() && keys.iter().all(|k| map.contains_key(*k));
-    has(&["define", "in"])
-        || has(&["squash", "over"])
-        || has(&["foreach", "repeat"])
-        || has(&["merge"])
-        || has(&["case", "in"])
+    // Compare the (at most two) keys directly: no hashing for the common non-directive map.
+    let mut keys = map.keys().map(String::as_str);
+    match map.len() {
+        1 => keys.next() == Some("merge"),
+        2 => {
+            let (a, b) = (keys.next(), keys.next());
+            let pair = |x, y| (a == Some(x) && b == Some(y)) || (a == Some(y) && b == Some(x));
+            pair("define", "in")
+                || pair("squash", "over")
+                || pair("foreach", "repeat")
+                || pair("case", "in")
+        }
+        _ => false,
+    }
 }
 
 /// Whether plain-mode expansion returns `node` unchanged: no directive anywhere and no
 /// string (value or key) that substitution could change.
 fn is_inert(node: &Node, scope: &Scope) -> bool {
-    let text_inert = |text: &str| scope.is_empty() || !text.contains("${");
+    let text_inert = |text: &str| scope.is_empty() || !has_reference(text);
     match &node.value {
         Value::Str(text) => text_inert(text),
         Value::List(items) => items.iter().all(|item| is_inert(item, scope)),

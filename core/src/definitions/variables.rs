@@ -69,6 +69,26 @@ impl std::fmt::Display for VariableCycle {
     }
 }
 
+/// Byte offset of the first `${` in `text` (a byte scan for `$`: cheaper than the generic
+/// substring search on the short texts substitution sees).
+pub(crate) fn find_reference_start(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'$') {
+        let dollar = from + at;
+        if bytes.get(dollar + 1) == Some(&b'{') {
+            return Some(dollar);
+        }
+        from = dollar + 1;
+    }
+    None
+}
+
+/// Whether `text` contains `${`.
+pub(crate) fn has_reference(text: &str) -> bool {
+    find_reference_start(text).is_some()
+}
+
 fn is_graph_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -80,7 +100,7 @@ fn is_graph_name(name: &str) -> bool {
 fn references(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(start) = rest.find("${") {
+    while let Some(start) = find_reference_start(rest) {
         let after = &rest[start + 2..];
         match after.find('}') {
             Some(end) if is_graph_name(&after[..end]) => {
@@ -97,7 +117,7 @@ fn references(text: &str) -> Vec<&str> {
 /// Whether `text` contains `${name}` (without building the pattern).
 fn contains_reference(text: &str, name: &str) -> bool {
     let mut from = 0;
-    while let Some(at) = text[from..].find("${") {
+    while let Some(at) = find_reference_start(&text[from..]) {
         let start = from + at + 2;
         let rest = &text[start..];
         if rest.starts_with(name) && rest[name.len()..].starts_with('}') {
@@ -115,7 +135,7 @@ fn contains_reference(text: &str, name: &str) -> bool {
 fn may_reference_any(text: &str, vars: &BTreeMap<String, String>) -> bool {
     let mut from = 0;
     let mut found_any = false;
-    while let Some(at) = text[from..].find("${") {
+    while let Some(at) = find_reference_start(&text[from..]) {
         found_any = true;
         let start = from + at + 2;
         match text[start..].find('}') {
@@ -141,7 +161,7 @@ fn substitute_single_pass(text: &str, vars: &BTreeMap<String, String>) -> Option
     }
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
-    while let Some(at) = rest.find("${") {
+    while let Some(at) = find_reference_start(rest) {
         let after = &rest[at + 2..];
         let Some(end) = after.find('}') else {
             break;
@@ -194,7 +214,7 @@ fn resolve_once(
     extra: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, VariableCycle> {
     let mut values = vars.clone();
-    if values.values().any(|v| v.contains("${")) {
+    if values.values().any(|v| has_reference(v)) {
         // Level of each graph variable: 0 without references, else 1 + max level of refs.
         let graph: Vec<&String> = vars.keys().filter(|k| is_graph_name(k)).collect();
         let mut level: BTreeMap<&str, usize> = BTreeMap::new();
@@ -272,7 +292,7 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
     let mut out: Option<String> = None;
     for (name, value) in vars {
         let current = out.as_deref().unwrap_or(text);
-        if !current.contains("${") {
+        if !has_reference(current) {
             break;
         }
         if let Some(replaced) = replace_var(current, name, value) {
