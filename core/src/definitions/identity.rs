@@ -168,7 +168,7 @@ impl Encoder {
         let mut hex = [0u8; 64];
         // 32 bytes always fit 64 hex digits.
         let _ = hex::encode_to_slice(digest, &mut hex);
-        hex.iter().map(|&b| b as char).collect()
+        String::from_utf8_lossy(&hex).into_owned()
     }
 }
 

@@ -32,32 +32,36 @@ impl<'a> DocPath<'a> {
             segments.push(*segment);
             current = parent;
         }
-        let mut out = String::new();
+        let mut out = String::with_capacity(64);
         for segment in segments.iter().rev() {
             match segment {
                 Segment::Key(key) => {
                     if !out.is_empty() {
                         out.push('.');
                     }
-                    out.push_str(&quote_key(key));
+                    push_key(&mut out, key);
                 }
-                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+                Segment::Index(i) => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "[{i}]");
+                }
             }
         }
         out
     }
 }
 
-/// Quote a key unless it is a plain identifier-like word.
-pub fn quote_key(key: &str) -> String {
+/// Append `key`, quoted unless it is a plain identifier-like word.
+fn push_key(out: &mut String, key: &str) {
     let plain = !key.is_empty()
         && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
     if plain {
-        key.to_owned()
+        out.push_str(key);
     } else {
-        format!("{key:?}")
+        use std::fmt::Write;
+        let _ = write!(out, "{key:?}");
     }
 }
 

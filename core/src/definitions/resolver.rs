@@ -761,7 +761,7 @@ impl<'s> Resolver<'s> {
         if raw.kind != DefinitionKind::Deployment {
             check_artifacts(&raw.name, &stages).map_err(DefinitionsError::invalid)?;
         }
-        let mut dependencies = IndexMap::new();
+        let mut dependencies = IndexMap::with_capacity(raw.dependencies.len());
         for (raw_key, raw_value) in &raw.dependencies {
             let key = substitute(raw_key, &variables);
             check_key(&key).map_err(DefinitionsError::invalid)?;

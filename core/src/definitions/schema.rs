@@ -366,6 +366,16 @@ fn check_keys(map: &Map, allowed: &[&str], what: &str, path: &DocPath, mark: Mar
     ))
 }
 
+/// `map.get(key)`, by a linear scan when the map is small: a definition looks up a
+/// score of optional fields in a map of a few keys, where comparing keys beats hashing.
+fn small_map_get<'m>(map: &'m Map, key: &str) -> Option<&'m Node> {
+    if map.len() <= 8 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
 fn as_map<'a>(node: &'a Node, what: &str, path: &DocPath) -> Result<std::borrow::Cow<'a, Map>> {
     match &node.value {
         Value::Map(map) => Ok(std::borrow::Cow::Borrowed(map)),
@@ -677,7 +687,7 @@ fn decode_environment(name: &str, node: &Node, path: &DocPath) -> Result<RawEnvi
     } else {
         None
     };
-    let get = |key: &str| map.get(key);
+    let get = |key: &str| small_map_get(&map, key);
     let int = |key: &str| -> Result<u64> {
         get(key)
             .map(|n| int_field(n, key, &path.key(key)))
@@ -852,7 +862,7 @@ fn decode_definition(
             node.mark,
         )?;
     }
-    let get = |key: &str| map.get(key);
+    let get = |key: &str| small_map_get(&map, key);
     let text = |key: &str| -> Result<String> {
         get(key)
             .map(|n| string_field(n, &path.key(key)))

@@ -19,11 +19,9 @@ pub fn assemble(
     cleanup: &str,
     variables: &BTreeMap<String, String>,
 ) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = environment_stages
-        .iter()
-        .chain(own_stages)
-        .cloned()
-        .collect();
+    let mut stages: Vec<Stage> =
+        Vec::with_capacity(environment_stages.len() + own_stages.len() + 1);
+    stages.extend(environment_stages.iter().chain(own_stages).cloned());
     if !command.is_empty() || !cleanup.is_empty() {
         let artifacts = match kind {
             DefinitionKind::Build => vec![Artifact {
