@@ -6,9 +6,11 @@ pub mod api;
 pub mod config;
 pub mod git;
 pub mod http;
+pub mod machines;
 pub mod redis_state;
 pub mod scheduler;
 pub mod scm;
+pub mod services;
 pub mod state;
 pub mod webhooks;
 pub mod workers;
@@ -24,6 +26,10 @@ pub struct AppContext {
     pub git: Arc<git::GitService>,
     /// The worker channel (attached to the scheduler once it runs).
     pub workers: workers::WorkerHub,
+    /// The scheduler, once [`services::start`] has opened it.
+    pub scheduler: std::sync::OnceLock<Arc<scheduler::Scheduler>>,
+    /// The artifact store, once [`services::start`] has opened it.
+    pub artifacts: std::sync::OnceLock<Arc<dyn test_looper_artifacts::ArtifactStore>>,
 }
 
 impl AppContext {
@@ -37,6 +43,8 @@ impl AppContext {
             redis,
             git,
             workers: workers::WorkerHub::default(),
+            scheduler: std::sync::OnceLock::new(),
+            artifacts: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -45,8 +53,11 @@ impl AppContext {
 pub async fn run_server(config: config::Config) -> anyhow::Result<()> {
     let bind = (config.server.bind.clone(), config.server.http_port);
     let context = AppContext::new(config)?;
-    let (server, addrs) = http::start(context, bind)?;
+    let (server, addrs) = http::start(context.clone(), bind)?;
     tracing::info!(?addrs, "test-looper server listening");
+    let own_url = services::own_url(&addrs);
+    // Scheduler, git feed, artifact store and machine pool; retried until Redis answers.
+    actix_web::rt::spawn(services::run_in_background(context, own_url));
     server.await?;
     Ok(())
 }

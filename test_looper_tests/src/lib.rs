@@ -13,6 +13,7 @@ pub mod browser;
 pub mod docker_engine;
 pub mod git_repo;
 pub mod git_server;
+pub mod install;
 pub mod moto_server;
 pub mod paths;
 pub mod ports;

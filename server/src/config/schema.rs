@@ -227,6 +227,9 @@ pub struct LocalDockerMachines {
     pub worker_cores: Option<u32>,
     #[serde(default)]
     pub worker_ram_gb: Option<u32>,
+    /// The `test-looper-worker` executable; by default the one next to the server's own.
+    #[serde(default)]
+    pub worker_binary: Option<PathBuf>,
 }
 
 /// Workers booted as EC2 instances.

@@ -40,6 +40,23 @@ struct Args {
     /// Exit after this many idle seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_exit_seconds: u64,
+    /// Exit (removing this worker's containers first) when standard input closes: the local
+    /// machine pool holds the other end, so a worker never outlives its server.
+    #[arg(long)]
+    exit_when_stdin_closes: bool,
+}
+
+/// Resolves when standard input reaches end of file (or fails).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    loop {
+        match stdin.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 fn machine_ram_gb() -> u32 {
@@ -103,5 +120,18 @@ async fn main() -> anyhow::Result<()> {
         idle_exit: (args.idle_exit_seconds > 0)
             .then(|| Duration::from_secs(args.idle_exit_seconds)),
     };
-    run_daemon(settings, executor).await
+    if !args.exit_when_stdin_closes {
+        return run_daemon(settings, executor).await;
+    }
+    let reaper = executor.clone();
+    tokio::select! {
+        result = run_daemon(settings, executor) => result,
+        _ = stdin_closed() => {
+            tracing::info!("the machine pool went away: removing containers and exiting");
+            if let Err(error) = reaper.reap_leftovers().await {
+                tracing::warn!(%error, "could not remove this worker's containers");
+            }
+            Ok(())
+        }
+    }
 }
