@@ -284,3 +284,66 @@ enum Outcome {
     Completion(CompletionAck),
     Cancel(bool),
 }
+
+#[tokio::test]
+async fn the_deadline_timer_declares_silent_runs_lost_without_polling() {
+    let harness = Harness::with_config(test_looper_core::scheduling::SchedulerConfig {
+        heartbeat_timeout_ms: 300,
+        id_prefix: "t".into(),
+        ..Default::default()
+    });
+    let scheduler = Scheduler::open(
+        &harness.redis.client(),
+        harness.store(),
+        harness.config.clone(),
+        Arc::new(test_looper_server::scheduler::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let timer = scheduler.spawn_deadline_timer();
+    let mut world = World::new();
+    world.commit(
+        "r",
+        "c",
+        &[],
+        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
+    );
+    scheduler
+        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
+        .await
+        .unwrap();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+    scheduler.register_machine(linux("m1", 2)).await.unwrap();
+    let mut feed = scheduler.subscribe();
+    let run = run_of(scheduler.next_work("m1").await.unwrap());
+    let lost = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Ok(test_looper_server::scheduler::feed::FeedEvent::RunCancelled {
+                run_id, ..
+            }) = feed.recv().await
+            {
+                break run_id;
+            }
+        }
+    })
+    .await
+    .expect("the timer fires on its own");
+    assert_eq!(lost, run.run_id);
+    let state = scheduler.read(|e| e.run(&run.run_id).unwrap().state).await;
+    assert_eq!(state, RunState::Lost);
+    // The same notice is in the Redis stream for other processes.
+    let mut connection = harness.redis.client().get_connection().unwrap();
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("tl:feed")
+        .arg("-")
+        .arg("+")
+        .query(&mut connection)
+        .unwrap();
+    assert!(entries.iter().any(|(_, fields)| fields
+        .iter()
+        .any(|(_, v)| v.contains("run_cancelled") && v.contains(&run.run_id))));
+    timer.abort();
+}

@@ -248,15 +248,19 @@ impl Engine {
                 test,
             )
         });
-        if key == slot.queue_key {
+        let old = slot.queue_key;
+        if key == old {
             return;
         }
-        if let Some(old) = slot.queue_key {
+        if let Some(old) = old {
             self.queue.remove(&old);
         }
         if let Some(new) = key {
             self.queue.insert(new);
-            self.changes.work_available = true;
+            if old.is_none() {
+                // Newly runnable (a re-ordering of queued work is not news to idle workers).
+                self.changes.work_available = true;
+            }
         }
         self.tests[test].queue_key = key;
     }

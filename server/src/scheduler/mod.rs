@@ -21,7 +21,9 @@
 pub mod clock;
 pub mod feed;
 pub mod results;
+mod writer;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use test_looper_core::protocol::{
@@ -33,7 +35,7 @@ use test_looper_core::scheduling::{
 };
 pub use test_looper_core::scheduling::{CommitInfo, ParseOutcome};
 use thiserror::Error;
-use tokio::sync::{broadcast, Mutex, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use crate::state::{RedisState, StateError};
 use clock::Clock;
@@ -49,6 +51,8 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Scheduling(#[from] SchedulingError),
+    #[error("cannot persist the step: {0}")]
+    Persist(String),
 }
 
 /// How the scheduler was started.
@@ -62,12 +66,12 @@ pub enum StartMode {
 
 /// The scheduler service (see the module docs). Cheap to share behind an `Arc`.
 pub struct Scheduler {
-    engine: Mutex<Engine>,
-    redis: RedisState,
-    store: Arc<dyn ResultStore>,
+    engine: Arc<Mutex<Engine>>,
+    generation: Arc<AtomicU64>,
+    writes: mpsc::UnboundedSender<writer::PendingWrite>,
     clock: Arc<dyn Clock>,
     feed: broadcast::Sender<FeedEvent>,
-    deadline_changed: Notify,
+    deadline_changed: Arc<Notify>,
     start_mode: StartMode,
 }
 
@@ -84,7 +88,7 @@ impl Scheduler {
         let (engine, start_mode) = if redis.is_initialized().await? {
             let snapshot = redis.load().await?;
             (
-                Engine::from_snapshot(config, snapshot, now),
+                Engine::from_snapshot(config.clone(), snapshot, now),
                 StartMode::Loaded,
             )
         } else {
@@ -95,7 +99,7 @@ impl Scheduler {
                 runs: records.into_iter().map(|record| record.run).collect(),
                 ..Snapshot::default()
             };
-            let mut engine = Engine::from_snapshot(config, snapshot, now);
+            let mut engine = Engine::from_snapshot(config.clone(), snapshot, now);
             if let Some(settings) = store.read_settings().await? {
                 engine.apply_user_settings(&settings, now);
             }
@@ -111,13 +115,30 @@ impl Scheduler {
             (engine, StartMode::Rebuilt { runs })
         };
         let (feed, _) = broadcast::channel(4096);
+        let engine = Arc::new(Mutex::new(engine));
+        let generation = Arc::new(AtomicU64::new(0));
+        let deadline_changed = Arc::new(Notify::new());
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(
+            writer::WriterContext {
+                engine: Arc::clone(&engine),
+                generation: Arc::clone(&generation),
+                redis,
+                store,
+                feed: feed.clone(),
+                deadline_changed: Arc::clone(&deadline_changed),
+                config,
+                clock: Arc::clone(&clock),
+            },
+            queue,
+        ));
         Ok(Arc::new(Scheduler {
-            engine: Mutex::new(engine),
-            redis,
-            store,
+            engine,
+            generation,
+            writes,
             clock,
             feed,
-            deadline_changed: Notify::new(),
+            deadline_changed,
             start_mode,
         }))
     }
@@ -141,71 +162,46 @@ impl Scheduler {
         f(&engine)
     }
 
-    /// Applies one step: runs `f` on the engine, persists what changed (result records
-    /// first, then one Redis transaction with the feed entries) and publishes the feed.
-    /// If Redis refuses the write, the engine is reloaded from Redis so memory never runs
-    /// ahead of the stored state.
+    /// Applies one step: runs `f` on the engine, prepares what changed (result records,
+    /// settings document, Redis commands, feed events) while the engine is locked, and
+    /// returns once the writer task has stored it (see `writer.rs`).
     async fn apply<R>(
         &self,
         f: impl FnOnce(&mut Engine, Millis) -> R,
     ) -> Result<R, SchedulerError> {
-        let mut engine = self.engine.lock().await;
-        let now = self.clock.now();
-        let result = f(&mut engine, now);
-        let changes = engine.take_changes();
-        if changes.is_empty() {
-            return Ok(result);
-        }
-        self.write_result_records(&engine, &changes).await;
-        if changes.settings {
-            if let Err(err) = self.store.write_settings(&engine.user_settings()).await {
-                tracing::error!(%err, "cannot write the user settings document");
+        let (done, stored) = oneshot::channel();
+        let result = {
+            let mut engine = self.engine.lock().await;
+            let now = self.clock.now();
+            let result = f(&mut engine, now);
+            let changes = engine.take_changes();
+            if changes.is_empty() {
+                return Ok(result);
             }
-        }
-        let events = feed::events_for(&changes, |run_id| {
-            engine
-                .run(run_id)
-                .map(|run| (run.test_hash.clone(), run.machine_id.clone(), run.state))
-        });
-        if let Err(err) = self.redis.persist(&engine, &changes, &events).await {
-            tracing::error!(%err, "cannot persist a scheduler step; reloading from redis");
-            let config = engine.config().clone();
-            let snapshot = self.redis.load().await?;
-            *engine = Engine::from_snapshot(config, snapshot, now);
-            return Err(err.into());
-        }
-        drop(engine);
-        for event in events {
-            // No receiver is fine: nobody is watching.
-            let _ = self.feed.send(event);
-        }
-        self.deadline_changed.notify_one();
-        Ok(result)
-    }
-
-    async fn write_result_records(&self, engine: &Engine, changes: &Changes) {
-        for run_id in &changes.result_records {
-            let Some(run) = engine.run(run_id) else {
-                continue;
+            let events = feed::events_for(&changes, |run_id| {
+                engine
+                    .run(run_id)
+                    .map(|run| (run.test_hash.clone(), run.machine_id.clone(), run.state))
+            });
+            let write = writer::PendingWrite {
+                generation: self.generation.load(Ordering::SeqCst),
+                commands: RedisState::prepare(&engine, &changes, &events)?,
+                records: result_records(&engine, &changes),
+                settings: changes.settings.then(|| engine.user_settings()),
+                events,
+                done,
             };
-            let (test_name, source) = match engine.test_record(&run.test_hash) {
-                Some(test) => (test.definition.name.clone(), test.source.clone()),
-                None => (
-                    String::new(),
-                    test_looper_core::protocol::SourceCommit {
-                        repo: String::new(),
-                        commit: String::new(),
-                    },
-                ),
-            };
-            let record = ResultRecord {
-                run: run.clone(),
-                test_name,
-                source,
-            };
-            if let Err(err) = self.store.write_result(&record).await {
-                tracing::error!(%err, run_id, "cannot write the durable result record");
-            }
+            self.writes
+                .send(write)
+                .map_err(|_| SchedulerError::Persist("the writer task has stopped".into()))?;
+            result
+        };
+        match stored.await {
+            Ok(Ok(())) => Ok(result),
+            Ok(Err(message)) => Err(SchedulerError::Persist(message)),
+            Err(_) => Err(SchedulerError::Persist(
+                "the writer task has stopped".into(),
+            )),
         }
     }
 
@@ -408,4 +404,30 @@ impl Scheduler {
             }
         })
     }
+}
+
+/// The durable records of the runs that finished (or were cleared) in this step.
+fn result_records(engine: &Engine, changes: &Changes) -> Vec<ResultRecord> {
+    changes
+        .result_records
+        .iter()
+        .filter_map(|run_id| engine.run(run_id))
+        .map(|run| {
+            let (test_name, source) = match engine.test_record(&run.test_hash) {
+                Some(test) => (test.definition.name.clone(), test.source.clone()),
+                None => (
+                    String::new(),
+                    test_looper_core::protocol::SourceCommit {
+                        repo: String::new(),
+                        commit: String::new(),
+                    },
+                ),
+            };
+            ResultRecord {
+                run: run.clone(),
+                test_name,
+                source,
+            }
+        })
+        .collect()
 }

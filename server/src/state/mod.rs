@@ -133,8 +133,30 @@ impl RedisState {
         changes: &Changes,
         events: &[FeedEvent],
     ) -> Result<(), StateError> {
+        let commands = Self::prepare(engine, changes, events)?;
+        self.execute(commands).await
+    }
+
+    /// Runs commands (of one or several steps) in one `MULTI`/`EXEC` transaction.
+    pub async fn execute(&self, commands: Vec<redis::Cmd>) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        for command in commands {
+            pipe.add_command(command).ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    /// The commands that write what `changes` lists (read from `engine`) plus the feed
+    /// events. Built while the engine is locked; executed later with [`Self::execute`].
+    pub fn prepare(
+        engine: &Engine,
+        changes: &Changes,
+        events: &[FeedEvent],
+    ) -> Result<Vec<redis::Cmd>, StateError> {
+        let mut pipe = redis::pipe();
         pipe.set(keys::META, "1").ignore();
         pipe.set(keys::NEXT_ID, engine.next_id()).ignore();
 
@@ -245,9 +267,7 @@ impl RedisState {
                 .arg(serde_json::to_string(event)?)
                 .ignore();
         }
-        let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
+        Ok(pipe.cmd_iter().cloned().collect())
     }
 
     /// Deletes every scheduler key (tests and the "flush" admin action).
