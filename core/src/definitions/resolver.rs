@@ -21,7 +21,7 @@ use super::node::{FastHashMap as HashMap, FastHashSet as HashSet};
 use super::schema::{Origin, RawDefinition, RawEnvironment, RawImage};
 use super::source::{CommitRef, DefinitionsSource};
 use super::stages::{assemble, check_artifacts};
-use super::variables::{resolve as resolve_variables, substitute};
+use super::variables::{resolve as resolve_variables, substitute, substitute_cow};
 
 type Result<T> = std::result::Result<T, DefinitionsError>;
 
@@ -65,6 +65,10 @@ struct CommitState {
     environments_in_progress: HashSet<String>,
     definitions: IndexMap<String, ResolvedDefinition>,
     definition_stack: Vec<String>,
+    /// Definitions' dependencies by (substituted) value, once resolved: thousands of
+    /// definitions share a handful of values (`src: HEAD`, `build: b/linux`). The outcome
+    /// depends only on the value and the commit, and only successes are kept.
+    definition_dependencies: HashMap<String, ResolvedDependency>,
 }
 
 /// An environment dependency before resolution, or one that arrived resolved.
@@ -151,6 +155,7 @@ impl<'s> Resolver<'s> {
             environments_in_progress: HashSet::default(),
             definitions: IndexMap::with_capacity(loaded.definitions.len()),
             definition_stack: Vec::new(),
+            definition_dependencies: HashMap::default(),
         };
         for name in loaded.environments.keys() {
             match self.environment(&mut state, name, None)? {
@@ -765,12 +770,21 @@ impl<'s> Resolver<'s> {
         for (raw_key, raw_value) in &raw.dependencies {
             let key = substitute(raw_key, &variables);
             check_key(&key).map_err(DefinitionsError::invalid)?;
-            let value = substitute(raw_value, &variables);
-            let parsed = parse_dependency(&value, Declarer::Definition, &|r| {
-                loaded.repos.contains_key(r)
-            })
-            .map_err(DefinitionsError::invalid)?;
-            let resolved = self.dependency(state, &parsed, &value)?;
+            let value = substitute_cow(raw_value, &variables);
+            let resolved = match state.definition_dependencies.get(value.as_ref()) {
+                Some(done) => done.clone(),
+                None => {
+                    let parsed = parse_dependency(&value, Declarer::Definition, &|r| {
+                        loaded.repos.contains_key(r)
+                    })
+                    .map_err(DefinitionsError::invalid)?;
+                    let resolved = self.dependency(state, &parsed, &value)?;
+                    state
+                        .definition_dependencies
+                        .insert(value.into_owned(), resolved.clone());
+                    resolved
+                }
+            };
             if dependencies.insert(key.clone(), resolved).is_some() {
                 return Err(DefinitionsError::invalid(format!(
                     "dependency key {key} is defined twice after substitution"

@@ -281,6 +281,18 @@ pub fn substitute_in_place(text: &mut String, vars: &BTreeMap<String, String>) {
     }
 }
 
+/// [`substitute`], borrowing `text` when no variable occurs in it.
+pub fn substitute_cow<'t>(
+    text: &'t str,
+    vars: &BTreeMap<String, String>,
+) -> std::borrow::Cow<'t, str> {
+    if may_reference_any(text, vars) {
+        std::borrow::Cow::Owned(substitute(text, vars))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Substitute every variable of `vars` into `text` (plain textual `${name}` replacement).
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
     if !may_reference_any(text, vars) {
