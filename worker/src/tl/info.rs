@@ -5,6 +5,9 @@
 //! `test_looper_core::definitions::ResolvedCommit` with `definitions` filtered by GLOB:
 //! `{commit: {repo, commit}, definitions_path, head_placeholder, repos: {name: {kind:
 //! fixed|pin|import, reference: {repo, commit}, ...}}, environments: {name: Environment},
+//! derived_environments: {name: {name, inheritance, variables, dependencies, defaults,
+//! test_stages, setup_script_contents}} (the rootless environments, i.e. mixins other
+//! commits can use as `base: repo/name`; omitted when there are none),
 //! definitions: {name: {name, kind: build|test|deployment, hash, project, configuration,
 //! environment: {name, mixins, inheritance, platform: linux|windows, image: {kind: docker,
 //! dockerfile_contents, dockerfile} | {kind: ami, base_ami, setup_script_contents}, variables,
