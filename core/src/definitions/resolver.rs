@@ -688,11 +688,11 @@ impl<'s> Resolver<'s> {
                     raw.name
                 )));
             }
-            last.to_owned()
+            last
         } else {
-            raw.environment.clone()
+            raw.environment.as_str()
         };
-        for env in std::iter::once(&environment_name).chain(raw.mixins.iter()) {
+        for env in std::iter::once(environment_name).chain(raw.mixins.iter().map(String::as_str)) {
             if !loaded.environments.contains_key(env) {
                 let mut names: Vec<&String> = loaded.environments.keys().collect();
                 names.sort();
@@ -703,10 +703,10 @@ impl<'s> Resolver<'s> {
             }
         }
         let merged = if raw.mixins.is_empty() {
-            self.environment(state, &environment_name, None)?
+            self.environment(state, environment_name, None)?
         } else {
             let key = format!("{environment_name}+{}", raw.mixins.join("+"));
-            self.environment(state, &key, Some((&environment_name, &raw.mixins)))?
+            self.environment(state, &key, Some((environment_name, &raw.mixins)))?
         };
         let MergedEnvironment::Rooted(environment) = merged else {
             return Err(DefinitionsError::invalid(format!(

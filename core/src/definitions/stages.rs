@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Artifact, DefinitionKind, Stage};
-use super::variables::substitute_in_place;
+use super::variables::substitute;
 
 /// `order` of the implicit stage made from `command`/`cleanup`.
 pub const SHORTHAND_ORDER: f64 = 1e9;
@@ -19,45 +19,53 @@ pub fn assemble(
     cleanup: &str,
     variables: &BTreeMap<String, String>,
 ) -> Vec<Stage> {
+    // Each stage is copied once, substituted; substitution never changes `order`, so
+    // sorting afterwards gives the same list as sorting first.
     let mut stages: Vec<Stage> =
         Vec::with_capacity(environment_stages.len() + own_stages.len() + 1);
-    stages.extend(environment_stages.iter().chain(own_stages).cloned());
+    stages.extend(environment_stages.iter().chain(own_stages).map(|stage| {
+        Stage {
+            command: substitute(&stage.command, variables),
+            cleanup: substitute(&stage.cleanup, variables),
+            order: stage.order,
+            artifacts: stage
+                .artifacts
+                .iter()
+                .map(|artifact| Artifact {
+                    name: substitute(&artifact.name, variables),
+                    directory: substitute(&artifact.directory, variables),
+                    include_patterns: substitute_all(&artifact.include_patterns, variables),
+                    exclude_patterns: substitute_all(&artifact.exclude_patterns, variables),
+                    format: artifact.format,
+                })
+                .collect(),
+        }
+    }));
     if !command.is_empty() || !cleanup.is_empty() {
-        let artifacts = match kind {
-            DefinitionKind::Build => vec![Artifact {
-                directory: "${TEST_BUILD_OUTPUT_DIR}".into(),
-                ..Artifact::default()
-            }],
-            DefinitionKind::Test => vec![Artifact {
-                directory: "${TEST_OUTPUT_DIR}".into(),
-                ..Artifact::default()
-            }],
-            DefinitionKind::Deployment => Vec::new(),
+        let output_directory = match kind {
+            DefinitionKind::Build => Some("${TEST_BUILD_OUTPUT_DIR}"),
+            DefinitionKind::Test => Some("${TEST_OUTPUT_DIR}"),
+            DefinitionKind::Deployment => None,
         };
         stages.push(Stage {
-            command: command.to_owned(),
-            cleanup: cleanup.to_owned(),
+            command: substitute(command, variables),
+            cleanup: substitute(cleanup, variables),
             order: SHORTHAND_ORDER,
-            artifacts,
+            artifacts: output_directory
+                .map(|directory| Artifact {
+                    directory: substitute(directory, variables),
+                    ..Artifact::default()
+                })
+                .into_iter()
+                .collect(),
         });
     }
     stages.sort_by(|a, b| a.order.total_cmp(&b.order));
-    for stage in &mut stages {
-        substitute_in_place(&mut stage.command, variables);
-        substitute_in_place(&mut stage.cleanup, variables);
-        for artifact in &mut stage.artifacts {
-            substitute_in_place(&mut artifact.name, variables);
-            substitute_in_place(&mut artifact.directory, variables);
-            for pattern in artifact
-                .include_patterns
-                .iter_mut()
-                .chain(artifact.exclude_patterns.iter_mut())
-            {
-                substitute_in_place(pattern, variables);
-            }
-        }
-    }
     stages
+}
+
+fn substitute_all(texts: &[String], variables: &BTreeMap<String, String>) -> Vec<String> {
+    texts.iter().map(|t| substitute(t, variables)).collect()
 }
 
 /// Check the artifact rules for definition `name`.
