@@ -64,7 +64,8 @@ struct CommitState {
     environments: HashMap<String, MergedEnvironment>,
     environments_in_progress: HashSet<String>,
     definitions: IndexMap<String, ResolvedDefinition>,
-    definition_stack: Vec<String>,
+    /// Definitions being resolved, outermost first, by index in `loaded.definitions`.
+    definition_stack: Vec<usize>,
     /// Definitions' dependencies by (substituted) value, once resolved: thousands of
     /// definitions share a handful of values (`src: HEAD`, `build: b/linux`). The outcome
     /// depends only on the value and the commit, and only successes are kept.
@@ -635,10 +636,13 @@ impl<'s> Resolver<'s> {
         if state.definitions.contains_key(name) {
             return Ok(());
         }
-        if let Some(at) = state.definition_stack.iter().position(|n| n == name) {
+        let loaded = state.loaded.clone();
+        let index = loaded.definitions.get_index_of(name);
+        let on_stack = index.and_then(|i| state.definition_stack.iter().position(|n| *n == i));
+        if let Some(at) = on_stack {
             let mut cycle: Vec<&str> = state.definition_stack[at..]
                 .iter()
-                .map(String::as_str)
+                .filter_map(|i| loaded.definitions.get_index(*i).map(|(n, _)| n.as_str()))
                 .collect();
             cycle.push(name);
             return Err(DefinitionsError::invalid(format!(
@@ -651,13 +655,14 @@ impl<'s> Resolver<'s> {
                 "build dependencies are nested more than 512 levels deep",
             ));
         }
-        let loaded = state.loaded.clone();
-        let Some(declared) = loaded.definitions.get(name) else {
+        let Some((index, declared)) =
+            index.and_then(|i| Some((i, loaded.definitions.get_index(i)?.1)))
+        else {
             return Err(DefinitionsError::invalid(format!(
                 "unknown definition {name}"
             )));
         };
-        state.definition_stack.push(name.to_owned());
+        state.definition_stack.push(index);
         let outcome = self.definition_uncached(state, declared);
         state.definition_stack.pop();
         let resolved = outcome.map_err(|e| {

@@ -70,6 +70,10 @@ fn substitute_all(texts: &[String], variables: &BTreeMap<String, String>) -> Vec
 
 /// Check the artifact rules for definition `name`.
 pub fn check_artifacts(name: &str, stages: &[Stage]) -> Result<(), String> {
+    if stages.iter().map(|s| s.artifacts.len()).sum::<usize>() <= 1 {
+        // No two artifacts: nothing can clash.
+        return Ok(());
+    }
     let artifacts: Vec<&Artifact> = stages.iter().flat_map(|s| &s.artifacts).collect();
     // Definitions have a handful of artifacts: a quadratic scan beats a hash set.
     for (i, artifact) in artifacts.iter().enumerate() {
