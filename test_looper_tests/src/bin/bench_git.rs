@@ -155,8 +155,7 @@ fn main() {
             .filter(|c| matches!(&c.parse, ParseOutcome::Ok(r) if r.definitions.len() == 5))
             .count();
         assert_eq!(
-            ok,
-            commits,
+            ok, commits,
             "every commit resolves to its 5 definitions; first: {:?}",
             event.new_commits[0].parse
         );
