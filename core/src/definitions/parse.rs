@@ -18,11 +18,11 @@ pub fn parse_file(
     file_path: &str,
     scope: Scope,
 ) -> Result<Option<RawFile>, DefinitionsError> {
-    let Some((expanded, root_mark)) = expand_file(text, file_path, scope)? else {
+    let Some((mut expanded, root_mark)) = expand_file(text, file_path, scope)? else {
         return Ok(None);
     };
     check_version(&expanded, root_mark)?;
-    decode_file(&expanded, root_mark).map(Some)
+    decode_file(&mut expanded, root_mark).map(Some)
 }
 
 /// Load and preprocess one file: the root map after the top-level `define` chain and the

@@ -201,8 +201,9 @@ pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
     }
 }
 
-/// Decode an expanded root map (top-level keys already expanded per §3.1).
-pub fn decode_file(root: &Map, root_mark: Mark) -> Result<RawFile> {
+/// Decode an expanded root map (top-level keys already expanded per §3.1). The
+/// definition sections are consumed: their strings move into the decoded definitions.
+pub fn decode_file(root: &mut Map, root_mark: Mark) -> Result<RawFile> {
     let path = DocPath::Root;
     check_keys(root, TOP_LEVEL, "the top level", &path, root_mark)?;
     let mut file = RawFile::default();
@@ -248,31 +249,54 @@ pub fn decode_file(root: &Map, root_mark: Mark) -> Result<RawFile> {
         DefinitionKind::Test,
         DefinitionKind::Deployment,
     ] {
-        let Some(section) = root.get(kind.section()) else {
+        let Some(section) = root.get_mut(kind.section()) else {
             continue;
         };
         let p = path.key(kind.section());
-        for (name, node) in section_entries(section, &p)? {
-            let ep = p.key(name);
-            if let Some(previous) = file.definitions.get(name) {
-                return Err(invalid_at(
-                    format!(
-                        "the name {name:?} is defined twice: as a {} and as a {}",
-                        singular(previous.kind),
-                        singular(kind)
-                    ),
-                    &ep,
-                    node.mark,
-                ));
+        match std::mem::replace(&mut section.value, Value::Null) {
+            // The usual form, decoded by value.
+            Value::Map(entries) => {
+                for (name, node) in entries {
+                    add_definition(&mut file, kind, name, node, &p)?;
+                }
             }
-            let definition = decode_definition(name, kind, node, &ep)?;
-            file.definitions.insert(name.to_owned(), definition);
+            other => {
+                let section = Node::new(other, section.mark);
+                for (name, node) in section_entries(&section, &p)? {
+                    add_definition(&mut file, kind, name.to_owned(), node.clone(), &p)?;
+                }
+            }
         }
     }
     if let Some(prioritize) = root.get("prioritize") {
         file.prioritize = string_list(prioritize, &path.key("prioritize"))?;
     }
     Ok(file)
+}
+
+/// Decode definition `name` of section `section_path` into `file`.
+fn add_definition(
+    file: &mut RawFile,
+    kind: DefinitionKind,
+    name: String,
+    mut node: Node,
+    section_path: &DocPath,
+) -> Result<()> {
+    let ep = section_path.key(&name);
+    if let Some(previous) = file.definitions.get(&name) {
+        return Err(invalid_at(
+            format!(
+                "the name {name:?} is defined twice: as a {} and as a {}",
+                singular(previous.kind),
+                singular(kind)
+            ),
+            &ep,
+            node.mark,
+        ));
+    }
+    let definition = decode_definition(&name, kind, &mut node, &ep)?;
+    file.definitions.insert(name, definition);
+    Ok(())
 }
 
 fn singular(kind: DefinitionKind) -> &'static str {
@@ -374,6 +398,49 @@ fn small_map_get<'m>(map: &'m Map, key: &str) -> Option<&'m Node> {
     } else {
         map.get(key)
     }
+}
+
+/// [`small_map_get`], mutably.
+fn small_map_get_mut<'m>(map: &'m mut Map, key: &str) -> Option<&'m mut Node> {
+    if map.len() <= 8 {
+        map.iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    } else {
+        map.get_mut(key)
+    }
+}
+
+/// A string field (see [`string_field`]) moved out of `map` (left empty).
+fn take_text(map: &mut Map, key: &str, path: &DocPath) -> Result<String> {
+    match small_map_get_mut(map, key) {
+        None => Ok(String::new()),
+        Some(node) => match &mut node.value {
+            Value::Str(text) => Ok(std::mem::take(text)),
+            _ => string_field(node, &path.key(key)),
+        },
+    }
+}
+
+/// [`string_map`], moving the keys and values out of a map node (left empty).
+fn take_string_map(node: &mut Node, path: &DocPath) -> Result<FastIndexMap<String, String>> {
+    let Value::Map(entries) = &mut node.value else {
+        return string_map(node, path);
+    };
+    let entries = std::mem::take(entries);
+    let mut out = FastIndexMap::with_capacity_and_hasher(entries.len(), Default::default());
+    for (key, value) in entries {
+        let vp = path.key(&key);
+        if matches!(value.value, Value::Null) {
+            return Err(invalid_at(format!("{key} has no value"), &vp, value.mark));
+        }
+        let text = match value.value {
+            Value::Str(text) => text,
+            _ => string_field(&value, &vp)?,
+        };
+        out.insert(key, text);
+    }
+    Ok(out)
 }
 
 fn as_map<'a>(node: &'a Node, what: &str, path: &DocPath) -> Result<std::borrow::Cow<'a, Map>> {
@@ -836,10 +903,14 @@ fn decode_artifact(node: &Node, path: &DocPath) -> Result<Artifact> {
 fn decode_definition(
     name: &str,
     kind: DefinitionKind,
-    node: &Node,
+    node: &mut Node,
     path: &DocPath,
 ) -> Result<RawDefinition> {
-    let map = as_map(node, name, path)?;
+    as_map(node, name, path)?;
+    let mark = node.mark;
+    let Value::Map(map) = &mut node.value else {
+        return Err(invalid_at(format!("{name} must be a map"), path, mark));
+    };
     let specific: &[&str] = match kind {
         DefinitionKind::Build => BUILD_ONLY,
         DefinitionKind::Test => &[],
@@ -862,69 +933,88 @@ fn decode_definition(
             node.mark,
         )?;
     }
-    let get = |key: &str| small_map_get(&map, key);
-    let text = |key: &str| -> Result<String> {
-        get(key)
+    decode_definition_fields(name, kind, map, path, mark)
+}
+
+/// The fields of definition `name` (its keys already checked), in the order their errors
+/// take precedence. `command` and `dependencies` are moved out of `map`.
+fn decode_definition_fields(
+    name: &str,
+    kind: DefinitionKind,
+    map: &mut Map,
+    path: &DocPath,
+    mark: Mark,
+) -> Result<RawDefinition> {
+    let text = |map: &Map, key: &str| -> Result<String> {
+        small_map_get(map, key)
             .map(|n| string_field(n, &path.key(key)))
             .transpose()
             .map(|v| v.unwrap_or_default())
     };
-    let int = |key: &str| -> Result<u64> {
-        get(key)
+    let int = |map: &Map, key: &str| -> Result<u64> {
+        small_map_get(map, key)
             .map(|n| int_field(n, key, &path.key(key)))
             .transpose()
             .map(|v| v.unwrap_or(0))
     };
     let mut port_expose = IndexMap::default();
-    if let Some(ports) = get("portExpose") {
+    if let Some(ports) = small_map_get(map, "portExpose") {
         let pp = path.key("portExpose");
         for (port_name, value) in section_entries(ports, &pp)? {
             let port = int_field(value, "portExpose", &pp.key(port_name))?;
             port_expose.insert(port_name.to_owned(), port);
         }
     }
+    let command = take_text(map, "command", path)?;
+    let cleanup = text(map, "cleanup")?;
+    let stages = small_map_get(map, "stages")
+        .map(|s| stages(s, &path.key("stages")))
+        .transpose()?
+        .unwrap_or_default();
+    let environment = text(map, "environment")?;
+    let mixins = small_map_get(map, "mixins")
+        .map(|m| string_list(m, &path.key("mixins")))
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !m.is_empty())
+        .collect();
+    let configuration = text(map, "configuration")?;
+    let project = text(map, "project")?;
+    let dependencies = small_map_get_mut(map, "dependencies")
+        .map(|d| take_string_map(d, &path.key("dependencies")))
+        .transpose()?
+        .unwrap_or_default();
     Ok(RawDefinition {
         name: name.to_owned(),
         kind,
-        command: text("command")?,
-        cleanup: text("cleanup")?,
-        stages: get("stages")
-            .map(|s| stages(s, &path.key("stages")))
-            .transpose()?
-            .unwrap_or_default(),
-        environment: text("environment")?,
-        mixins: get("mixins")
-            .map(|m| string_list(m, &path.key("mixins")))
-            .transpose()?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| !m.is_empty())
-            .collect(),
-        configuration: text("configuration")?,
-        project: text("project")?,
-        dependencies: get("dependencies")
-            .map(|d| string_map(d, &path.key("dependencies")))
-            .transpose()?
-            .unwrap_or_default(),
-        variables: get("variables")
+        command,
+        cleanup,
+        stages,
+        environment,
+        mixins,
+        configuration,
+        project,
+        dependencies,
+        variables: small_map_get(map, "variables")
             .map(|v| variables_map(v, &path.key("variables")))
             .transpose()?
             .unwrap_or_default(),
-        disabled: get("disabled")
+        disabled: small_map_get(map, "disabled")
             .map(|d| bool_field(d, "disabled", &path.key("disabled")))
             .transpose()?
             .unwrap_or(false),
-        timeout: int("timeout")?,
-        min_cores: int("min_cores")?,
-        max_cores: int("max_cores")?,
-        min_ram_gb: int("min_ram_gb")?,
-        min_disk_gb: int("min_disk_gb")?,
-        max_retries: int("max_retries")?,
-        retry_wait_seconds: int("retry_wait_seconds")?,
+        timeout: int(map, "timeout")?,
+        min_cores: int(map, "min_cores")?,
+        max_cores: int(map, "max_cores")?,
+        min_ram_gb: int(map, "min_ram_gb")?,
+        min_disk_gb: int(map, "min_disk_gb")?,
+        max_retries: int(map, "max_retries")?,
+        retry_wait_seconds: int(map, "retry_wait_seconds")?,
         port_expose,
         origin: Origin {
             document_path: path.render(),
-            mark: node.mark,
+            mark,
         },
     })
 }
