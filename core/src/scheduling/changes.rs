@@ -1,7 +1,7 @@
 //! What one batch of events changed: the entities the server must persist, the runs that
 //! need a durable result record, and the notices to publish (cancellations, new work).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,9 @@ pub struct Changes {
     /// (repo, name) of branches deleted.
     pub removed_branches: BTreeSet<(String, String)>,
     /// Hashes of definitions first seen.
-    pub new_tests: BTreeSet<String>,
+    pub new_tests: HashSet<String>,
     /// Hashes of definitions whose state, priority or counters changed.
-    pub test_states: BTreeSet<String>,
+    pub test_states: HashSet<String>,
     /// Run ids whose record changed.
     pub runs: BTreeSet<String>,
     /// Run ids that need their durable result record (re)written.

@@ -74,10 +74,21 @@ pub fn events_for(
     if !branches.is_empty() {
         events.push(FeedEvent::BranchesChanged { branches });
     }
-    let mut tests: std::collections::BTreeSet<&String> = changes.test_states.iter().collect();
-    tests.extend(changes.new_tests.iter());
-    if !tests.is_empty() {
-        let (hashes, more) = capped(tests.into_iter().cloned());
+    let extra_new: Vec<&String> = changes
+        .new_tests
+        .iter()
+        .filter(|hash| !changes.test_states.contains(*hash))
+        .collect();
+    let total = changes.test_states.len() + extra_new.len();
+    if total > 0 {
+        let hashes: Vec<String> = changes
+            .test_states
+            .iter()
+            .chain(extra_new)
+            .take(MAX_IDS_PER_EVENT)
+            .cloned()
+            .collect();
+        let more = total - hashes.len();
         events.push(FeedEvent::TestsChanged { hashes, more });
     }
     for run_id in changes.runs.iter().take(MAX_IDS_PER_EVENT) {

@@ -71,8 +71,13 @@ fn decode_all<T: DeserializeOwned>(
 
 impl RedisState {
     pub async fn connect(client: &redis::Client) -> Result<RedisState, StateError> {
+        // Large steps (a first scan of a long history) write hundreds of megabytes in one
+        // transaction: allow them time.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(120)));
         Ok(RedisState {
-            connection: client.get_connection_manager().await?,
+            connection: client.get_connection_manager_with_config(config).await?,
         })
     }
 

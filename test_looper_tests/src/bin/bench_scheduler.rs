@@ -112,11 +112,17 @@ async fn bench_enable(commits: usize, tests: usize) {
     let scheduler = open(&redis, dir.path()).await;
     let template = template(tests);
     let infos = history(&template, "big", commits);
+    // Ingested as a git scan delivers a long history: in chunks of 500 commits.
     let started = Instant::now();
-    scheduler
-        .ingest_branch_scan("big", "main", &format!("c{}", commits - 1), infos)
-        .await
-        .expect("ingest");
+    let mut infos = infos.into_iter().peekable();
+    while infos.peek().is_some() {
+        let chunk: Vec<CommitInfo> = infos.by_ref().take(500).collect();
+        let head = chunk.last().expect("non-empty chunk").hash.clone();
+        scheduler
+            .ingest_branch_scan("big", "main", &head, chunk)
+            .await
+            .expect("ingest");
+    }
     let ingest = started.elapsed();
     let started = Instant::now();
     scheduler
