@@ -735,7 +735,7 @@ impl<'s> Resolver<'s> {
             } else if !environment.defaults.configuration.is_empty() {
                 &environment.defaults.configuration
             } else {
-                &environment_name
+                environment_name
             },
             &variables,
         );

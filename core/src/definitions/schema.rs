@@ -926,7 +926,7 @@ fn decode_definition(
     if !map.keys().all(|key| known(key)) {
         let allowed: Vec<&str> = [DEFINITION_COMMON, runnable, specific].concat();
         check_keys(
-            &map,
+            map,
             &allowed,
             &format!("a {}", singular(kind)),
             path,
