@@ -6,11 +6,13 @@
   var status = document.getElementById("live-status");
   if (!region || !window.EventSource) return;
   var repo = region.getAttribute("data-live-repo") || "*";
+  var wantsMachines = region.hasAttribute("data-live-machines");
   var pending = null;
   var inFlight = false;
 
   function concerns(change) {
-    if (change.kind === "machines") return true;
+    if (change.kind === "everything") return true;
+    if (change.kind === "machines") return wantsMachines;
     return repo === "*" || change.repo === repo;
   }
 

@@ -125,16 +125,15 @@ async fn artifact(
     let (id, name) = path.into_inner();
     let run_id = paths::run_id(&id)?;
     let name = paths::artifact_name(&name)?;
-    let run = ui.sources.run(&run_id).await?;
-    if !run.run.artifacts.iter().any(|a| a == &name) {
-        return Err(ApiError::not_found(format!(
-            "run {run_id} has no artifact {name}"
-        )));
-    }
-    let download = ui
-        .artifacts
-        .open(&run.run.test_hash, &run_id, &name)
-        .await?;
+    let run = ui
+        .sources
+        .state
+        .run(&run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id}")))?;
+    // The store key is built from the validated run's hash and id: a name can only reach
+    // this run's own files.
+    let download = ui.artifacts.open(&run.test_hash, &run_id, &name).await?;
     let (content_type, inline) = content_type(&name);
     let file_name = name.rsplit('/').next().unwrap_or(&name).replace('"', "");
     let disposition = if inline {

@@ -265,11 +265,11 @@ pub fn summarize<'a>(
 
 fn blocked_cell(waits: &[&WaitReason]) -> Option<Cell> {
     for wait in waits {
-        if let WaitReason::DependencyFailed { build } = wait {
+        if let WaitReason::DependencyFailed { reason } = wait {
             return Some(Cell::word(
                 CellKind::Blocked,
                 "blocked",
-                format!("blocked: build {build} failed"),
+                format!("blocked: {reason}"),
             ));
         }
     }
@@ -287,6 +287,13 @@ fn blocked_cell(waits: &[&WaitReason]) -> Option<Cell> {
                     CellKind::Blocked,
                     "blocked",
                     format!("waiting for build {build}"),
+                ))
+            }
+            WaitReason::UnresolvedDependencies { missing } => {
+                return Some(Cell::word(
+                    CellKind::Blocked,
+                    "unresolved",
+                    format!("waiting for build definitions not known yet: {missing}"),
                 ))
             }
             WaitReason::RetryWait { .. } => {
@@ -409,7 +416,14 @@ mod tests {
     #[test]
     fn a_failed_build_blocks_its_tests() {
         let build = status(1, 1, 0, WaitReason::Done);
-        let waiting = status(0, 0, 0, WaitReason::DependencyFailed { build: "b".into() });
+        let waiting = status(
+            0,
+            0,
+            0,
+            WaitReason::DependencyFailed {
+                reason: "b failed (1 of 1 runs)".into(),
+            },
+        );
         let members = [
             Member {
                 kind: DefinitionKind::Build,

@@ -6,7 +6,7 @@
 //! as plain text from `?offset=N` with `X-Log-Offset`/`X-Log-Complete` headers.
 
 use super::paths;
-use super::read_model::Change;
+use super::read_model::{Change, ChangeStream};
 use super::Ui;
 use crate::api::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -20,29 +20,25 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 
 struct Feeds {
     git: broadcast::Receiver<std::sync::Arc<crate::git::RepoScanned>>,
-    state: Option<broadcast::Receiver<Change>>,
+    state: Option<ChangeStream>,
     first: bool,
 }
 
 async fn next_change(feeds: &mut Feeds) -> Option<Result<Option<Change>, ()>> {
     let state_next = async {
         match feeds.state.as_mut() {
-            Some(rx) => rx.recv().await,
+            Some(stream) => stream.next().await,
             None => std::future::pending().await,
         }
     };
     tokio::select! {
         event = feeds.git.recv() => match event {
             Ok(scan) => Some(Ok(Some(Change::Branches { repo: scan.repo.clone() }))),
-            Err(RecvError::Lagged(_)) => Some(Ok(Some(Change::Machines))),
-            Err(RecvError::Closed) => None,
-        },
-        event = state_next => match event {
-            Ok(change) => Some(Ok(Some(change))),
             // Missed events: tell pages to refresh everything.
-            Err(RecvError::Lagged(_)) => Some(Ok(Some(Change::Machines))),
+            Err(RecvError::Lagged(_)) => Some(Ok(Some(Change::Everything))),
             Err(RecvError::Closed) => None,
         },
+        event = state_next => event.map(|change| Ok(Some(change))),
         _ = tokio::time::sleep(KEEPALIVE) => Some(Ok(None)),
     }
 }

@@ -5,10 +5,12 @@
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
 //! - [`views`]: the data of every page, shared with the JSON API ([`crate::api`]).
 //! - [`read_model`]: the contract with the scheduler's live state.
+//! - [`adapters`]: that contract over the real scheduler, live logs and artifact store.
 //! - [`git_reads`], [`cells`], [`merge_graph`], [`plot`], [`highlight`], [`format`],
 //!   [`paths`], [`csrf`]: the pieces pages are built from.
 
 pub mod actions;
+pub mod adapters;
 pub mod cells;
 pub mod csrf;
 pub mod format;
@@ -66,6 +68,7 @@ impl Ui {
             sources: Arc::new(views::Sources {
                 git: git_reads::GitReads::new(git.clone()),
                 state: attachments.state,
+                files: attachments.artifacts.clone(),
             }),
             actions: attachments.actions,
             logs: attachments.logs,
@@ -124,11 +127,14 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
 
 /// Binds the listener and returns the running server with the addresses it listens on
 /// (port 0 picks a free port). Await the server to serve until it is stopped.
+///
+/// The UI is attached to the context's live services ([`Attachments::live`]): it shows git
+/// facts at once and the scheduler's state as soon as [`crate::services::start`] has run.
 pub fn start(
     context: Arc<AppContext>,
     bind: (String, u16),
 ) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
-    let ui = Ui::new(context.git.clone(), Attachments::unwired());
+    let ui = Ui::new(context.git.clone(), Attachments::live(&context));
     start_with(context, ui, bind)
 }
 

@@ -11,7 +11,6 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
 use test_looper_core::protocol::{MachineInfo, Millis, RunResult, TestCaseResult};
-use tokio::sync::broadcast;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +55,10 @@ pub enum WaitReason {
     Queued { priority: u32 },
     /// A build it depends on has not finished yet.
     BlockedOnBuild { build: String },
-    /// A build it depends on failed.
-    DependencyFailed { build: String },
+    /// A build it depends on failed for good (or is itself blocked); says which and why.
+    DependencyFailed { reason: String },
+    /// It needs a build whose definition is not known yet (another repo not scanned).
+    UnresolvedDependencies { missing: String },
     /// No machine the pool can boot satisfies its hardware requirements.
     NoHardware { detail: String },
     /// A failed build waits before its next retry.
@@ -168,13 +169,19 @@ pub struct QueueEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
-    /// Counters of these commits changed (run started/finished, priority changed).
+    /// Counters of this repo's commits changed (run started/finished, priority changed);
+    /// `commits` names them when known (empty: any commit of the repo).
     Commits { repo: String, commits: Vec<String> },
     /// Branch heads or flags of this repo changed.
     Branches { repo: String },
-    /// Machines or the queue changed.
+    /// Machines changed (registered, gone, busy or idle).
     Machines,
+    /// Changes were missed: every live page refreshes.
+    Everything,
 }
+
+/// The live change feed of one subscriber.
+pub type ChangeStream = futures_util::stream::BoxStream<'static, Change>;
 
 /// Reads of the scheduler's live state.
 pub trait StateReads: Send + Sync {
@@ -196,7 +203,7 @@ pub trait StateReads: Send + Sync {
     fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>>;
     fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>>;
     /// The change feed; `None` when the state cannot publish changes.
-    fn subscribe(&self) -> Option<broadcast::Receiver<Change>>;
+    fn subscribe(&self) -> Option<ChangeStream>;
 }
 
 /// The user actions the scheduler accepts.
@@ -258,8 +265,23 @@ pub struct ArtifactDownload {
     pub reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
 }
 
-/// Downloads of the artifacts a run reported.
+/// One stored file of a run (declared artifacts as tarballs, kept output files, the log,
+/// individual test logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoredFile {
+    /// Relative to the run (may contain `/`).
+    pub name: String,
+    pub size: u64,
+}
+
+/// The files a run stored, and their downloads.
 pub trait ArtifactFiles: Send + Sync {
+    /// Every stored file of one run, sorted by name (empty when none or no store).
+    fn list<'a>(
+        &'a self,
+        test_hash: &'a str,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredFile>, ReadError>>;
     fn open<'a>(
         &'a self,
         test_hash: &'a str,
@@ -299,7 +321,7 @@ impl StateReads for Unwired {
     fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    fn subscribe(&self) -> Option<broadcast::Receiver<Change>> {
+    fn subscribe(&self) -> Option<ChangeStream> {
         None
     }
 }
@@ -357,6 +379,13 @@ impl LogFeed for Unwired {
 }
 
 impl ArtifactFiles for Unwired {
+    fn list<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredFile>, ReadError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     fn open<'a>(
         &'a self,
         _: &'a str,

@@ -10,8 +10,8 @@ use super::merge_graph;
 use super::paths;
 use super::plot::{self, PlotPoint};
 use super::read_model::{
-    BranchState, CommitState, MachineView, QueueEntry, ReadError, RunStatus, RunView, StateReads,
-    TestStatus, WaitReason,
+    ArtifactFiles, BranchState, CommitState, MachineView, QueueEntry, ReadError, RunStatus,
+    RunView, StateReads, TestStatus, WaitReason,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +30,8 @@ const COUNT_CAP: usize = 10_000;
 pub struct Sources {
     pub git: GitReads,
     pub state: Arc<dyn StateReads>,
+    /// The files runs stored (listed on run pages).
+    pub files: Arc<dyn ArtifactFiles>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -631,7 +633,10 @@ pub fn wait_text(wait: &WaitReason) -> String {
         WaitReason::NotWanted => "priority zero: no enabled commit wants it".into(),
         WaitReason::Queued { priority } => format!("queued for a machine (priority {priority})"),
         WaitReason::BlockedOnBuild { build } => format!("blocked on build {build}"),
-        WaitReason::DependencyFailed { build } => format!("dependency failed: {build}"),
+        WaitReason::DependencyFailed { reason } => format!("dependency failed: {reason}"),
+        WaitReason::UnresolvedDependencies { missing } => {
+            format!("needs builds whose definitions are not known yet: {missing}")
+        }
         WaitReason::NoHardware { detail } => format!("no machine can provide: {detail}"),
         WaitReason::RetryWait { until } => {
             format!("build retry after {}", format::utc_millis(*until))
@@ -786,6 +791,9 @@ pub struct RunPageView {
 pub struct ArtifactLink {
     pub name: String,
     pub url: String,
+    pub size: u64,
+    /// "12.3 Kb".
+    pub size_text: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -819,6 +827,14 @@ impl Sources {
             .await?
             .ok_or_else(|| ReadError::NotFound(format!("run {run_id}")))?;
         let row = run_row(&run);
+        let files = match self.files.list(&run.test_hash, &run.run_id).await {
+            Ok(files) => files,
+            // The run page still shows the run while the store is unreachable.
+            Err(err) => {
+                tracing::warn!(%err, run_id, "cannot list the run's stored files");
+                Vec::new()
+            }
+        };
         Ok(RunPageView {
             state_label: run.state.label(),
             active: run.state.is_active(),
@@ -830,12 +846,13 @@ impl Sources {
             },
             result: row.result,
             commit_url: paths::commit_url(&run.repo, &run.commit),
-            artifacts: run
-                .artifacts
-                .iter()
-                .map(|name| ArtifactLink {
-                    name: name.clone(),
-                    url: paths::artifact_url(&run.run_id, name),
+            artifacts: files
+                .into_iter()
+                .map(|file| ArtifactLink {
+                    url: paths::artifact_url(&run.run_id, &file.name),
+                    size_text: format::bytes(file.size),
+                    size: file.size,
+                    name: file.name,
                 })
                 .collect(),
             passed_cases: run.test_cases.iter().filter(|c| c.passed).count(),

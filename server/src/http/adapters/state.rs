@@ -1,0 +1,418 @@
+//! [`StateReads`] and [`StateActions`] over the scheduler: every read is one
+//! [`Scheduler::read`] of the engine's views, translated into the UI's plain view types
+//! (a `TestView`'s `TestState` becomes a [`WaitReason`]); every action is the scheduler's
+//! own action method, its refusals mapped onto [`ActionError`].
+
+use super::super::read_model::{
+    ActionError, BranchState, ChangeStream, CommitState, MachineView, QueueEntry, ReadError,
+    RunStatus, RunView, StateActions, StateReads, TestStatus, WaitReason,
+};
+use super::{action_error, changes, scheduler_for_actions, scheduler_for_reads};
+use crate::AppContext;
+use futures_util::future::BoxFuture;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use test_looper_core::scheduling::{Engine, RunRecord, RunState, TestState, TestView};
+
+/// Runnable queue entries listed at most.
+const QUEUE_LIMIT: usize = 500;
+/// Commits walked from the branch heads to find enabled work that is blocked.
+const BLOCKED_WALK_LIMIT: usize = 5_000;
+/// Entries listed per non-runnable group (blocked, no hardware, priority zero).
+const WAITING_LIMIT: usize = 200;
+
+/// The scheduler's live state for the UI.
+pub struct SchedulerState {
+    context: Arc<AppContext>,
+}
+
+impl SchedulerState {
+    pub fn new(context: Arc<AppContext>) -> Self {
+        SchedulerState { context }
+    }
+}
+
+/// Why a definition is (not) running, from its scheduling state and calculated priority.
+pub fn wait_reason(state: &TestState, priority: u32) -> WaitReason {
+    match state {
+        TestState::Unprioritized => WaitReason::NotWanted,
+        TestState::NoMoreTests => WaitReason::Done,
+        TestState::WaitingToRetry { until } => WaitReason::RetryWait { until: *until },
+        TestState::DependencyFailed { reason } => WaitReason::DependencyFailed {
+            reason: reason.clone(),
+        },
+        TestState::WaitingOnBuilds { waiting_for } => WaitReason::BlockedOnBuild {
+            build: waiting_for.join(", "),
+        },
+        TestState::UnresolvedDependencies { missing } => WaitReason::UnresolvedDependencies {
+            missing: missing
+                .iter()
+                .map(|hash| hash.get(..12).unwrap_or(hash))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        TestState::NoViableHardware { needs } => WaitReason::NoHardware {
+            detail: needs.clone(),
+        },
+        TestState::FirstBuild | TestState::FirstTest | TestState::WantsMoreTests => {
+            WaitReason::Queued { priority }
+        }
+    }
+}
+
+/// The counters and wait reason of one definition.
+pub fn test_status(view: &TestView) -> TestStatus {
+    TestStatus {
+        runs: view.counts.runs,
+        failures: view.counts.failures,
+        active: u32::try_from(view.counts.running).unwrap_or(u32::MAX),
+        runs_desired: view.runs_desired,
+        wait: wait_reason(&view.state, view.priority),
+    }
+}
+
+fn run_status(state: RunState) -> RunStatus {
+    match state {
+        RunState::Assigned => RunStatus::Assigned,
+        RunState::Running => RunStatus::Running,
+        RunState::Passed => RunStatus::Passed,
+        RunState::Failed => RunStatus::Failed,
+        RunState::TimedOut => RunStatus::TimedOut,
+        RunState::Cancelled => RunStatus::Cancelled,
+        RunState::Lost => RunStatus::Lost,
+    }
+}
+
+/// A run with the name and source commit of its definition.
+pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
+    let record = engine.test_record(&run.test_hash);
+    RunView {
+        run_id: run.run_id.clone(),
+        test_hash: run.test_hash.clone(),
+        test_name: record
+            .map(|r| r.definition.name.clone())
+            .unwrap_or_default(),
+        machine_id: run.machine_id.clone(),
+        attempt: run.attempt,
+        state: run_status(run.state),
+        started: run.started,
+        ended: run.ended,
+        result: run.result.clone(),
+        reason: run.reason.clone(),
+        cleared: run.cleared,
+        artifacts: run.artifacts.clone(),
+        test_cases: run.test_cases.clone(),
+        repo: record.map(|r| r.source.repo.clone()).unwrap_or_default(),
+        commit: record.map(|r| r.source.commit.clone()).unwrap_or_default(),
+    }
+}
+
+fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitState> {
+    let (record, settings, _) = engine.commit_record(repo, hash)?;
+    let tests = record
+        .tests
+        .values()
+        .filter_map(|test_hash| engine.test_view(test_hash))
+        .map(|view| (view.hash.clone(), test_status(&view)))
+        .collect();
+    Some(CommitState {
+        user_priority: settings.user_priority,
+        tests,
+    })
+}
+
+fn queue_entry(view: &TestView, repo: &str, commit: &str) -> QueueEntry {
+    let status = test_status(view);
+    QueueEntry {
+        test_hash: view.hash.clone(),
+        test_name: view.name.clone(),
+        repo: repo.to_string(),
+        commit: commit.to_string(),
+        priority: view.priority,
+        runs: status.runs,
+        active: status.active,
+        runs_desired: status.runs_desired,
+        wait: status.wait,
+    }
+}
+
+fn blocked(state: &TestState) -> bool {
+    matches!(
+        state,
+        TestState::WaitingOnBuilds { .. }
+            | TestState::DependencyFailed { .. }
+            | TestState::UnresolvedDependencies { .. }
+            | TestState::WaitingToRetry { .. }
+    )
+}
+
+/// What waits and why, in this order: runnable work in the order machines get it; enabled
+/// work blocked on builds (found by walking the branches from their heads); enabled work no
+/// machine can run; and the tests of branch heads nobody enabled (priority zero).
+pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
+    let mut entries: Vec<QueueEntry> = engine
+        .queue(QUEUE_LIMIT)
+        .iter()
+        .map(|entry| queue_entry(&entry.test, &entry.source_repo, &entry.source_commit))
+        .collect();
+    let mut listed: HashSet<String> = entries.iter().map(|e| e.test_hash.clone()).collect();
+    let branches = engine.branches(None);
+    let mut blocked_entries = Vec::new();
+    let mut idle_heads = Vec::new();
+    let heads: HashSet<(&str, &str)> = branches
+        .iter()
+        .filter_map(|b| b.head.as_deref().map(|head| (b.repo.as_str(), head)))
+        .collect();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut frontier: VecDeque<(String, String)> = branches
+        .iter()
+        .filter_map(|b| b.head.clone().map(|head| (b.repo.clone(), head)))
+        .collect();
+    while let Some((repo, hash)) = frontier.pop_front() {
+        if seen.len() >= BLOCKED_WALK_LIMIT || !seen.insert((repo.clone(), hash.clone())) {
+            continue;
+        }
+        let Some((record, _, priority)) = engine.commit_record(&repo, &hash) else {
+            continue;
+        };
+        let is_head = heads.contains(&(repo.as_str(), hash.as_str()));
+        for test_hash in record.tests.values() {
+            let Some(view) = engine.test_view(test_hash) else {
+                continue;
+            };
+            if listed.contains(test_hash) {
+                continue;
+            }
+            if priority > 0 && view.priority > 0 && blocked(&view.state) {
+                listed.insert(test_hash.clone());
+                blocked_entries.push(queue_entry(&view, &repo, &hash));
+            } else if priority == 0
+                && is_head
+                && view.state == TestState::Unprioritized
+                && idle_heads.len() < WAITING_LIMIT
+            {
+                listed.insert(test_hash.clone());
+                idle_heads.push(queue_entry(&view, &repo, &hash));
+            }
+        }
+        for parent in &record.parents {
+            frontier.push_back((repo.clone(), parent.clone()));
+        }
+    }
+    blocked_entries.truncate(WAITING_LIMIT);
+    entries.extend(blocked_entries);
+    for view in engine.unrunnable().into_iter().take(WAITING_LIMIT) {
+        if listed.insert(view.hash.clone()) {
+            let source = engine.test_record(&view.hash).map(|r| r.source.clone());
+            let (repo, commit) = source.map(|s| (s.repo, s.commit)).unwrap_or_default();
+            entries.push(queue_entry(&view, &repo, &commit));
+        }
+    }
+    entries.extend(idle_heads);
+    entries
+}
+
+impl StateReads for SchedulerState {
+    fn wired(&self) -> bool {
+        self.context.scheduler.get().is_some()
+    }
+
+    fn branches(
+        &self,
+        repo: &str,
+    ) -> BoxFuture<'_, Result<HashMap<String, BranchState>, ReadError>> {
+        let repo = repo.to_string();
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(HashMap::new());
+            };
+            Ok(scheduler
+                .read(|engine| {
+                    engine
+                        .branches(Some(&repo))
+                        .into_iter()
+                        .map(|b| {
+                            (
+                                b.name,
+                                BranchState {
+                                    under_test: b.under_test,
+                                    default_runs_desired: b.default_runs_desired,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .await)
+        })
+    }
+
+    fn commits<'a>(
+        &'a self,
+        repo: &'a str,
+        hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, CommitState>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(HashMap::new());
+            };
+            Ok(scheduler
+                .read(|engine| {
+                    hashes
+                        .iter()
+                        .filter_map(|hash| {
+                            commit_state(engine, repo, hash).map(|state| (hash.clone(), state))
+                        })
+                        .collect()
+                })
+                .await)
+        })
+    }
+
+    fn runs_of<'a>(&'a self, test_hash: &'a str) -> BoxFuture<'a, Result<Vec<RunView>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(Vec::new());
+            };
+            Ok(scheduler
+                .read(|engine| {
+                    let mut runs: Vec<RunView> = engine
+                        .runs_of(test_hash)
+                        .into_iter()
+                        .map(|run| run_view(engine, run))
+                        .collect();
+                    runs.sort_by(|a, b| b.started.cmp(&a.started));
+                    runs
+                })
+                .await)
+        })
+    }
+
+    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>> {
+        Box::pin(async move {
+            let scheduler = scheduler_for_reads(&self.context)?;
+            Ok(scheduler
+                .read(|engine| engine.run(run_id).map(|run| run_view(engine, run)))
+                .await)
+        })
+    }
+
+    fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(Vec::new());
+            };
+            let mut machines: Vec<MachineView> = scheduler
+                .read(|engine| {
+                    engine
+                        .machines()
+                        .into_iter()
+                        .map(|m| MachineView {
+                            info: m.info,
+                            registered: m.registered,
+                            last_heartbeat: m.last_heartbeat,
+                            busy_with: m.busy_with,
+                        })
+                        .collect()
+                })
+                .await;
+            machines.sort_by(|a, b| a.info.machine_id.cmp(&b.info.machine_id));
+            Ok(machines)
+        })
+    }
+
+    fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(Vec::new());
+            };
+            Ok(scheduler.read(queue).await)
+        })
+    }
+
+    fn subscribe(&self) -> Option<ChangeStream> {
+        Some(changes::subscribe(self.context.clone()))
+    }
+}
+
+impl StateActions for SchedulerState {
+    fn set_branch_under_test<'a>(
+        &'a self,
+        repo: &'a str,
+        branch: &'a str,
+        under_test: bool,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            scheduler_for_actions(&self.context)?
+                .set_branch_under_test(repo, branch, under_test)
+                .await
+                .map_err(action_error)
+        })
+    }
+
+    fn set_commit_priority<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        priority: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            scheduler_for_actions(&self.context)?
+                .set_commit_priority(repo, commit, priority)
+                .await
+                .map_err(action_error)
+        })
+    }
+
+    fn set_runs_desired<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        test_name: &'a str,
+        runs: u32,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            scheduler_for_actions(&self.context)?
+                .set_runs_desired(repo, commit, test_name, runs)
+                .await
+                .map_err(action_error)
+        })
+    }
+
+    fn cancel_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            let cancelled = scheduler_for_actions(&self.context)?
+                .cancel_run(run_id, "cancelled by a user")
+                .await
+                .map_err(action_error)?;
+            if cancelled {
+                Ok(())
+            } else {
+                Err(ActionError::Conflict(format!(
+                    "run {run_id} has already finished"
+                )))
+            }
+        })
+    }
+
+    fn restart_test<'a>(
+        &'a self,
+        repo: &'a str,
+        commit: &'a str,
+        test_name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            let scheduler = scheduler_for_actions(&self.context)?;
+            let hash = scheduler
+                .read(|engine| {
+                    let (record, _, _) = engine
+                        .commit_record(repo, commit)
+                        .ok_or_else(|| ActionError::NotFound(format!("commit {repo}/{commit}")))?;
+                    record.tests.get(test_name).cloned().ok_or_else(|| {
+                        ActionError::NotFound(format!("test {test_name} of commit {commit}"))
+                    })
+                })
+                .await?;
+            scheduler.restart_test(&hash).await.map_err(action_error)
+        })
+    }
+}
