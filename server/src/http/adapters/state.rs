@@ -107,7 +107,8 @@ pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
     }
 }
 
-fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitState> {
+/// What the scheduler knows about one commit (`None` when it does not know the commit).
+pub fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitState> {
     let (record, settings, _) = engine.commit_record(repo, hash)?;
     let tests = record
         .tests
@@ -119,6 +120,18 @@ fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitState> 
         user_priority: settings.user_priority,
         tests,
     })
+}
+
+/// [`commit_state`] of several commits, keyed by hash (unknown commits are absent).
+pub fn commit_states(
+    engine: &Engine,
+    repo: &str,
+    hashes: &[String],
+) -> HashMap<String, CommitState> {
+    hashes
+        .iter()
+        .filter_map(|hash| commit_state(engine, repo, hash).map(|state| (hash.clone(), state)))
+        .collect()
 }
 
 fn queue_entry(view: &TestView, repo: &str, commit: &str) -> QueueEntry {
@@ -256,14 +269,7 @@ impl StateReads for SchedulerState {
                 return Ok(HashMap::new());
             };
             Ok(scheduler
-                .read(|engine| {
-                    hashes
-                        .iter()
-                        .filter_map(|hash| {
-                            commit_state(engine, repo, hash).map(|state| (hash.clone(), state))
-                        })
-                        .collect()
-                })
+                .read(|engine| commit_states(engine, repo, hashes))
                 .await)
         })
     }
