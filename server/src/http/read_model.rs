@@ -199,6 +199,19 @@ pub trait StateReads: Send + Sync {
     ) -> BoxFuture<'a, Result<HashMap<String, CommitState>, ReadError>>;
     /// Every run of one definition, newest first (cleared runs included, flagged).
     fn runs_of<'a>(&'a self, test_hash: &'a str) -> BoxFuture<'a, Result<Vec<RunView>, ReadError>>;
+    /// [`StateReads::runs_of`] of several definitions in one read (for commit pages).
+    fn runs_of_many<'a>(
+        &'a self,
+        test_hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, Vec<RunView>>, ReadError>> {
+        Box::pin(async move {
+            let mut runs = HashMap::with_capacity(test_hashes.len());
+            for hash in test_hashes {
+                runs.insert(hash.clone(), self.runs_of(hash).await?);
+            }
+            Ok(runs)
+        })
+    }
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>>;
     fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>>;
     fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>>;

@@ -542,9 +542,11 @@ impl Sources {
         let states = self.state.commits(repo, &hashes).await?;
         let state = states.get(&metadata.hash);
         let mut definitions = Vec::new();
+        let test_hashes: Vec<String> = defs.definitions.iter().map(|d| d.hash.clone()).collect();
+        let mut runs_by_test = self.state.runs_of_many(&test_hashes).await?;
         for d in &defs.definitions {
             let status = state.and_then(|s| s.tests.get(&d.hash)).cloned();
-            let runs = self.state.runs_of(&d.hash).await?;
+            let runs = runs_by_test.remove(&d.hash).unwrap_or_default();
             let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
             for run in runs.iter().filter(|r| !r.cleared) {
                 if let Some(RunResult::Failed { reason, .. }) = &run.result {

@@ -7,7 +7,7 @@ use super::super::read_model::{
     ActionError, BranchState, ChangeStream, CommitState, MachineView, QueueEntry, ReadError,
     RunStatus, RunView, StateActions, StateReads, TestStatus, WaitReason,
 };
-use super::{action_error, changes, scheduler_for_actions, scheduler_for_reads};
+use super::{action_error, changes, scheduler_for_actions};
 use crate::AppContext;
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -120,6 +120,17 @@ pub fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitSta
         user_priority: settings.user_priority,
         tests,
     })
+}
+
+/// Every run of a definition, newest first.
+fn runs_newest_first(engine: &Engine, test_hash: &str) -> Vec<RunView> {
+    let mut runs: Vec<RunView> = engine
+        .runs_of(test_hash)
+        .into_iter()
+        .map(|run| run_view(engine, run))
+        .collect();
+    runs.sort_by_key(|run| std::cmp::Reverse(run.started));
+    runs
 }
 
 /// [`commit_state`] of several commits, keyed by hash (unknown commits are absent).
@@ -280,14 +291,25 @@ impl StateReads for SchedulerState {
                 return Ok(Vec::new());
             };
             Ok(scheduler
+                .read(|engine| runs_newest_first(engine, test_hash))
+                .await)
+        })
+    }
+
+    fn runs_of_many<'a>(
+        &'a self,
+        test_hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, Vec<RunView>>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(HashMap::new());
+            };
+            Ok(scheduler
                 .read(|engine| {
-                    let mut runs: Vec<RunView> = engine
-                        .runs_of(test_hash)
-                        .into_iter()
-                        .map(|run| run_view(engine, run))
-                        .collect();
-                    runs.sort_by(|a, b| b.started.cmp(&a.started));
-                    runs
+                    test_hashes
+                        .iter()
+                        .map(|hash| (hash.clone(), runs_newest_first(engine, hash)))
+                        .collect()
                 })
                 .await)
         })
@@ -295,7 +317,9 @@ impl StateReads for SchedulerState {
 
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>> {
         Box::pin(async move {
-            let scheduler = scheduler_for_reads(&self.context)?;
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(None);
+            };
             Ok(scheduler
                 .read(|engine| engine.run(run_id).map(|run| run_view(engine, run)))
                 .await)
