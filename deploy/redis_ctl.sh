@@ -24,10 +24,23 @@ start() {
 }
 
 stop() {
-    if pid_alive "$pidfile"; then
-        redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+    if ! pid_alive "$pidfile"; then
+        rm -f "$pidfile"
+        echo "redis is not running"
+        return 0
     fi
-    stop_pid redis "$pidfile"
+    local pid
+    pid="$(cat "$pidfile")"
+    # A clean shutdown saves the data; redis removes its own pid file, so wait on the pid.
+    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "redis stopped"; return 0; }
+        sleep 0.1
+    done
+    echo "redis did not stop within 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "redis stopped"
 }
 
 status() {

@@ -6,6 +6,7 @@
 //!   deadline timer, told the machine shapes the configured pool can provide (so work no
 //!   shape can run is reported as "no viable hardware");
 //! - the git service's scans fed into the scheduler ([`spawn_scheduler_feed`]);
+//! - commit statuses posted back to GitHub/GitLab when configured ([`spawn_status_reporter`]);
 //! - the worker channel attached to the scheduler ([`crate::workers::WorkerHub::attach`]);
 //! - the machine pool ([`LocalPool`] for `machine_management.local_docker`), started once the
 //!   HTTP listener's address is known because its workers connect back to it.
@@ -16,6 +17,7 @@
 
 use crate::config::{Config, LocalDockerMachines};
 use crate::git::scheduler_feed::spawn_scheduler_feed;
+use crate::scm::status_reporter::spawn_status_reporter;
 use crate::machines::shapes::{host_hardware, local_shapes, Capacity};
 use crate::machines::{LocalPool, LocalPoolSettings, PoolError};
 use crate::scheduler::clock::SystemClock;
@@ -114,10 +116,17 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
     };
     let scheduler =
         Scheduler::open(&client, results, scheduler_config, Arc::new(SystemClock)).await?;
-    let tasks = vec![
+    let mut tasks = vec![
         scheduler.spawn_deadline_timer(),
         spawn_scheduler_feed(context.git.clone(), scheduler.clone()),
     ];
+    if let Some(scm) = context.git.scm() {
+        tasks.extend(spawn_status_reporter(
+            scm.clone(),
+            scheduler.clone(),
+            public_url(&config.server),
+        ));
+    }
     context.workers.attach(scheduler.clone());
     let _ = context.scheduler.set(scheduler.clone());
     let _ = context.artifacts.set(artifacts.clone());
@@ -262,4 +271,10 @@ fn worker_binary(local: &LocalDockerMachines) -> PathBuf {
         .find(|path| path.is_file())
         .cloned()
         .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The address browsers use, for links in commit statuses (`server.address`, not the bind).
+fn public_url(server: &crate::config::ServerSection) -> String {
+    let scheme = if server.tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{}:{}", server.address, server.http_port)
 }
