@@ -704,3 +704,67 @@ async fn priority_zero_cancels_running_work_of_a_disabled_commit() {
     );
     assert_eq!(scheduler.read(|e| e.queue_len()).await, 0);
 }
+
+#[tokio::test]
+async fn infrastructure_failures_are_retried_not_counted_up_to_a_bound() {
+    use test_looper_core::protocol::{FailureReason, RunOutcome, RunResult};
+    use test_looper_core::scheduling::MAX_INFRASTRUCTURE_RETRIES;
+    let harness = Harness::new();
+    let scheduler = harness.open().await;
+    let mut world = World::new();
+    world.commit(
+        "r",
+        "c",
+        &[],
+        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
+    );
+    scheduler
+        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
+        .await
+        .unwrap();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+    scheduler.register_machine(linux("m1", 2)).await.unwrap();
+    let broken = RunOutcome {
+        result: RunResult::Failed {
+            reason: FailureReason::Infrastructure,
+            message: "docker daemon went away".into(),
+        },
+        test_cases: Vec::new(),
+        artifacts: Vec::new(),
+    };
+    for attempt in 1..=MAX_INFRASTRUCTURE_RETRIES {
+        let run = run_of(scheduler.next_work("m1").await.unwrap());
+        let ack = scheduler
+            .record_completion(&Completion {
+                run_id: run.run_id.clone(),
+                outcome: broken.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(ack, CompletionAck::Recorded);
+        let counts = test_of(&scheduler, "r", "c", "T").await.counts;
+        assert_eq!(
+            (counts.runs, counts.failures),
+            (0, 0),
+            "infrastructure failure {attempt} is retried, not counted"
+        );
+    }
+    // The next one counts: a machine that keeps breaking is marked, not retried forever.
+    let run = run_of(scheduler.next_work("m1").await.unwrap());
+    scheduler
+        .record_completion(&Completion {
+            run_id: run.run_id.clone(),
+            outcome: broken.clone(),
+        })
+        .await
+        .unwrap();
+    let counts = test_of(&scheduler, "r", "c", "T").await.counts;
+    assert_eq!((counts.runs, counts.failures), (1, 1));
+    assert!(
+        scheduler.next_work("m1").await.unwrap().is_none(),
+        "runs-desired 1 is met"
+    );
+}

@@ -381,13 +381,25 @@ impl Engine {
     }
 
     /// Recomputes a test's counters from its runs.
+    ///
+    /// An infrastructure failure (the machine, Docker or storage broke, not the test) is not
+    /// counted, so the test is offered again: up to [`MAX_INFRASTRUCTURE_RETRIES`] of them per
+    /// test. Past that they count as failures, so a broken machine cannot loop forever.
     pub(crate) fn recount(&mut self, test: TestIdx) {
         let mut counts = TestCounts::default();
         let mut last_end = 0;
+        let mut infrastructure_retries = 0;
         for run_id in &self.tests[test].runs {
             let Some(run) = self.runs.get(run_id) else {
                 continue;
             };
+            if run.counted()
+                && run.infrastructure_failure()
+                && infrastructure_retries < MAX_INFRASTRUCTURE_RETRIES
+            {
+                infrastructure_retries += 1;
+                continue;
+            }
             if run.state.is_active() {
                 counts.running += 1;
             } else if run.counted() {
@@ -512,6 +524,9 @@ impl Engine {
 }
 
 use super::model::RunState;
+
+/// Infrastructure failures of one test that are retried instead of counted.
+pub const MAX_INFRASTRUCTURE_RETRIES: u32 = 3;
 
 fn clamp_u32(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)

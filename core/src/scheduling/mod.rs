@@ -20,7 +20,7 @@ pub mod stats;
 pub mod views;
 
 pub use changes::{Cancellation, Changes};
-pub use engine::{Engine, SchedulerConfig};
+pub use engine::{Engine, SchedulerConfig, MAX_INFRASTRUCTURE_RETRIES};
 pub use hardware::{choose_hardware, HardwareConfig, Requirements};
 pub use inputs::SchedulingError;
 pub use model::*;

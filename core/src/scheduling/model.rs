@@ -165,6 +165,17 @@ impl RunRecord {
     pub fn failed(&self) -> bool {
         matches!(self.state, RunState::Failed | RunState::TimedOut)
     }
+
+    /// Failed because the machine, Docker or storage broke rather than the test.
+    pub fn infrastructure_failure(&self) -> bool {
+        matches!(
+            self.result,
+            Some(crate::protocol::RunResult::Failed {
+                reason: crate::protocol::FailureReason::Infrastructure,
+                ..
+            })
+        )
+    }
 }
 
 /// A registered worker machine.
