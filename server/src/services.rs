@@ -17,12 +17,12 @@
 
 use crate::config::{Config, LocalDockerMachines};
 use crate::git::scheduler_feed::spawn_scheduler_feed;
-use crate::scm::status_reporter::spawn_status_reporter;
 use crate::machines::shapes::{host_hardware, local_shapes, Capacity};
 use crate::machines::{LocalPool, LocalPoolSettings, PoolError};
 use crate::scheduler::clock::SystemClock;
 use crate::scheduler::results::{LocalResultStore, ResultStore};
 use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scm::status_reporter::spawn_status_reporter;
 use crate::AppContext;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -275,6 +275,10 @@ fn worker_binary(local: &LocalDockerMachines) -> PathBuf {
 
 /// The address browsers use, for links in commit statuses (`server.address`, not the bind).
 fn public_url(server: &crate::config::ServerSection) -> String {
-    let scheme = if server.tls.is_some() { "https" } else { "http" };
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     format!("{scheme}://{}:{}", server.address, server.http_port)
 }
