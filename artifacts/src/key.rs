@@ -5,7 +5,9 @@
 //! - `runs/<test hash>/<run id>/<name>`: artifacts, logs and the result record of one run
 //!   (names may contain `/`, e.g. `individual_test_logs/<case>/<file>`);
 //! - `sources/<repo>/<commit>/<name>`: source tarballs, keyed by repo and commit (not by
-//!   commit alone, as the original did).
+//!   commit alone, as the original did);
+//! - `scheduler/<name>`: the scheduler's durable documents (`results/<test hash>/<run id>.json`,
+//!   `settings.json`), from which an empty Redis is rebuilt.
 //!
 //! Every part is checked: no empty segment, no `.`/`..`, no `\`, NUL or control characters, and
 //! no absolute path, so a key always stays inside the store.
@@ -55,6 +57,13 @@ impl ArtifactKey {
         })
     }
 
+    /// `scheduler/<name>`.
+    pub fn scheduler(name: &str) -> Result<Self, ArtifactError> {
+        Ok(Self {
+            relative: format!("scheduler/{}", path(name)?),
+        })
+    }
+
     /// The key relative to the store root, `/`-separated.
     pub fn as_str(&self) -> &str {
         &self.relative
@@ -78,6 +87,13 @@ impl ArtifactPrefix {
     pub fn run(test_hash: &str, run_id: &str) -> Result<Self, ArtifactError> {
         Ok(Self {
             relative: format!("runs/{}/{}", segment(test_hash)?, segment(run_id)?),
+        })
+    }
+
+    /// Every scheduler document under `scheduler/<dir>`.
+    pub fn scheduler(dir: &str) -> Result<Self, ArtifactError> {
+        Ok(Self {
+            relative: format!("scheduler/{}", path(dir)?),
         })
     }
 

@@ -20,7 +20,7 @@ use crate::git::scheduler_feed::spawn_scheduler_feed;
 use crate::machines::shapes::{host_hardware, local_shapes, Capacity};
 use crate::machines::{LocalPool, LocalPoolSettings, PoolError};
 use crate::scheduler::clock::SystemClock;
-use crate::scheduler::results::{LocalResultStore, ResultStore};
+use crate::scheduler::results::{ArtifactResultStore, ResultStore};
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::scm::status_reporter::spawn_status_reporter;
 use crate::AppContext;
@@ -105,7 +105,7 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
     let config = &context.config;
     let store_config = store_config(config);
     let artifacts = open_store(&store_config).await?;
-    let results: Arc<dyn ResultStore> = Arc::new(LocalResultStore::new(result_root(config)));
+    let results: Arc<dyn ResultStore> = Arc::new(ArtifactResultStore::new(artifacts.clone()));
     let client = redis::Client::open(config.redis.url.as_str())?;
     let (hardware, os_configs) = pool_hardware(config);
     let scheduler_config = SchedulerConfig {
@@ -195,15 +195,6 @@ pub fn store_config(config: &Config) -> StoreConfig {
         .map(|disk| disk.path.clone())
         .unwrap_or_else(|| config.server.data_dir.join("artifacts"));
     StoreConfig::LocalDisk { path }
-}
-
-/// Where the scheduler's durable result records live: next to the artifacts on local disk,
-/// in the server's data directory otherwise.
-fn result_root(config: &Config) -> PathBuf {
-    match &config.artifacts.local_disk {
-        Some(disk) => disk.path.join("scheduler"),
-        None => config.server.data_dir.join("results"),
-    }
 }
 
 /// Run ids are unique per server start (see [`SchedulerConfig::id_prefix`]).

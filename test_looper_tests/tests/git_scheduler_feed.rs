@@ -10,7 +10,7 @@ use test_looper_server::git::scheduler_feed::spawn_scheduler_feed;
 use test_looper_server::git::service::ServiceOptions;
 use test_looper_server::git::{GitService, RepoStore};
 use test_looper_server::scheduler::clock::SystemClock;
-use test_looper_server::scheduler::results::LocalResultStore;
+use test_looper_server::scheduler::results::ArtifactResultStore;
 use test_looper_server::scheduler::Scheduler;
 use test_looper_tests::{GitRepo, RedisServer};
 
@@ -86,7 +86,7 @@ async fn scans_reach_the_scheduler() {
     );
     let scheduler = Scheduler::open(
         &redis.client(),
-        Arc::new(LocalResultStore::new(dir.path().join("results"))),
+        Arc::new(ArtifactResultStore::local(dir.path().join("results"))),
         SchedulerConfig {
             id_prefix: "feed".into(),
             ..SchedulerConfig::default()

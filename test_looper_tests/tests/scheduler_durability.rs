@@ -159,8 +159,53 @@ async fn runs_in_flight_at_startup_are_lost_if_their_worker_stays_silent() {
 #[tokio::test]
 async fn an_emptied_redis_is_rebuilt_from_result_records() {
     let harness = Harness::new();
+    let store = harness.store();
+    rebuild_after_flush(&harness, store).await;
+}
+
+#[tokio::test]
+async fn an_emptied_redis_is_rebuilt_from_result_records_in_s3() {
+    use test_looper_artifacts::{ArtifactStore, S3Store};
+    use test_looper_server::scheduler::results::ArtifactResultStore;
+    let moto = test_looper_tests::MotoServer::start();
+    let sdk = test_looper_aws::sdk_config(&moto.aws_settings()).await;
+    let client = test_looper_aws::s3_client(&sdk, true);
+    client
+        .create_bucket()
+        .bucket("results")
+        .send()
+        .await
+        .unwrap();
+    let s3: Arc<dyn ArtifactStore> = Arc::new(S3Store::new(client.clone(), "results", "install/"));
+    let harness = Harness::new();
+    rebuild_after_flush(&harness, Arc::new(ArtifactResultStore::new(s3))).await;
+    let listed = client
+        .list_objects_v2()
+        .bucket("results")
+        .prefix("install/scheduler/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.contains(&"install/scheduler/settings.json"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("install/scheduler/results/") && k.ends_with(".json")),
+        "{keys:?}"
+    );
+}
+
+/// Runs work, flushes Redis, and checks that a scheduler over the same result store
+/// rebuilds identical counts and settings.
+async fn rebuild_after_flush(
+    harness: &Harness,
+    results: Arc<dyn test_looper_server::scheduler::results::ResultStore>,
+) {
     let world = world();
-    let scheduler = harness.open().await;
+    let scheduler = harness.open_with(results.clone()).await;
     let (in_flight, artifacts) = populate(&scheduler, &world).await;
     let completion = Completion {
         run_id: in_flight,
@@ -176,7 +221,7 @@ async fn an_emptied_redis_is_rebuilt_from_result_records() {
     let mut connection = harness.redis.client().get_connection().unwrap();
     redis::cmd("FLUSHALL").query::<()>(&mut connection).unwrap();
 
-    let scheduler = harness.open().await;
+    let scheduler = harness.open_with(results.clone()).await;
     assert_eq!(
         scheduler.start_mode(),
         StartMode::Rebuilt { runs: finished }
@@ -195,7 +240,7 @@ async fn an_emptied_redis_is_rebuilt_from_result_records() {
 
     // And the rebuilt state is in Redis: another restart loads the same counts.
     drop(scheduler);
-    let scheduler = harness.open().await;
+    let scheduler = harness.open_with(results.clone()).await;
     assert_eq!(scheduler.start_mode(), StartMode::Loaded);
     assert_eq!(counts(&scheduler).await, before);
 }
@@ -274,7 +319,7 @@ async fn racing_completion_and_cancellation_count_each_run_once() {
     let scheduler = harness.open().await;
     let t = test_of(&scheduler, "r", "c", "T").await;
     assert_eq!((t.counts.runs, t.counts.running), (recorded as u64, 0));
-    let stored = std::fs::read_dir(harness.dir.path().join("results"))
+    let stored = std::fs::read_dir(harness.dir.path().join("scheduler/results"))
         .unwrap()
         .count();
     assert_eq!(stored, 1, "one test hash directory");

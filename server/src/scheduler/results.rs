@@ -1,30 +1,29 @@
 //! Durable result records: every finished run is written to artifact storage as one JSON
 //! document, plus one small document of user settings, so an empty Redis can be rebuilt
-//! with nothing lost. [`ResultStore`] is the seam where the S3 artifact store plugs in;
-//! [`LocalResultStore`] keeps them in a directory:
+//! with nothing lost. [`ArtifactResultStore`] keeps them in the install's artifact store
+//! (local disk or S3), next to the artifacts:
 //!
 //! ```text
-//! <root>/results/<test hash>/<run id>.json   one ResultRecord per finished run
-//! <root>/settings.json                       UserSettings
+//! scheduler/results/<test hash>/<run id>.json   one ResultRecord per finished run
+//! scheduler/settings.json                       UserSettings
 //! ```
 //!
-//! Every file is written to a temporary name and renamed into place, so a reader never sees
-//! a partial document and a rewrite (e.g. a run cleared by "restart test") is atomic.
+//! Artifact stores write atomically, so a reader never sees a partial document and a rewrite
+//! (e.g. a run cleared by "restart test") replaces the old one whole.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use test_looper_artifacts::{ArtifactError, ArtifactKey, ArtifactPrefix, ArtifactStore, DiskStore};
 use test_looper_core::scheduling::{ResultRecord, UserSettings};
 use thiserror::Error;
 
 /// A storage failure.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("result store I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("result store: {0}")]
+    Storage(#[from] ArtifactError),
     #[error("corrupt result document {path}: {source}")]
     Corrupt {
         path: String,
@@ -52,71 +51,54 @@ pub trait ResultStore: Send + Sync {
     fn read_settings(&self) -> BoxFuture<'_, Result<Option<UserSettings>, StoreError>>;
 }
 
-/// Result records in a local directory.
-#[derive(Debug, Clone)]
-pub struct LocalResultStore {
-    root: PathBuf,
+/// Result records in an artifact store.
+#[derive(Clone)]
+pub struct ArtifactResultStore {
+    store: Arc<dyn ArtifactStore>,
 }
 
-impl LocalResultStore {
-    pub fn new(root: impl Into<PathBuf>) -> LocalResultStore {
-        LocalResultStore { root: root.into() }
+/// The largest result document read back (records are a few KB).
+const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+const SETTINGS: &str = "settings.json";
+
+impl ArtifactResultStore {
+    pub fn new(store: Arc<dyn ArtifactStore>) -> ArtifactResultStore {
+        ArtifactResultStore { store }
     }
 
-    fn result_path(&self, record: &ResultRecord) -> PathBuf {
-        self.root
-            .join("results")
-            .join(sanitize(&record.run.test_hash))
-            .join(format!("{}.json", sanitize(&record.run.run_id)))
+    /// Records in a local directory (an artifact store rooted there).
+    pub fn local(root: impl Into<PathBuf>) -> ArtifactResultStore {
+        Self::new(Arc::new(DiskStore::new(root)))
     }
-}
 
-/// Keeps path components inside their directory.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
+    fn result_key(record: &ResultRecord) -> Result<ArtifactKey, ArtifactError> {
+        ArtifactKey::scheduler(&format!(
+            "results/{}/{}.json",
+            record.run.test_hash, record.run.run_id
+        ))
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &ArtifactKey,
+    ) -> Result<Option<T>, StoreError> {
+        match self.store.get_bytes(key, MAX_DOCUMENT_BYTES).await {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt {
+                        path: key.to_string(),
+                        source,
+                    })
             }
-        })
-        .collect()
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    path: path.display().to_string(),
-                    source,
-                })
+            Err(ArtifactError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err.into()),
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(io_error(path)(err)),
     }
 }
 
-impl ResultStore for LocalResultStore {
+impl ResultStore for ArtifactResultStore {
     fn write_result<'a>(
         &'a self,
         record: &'a ResultRecord,
@@ -124,29 +106,24 @@ impl ResultStore for LocalResultStore {
         Box::pin(async move {
             let bytes =
                 serde_json::to_vec(record).map_err(|err| StoreError::Other(err.to_string()))?;
-            write_atomically(&self.result_path(record), &bytes)
+            self.store
+                .put_bytes(&Self::result_key(record)?, bytes)
+                .await?;
+            Ok(())
         })
     }
 
     fn list_results(&self) -> BoxFuture<'_, Result<Vec<ResultRecord>, StoreError>> {
         Box::pin(async move {
-            let dir = self.root.join("results");
+            let prefix = ArtifactPrefix::scheduler("results")?;
             let mut records = Vec::new();
-            let tests = match std::fs::read_dir(&dir) {
-                Ok(tests) => tests,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(records),
-                Err(err) => return Err(io_error(&dir)(err)),
-            };
-            for test in tests {
-                let test = test.map_err(io_error(&dir))?.path();
-                let runs = std::fs::read_dir(&test).map_err(io_error(&test))?;
-                for run in runs {
-                    let run = run.map_err(io_error(&test))?.path();
-                    if run.extension().is_some_and(|ext| ext == "json") {
-                        if let Some(record) = read_json(&run)? {
-                            records.push(record);
-                        }
-                    }
+            for object in self.store.list(&prefix).await? {
+                if !object.name.ends_with(".json") {
+                    continue;
+                }
+                let key = ArtifactKey::scheduler(&format!("results/{}", object.name))?;
+                if let Some(record) = self.read_json(&key).await? {
+                    records.push(record);
                 }
             }
             Ok(records)
@@ -160,11 +137,14 @@ impl ResultStore for LocalResultStore {
         Box::pin(async move {
             let bytes = serde_json::to_vec_pretty(settings)
                 .map_err(|err| StoreError::Other(err.to_string()))?;
-            write_atomically(&self.root.join("settings.json"), &bytes)
+            self.store
+                .put_bytes(&ArtifactKey::scheduler(SETTINGS)?, bytes)
+                .await?;
+            Ok(())
         })
     }
 
     fn read_settings(&self) -> BoxFuture<'_, Result<Option<UserSettings>, StoreError>> {
-        Box::pin(async move { read_json(&self.root.join("settings.json")) })
+        Box::pin(async move { self.read_json(&ArtifactKey::scheduler(SETTINGS)?).await })
     }
 }

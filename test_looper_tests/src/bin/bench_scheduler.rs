@@ -20,7 +20,7 @@ use test_looper_core::protocol::{
 };
 use test_looper_core::scheduling::{CommitInfo, ParseOutcome, SchedulerConfig};
 use test_looper_server::scheduler::clock::SystemClock;
-use test_looper_server::scheduler::results::LocalResultStore;
+use test_looper_server::scheduler::results::ArtifactResultStore;
 use test_looper_server::scheduler::Scheduler;
 use test_looper_tests::RedisServer;
 
@@ -82,7 +82,7 @@ fn history(template: &ResolvedCommit, repo: &str, commits: usize) -> Vec<CommitI
 async fn open(redis: &RedisServer, dir: &std::path::Path) -> Arc<Scheduler> {
     Scheduler::open(
         &redis.client(),
-        Arc::new(LocalResultStore::new(dir)),
+        Arc::new(ArtifactResultStore::local(dir)),
         SchedulerConfig {
             id_prefix: "bench".into(),
             ..SchedulerConfig::default()

@@ -14,7 +14,7 @@ use test_looper_core::protocol::{
 };
 use test_looper_core::scheduling::{CommitInfo, ParseOutcome, SchedulerConfig, TestView};
 use test_looper_server::scheduler::clock::FakeClock;
-use test_looper_server::scheduler::results::LocalResultStore;
+use test_looper_server::scheduler::results::ArtifactResultStore;
 use test_looper_server::scheduler::Scheduler;
 use test_looper_tests::RedisServer;
 
@@ -46,14 +46,22 @@ impl Harness {
         }
     }
 
-    pub fn store(&self) -> Arc<LocalResultStore> {
-        Arc::new(LocalResultStore::new(self.dir.path()))
+    pub fn store(&self) -> Arc<ArtifactResultStore> {
+        Arc::new(ArtifactResultStore::local(self.dir.path()))
     }
 
     pub async fn open(&self) -> Arc<Scheduler> {
+        self.open_with(self.store()).await
+    }
+
+    /// Opens a scheduler that keeps its result records in `results`.
+    pub async fn open_with(
+        &self,
+        results: Arc<dyn test_looper_server::scheduler::results::ResultStore>,
+    ) -> Arc<Scheduler> {
         Scheduler::open(
             &self.redis.client(),
-            self.store(),
+            results,
             self.config.clone(),
             self.clock.clone(),
         )
