@@ -249,21 +249,7 @@ async fn rebuild_after_flush(
 async fn racing_completion_and_cancellation_count_each_run_once() {
     let harness = Harness::new();
     let scheduler = harness.open().await;
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     scheduler
         .set_runs_desired("r", "c", "T", 1000)
         .await
@@ -346,21 +332,7 @@ async fn the_deadline_timer_declares_silent_runs_lost_without_polling() {
     .await
     .unwrap();
     let timer = scheduler.spawn_deadline_timer();
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     scheduler.register_machine(linux("m1", 2)).await.unwrap();
     let mut feed = scheduler.subscribe();
     let run = run_of(scheduler.next_work("m1").await.unwrap());

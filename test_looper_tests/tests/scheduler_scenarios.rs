@@ -501,21 +501,7 @@ async fn s10_shared_test_survives_orphaning_of_one_commit() {
 async fn s11_silent_run_is_lost_once_and_retried() {
     let harness = Harness::new();
     let scheduler = harness.open().await;
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     scheduler.register_machine(linux("m1", 2)).await.unwrap();
     scheduler.register_machine(linux("m2", 2)).await.unwrap();
     let run = run_of(scheduler.next_work("m1").await.unwrap());
@@ -579,21 +565,7 @@ async fn s14_one_shot_vm_machines_run_exactly_one_job() {
 async fn s16_deployments_go_before_any_test() {
     let harness = Harness::new();
     let scheduler = harness.open().await;
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     let hash = test_of(&scheduler, "r", "c", "T").await.hash;
     let deployment = scheduler.create_deployment(&hash).await.unwrap();
     scheduler.register_machine(linux("m1", 2)).await.unwrap();
@@ -614,21 +586,7 @@ async fn s16_deployments_go_before_any_test() {
 async fn s18_duplicate_completion_counts_once() {
     let harness = Harness::new();
     let scheduler = harness.open().await;
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     scheduler.register_machine(linux("m1", 2)).await.unwrap();
     let run = run_of(scheduler.next_work("m1").await.unwrap());
     assert_eq!(
@@ -711,21 +669,7 @@ async fn infrastructure_failures_are_retried_not_counted_up_to_a_bound() {
     use test_looper_core::scheduling::MAX_INFRASTRUCTURE_RETRIES;
     let harness = Harness::new();
     let scheduler = harness.open().await;
-    let mut world = World::new();
-    world.commit(
-        "r",
-        "c",
-        &[],
-        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
-    );
-    scheduler
-        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
-        .await
-        .unwrap();
-    scheduler
-        .set_branch_under_test("r", "main", true)
-        .await
-        .unwrap();
+    enable_one_test(&scheduler).await;
     scheduler.register_machine(linux("m1", 2)).await.unwrap();
     let broken = RunOutcome {
         result: RunResult::Failed {

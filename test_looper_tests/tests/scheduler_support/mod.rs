@@ -237,3 +237,23 @@ pub fn build_and_test() -> String {
         "builds:\n  B:\n    environment: linux\n    command: \"make\"\ntests:\n  T:\n    environment: linux\n    command: \"test\"\n    dependencies:\n      b: B\n",
     )
 }
+
+/// Ingests repo `r` with one commit `c` declaring one test `T`, on branch `main`, and
+/// enables the branch.
+pub async fn enable_one_test(scheduler: &Scheduler) {
+    let mut world = World::new();
+    world.commit(
+        "r",
+        "c",
+        &[],
+        &definitions("tests:\n  T:\n    environment: linux\n    command: \"c\"\n"),
+    );
+    scheduler
+        .ingest_branch_scan("r", "main", "c", world.infos("r", &["c"]))
+        .await
+        .unwrap();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+}
