@@ -55,10 +55,7 @@ impl Engine {
         let record = self
             .branches
             .get_mut(&key)
-            .ok_or_else(|| SchedulingError::UnknownBranch {
-                repo: repo.into(),
-                branch: branch.into(),
-            })?;
+            .ok_or_else(|| unknown_branch(repo, branch))?;
         if record.under_test != on {
             record.under_test = on;
             self.changes.branches.insert(key);
@@ -106,10 +103,7 @@ impl Engine {
             .branches
             .get(&(repo.to_string(), branch.to_string()))
             .and_then(|record| record.head.clone())
-            .ok_or_else(|| SchedulingError::UnknownBranch {
-                repo: repo.into(),
-                branch: branch.into(),
-            })?;
+            .ok_or_else(|| unknown_branch(repo, branch))?;
         let start = self.commit_idx(repo, &head)?;
         let mut seen = std::collections::HashSet::from([start]);
         let mut frontier = std::collections::VecDeque::from([start]);
@@ -180,10 +174,7 @@ impl Engine {
         let record = self
             .branches
             .get_mut(&key)
-            .ok_or_else(|| SchedulingError::UnknownBranch {
-                repo: repo.into(),
-                branch: branch.into(),
-            })?;
+            .ok_or_else(|| unknown_branch(repo, branch))?;
         let runs = runs.clamp(1, MAX_RUNS_DESIRED);
         if record.default_runs_desired != runs {
             record.default_runs_desired = runs;
@@ -369,5 +360,12 @@ impl Engine {
             }
         }
         self.settle();
+    }
+}
+
+fn unknown_branch(repo: &str, branch: &str) -> SchedulingError {
+    SchedulingError::UnknownBranch {
+        repo: repo.into(),
+        branch: branch.into(),
     }
 }
