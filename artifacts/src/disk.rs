@@ -2,10 +2,9 @@
 
 use crate::error::ArtifactError;
 use crate::key::{ArtifactKey, ArtifactPrefix};
-use crate::store::{temporary_sibling, ArtifactReader, ArtifactStore, StoredObject};
+use crate::store::{write_atomically, ArtifactReader, ArtifactStore, StoredObject};
 use futures_util::future::BoxFuture;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 
 /// Artifacts in a directory.
 #[derive(Clone, Debug)]
@@ -35,7 +34,7 @@ impl ArtifactStore for DiskStore {
     fn put_reader<'a>(
         &'a self,
         key: &'a ArtifactKey,
-        mut reader: ArtifactReader,
+        reader: ArtifactReader,
     ) -> BoxFuture<'a, Result<u64, ArtifactError>> {
         Box::pin(async move {
             let dest = self.path_of(key.as_str());
@@ -44,27 +43,7 @@ impl ArtifactStore for DiskStore {
                     .await
                     .map_err(|e| ArtifactError::io(format!("create {}", parent.display()), e))?;
             }
-            let temp = temporary_sibling(&dest);
-            let result = async {
-                let mut file = tokio::fs::File::create(&temp)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("create {}", temp.display()), e))?;
-                let copied = tokio::io::copy(&mut reader, &mut file)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("write {key}"), e))?;
-                file.flush()
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("flush {key}"), e))?;
-                tokio::fs::rename(&temp, &dest)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("rename to {}", dest.display()), e))?;
-                Ok(copied)
-            }
-            .await;
-            if result.is_err() {
-                let _ = tokio::fs::remove_file(&temp).await;
-            }
-            result
+            write_atomically(reader, &dest, &format!("write {key}")).await
         })
     }
 

@@ -82,28 +82,8 @@ pub trait ArtifactStore: Send + Sync {
         dest: &'a Path,
     ) -> BoxFuture<'a, Result<u64, ArtifactError>> {
         Box::pin(async move {
-            let mut reader = self.get_reader(key).await?;
-            let temp = temporary_sibling(dest);
-            let result = async {
-                let mut file = tokio::fs::File::create(&temp)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("create {}", temp.display()), e))?;
-                let copied = tokio::io::copy(&mut reader, &mut file)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("download {key}"), e))?;
-                file.sync_all()
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("sync {}", temp.display()), e))?;
-                tokio::fs::rename(&temp, dest)
-                    .await
-                    .map_err(|e| ArtifactError::io(format!("rename to {}", dest.display()), e))?;
-                Ok(copied)
-            }
-            .await;
-            if result.is_err() {
-                let _ = tokio::fs::remove_file(&temp).await;
-            }
-            result
+            let reader = self.get_reader(key).await?;
+            write_atomically(reader, dest, &format!("download {key}")).await
         })
     }
 
@@ -138,8 +118,39 @@ pub trait ArtifactStore: Send + Sync {
     }
 }
 
+/// Streams `reader` into `dest` through a temporary sibling that is synced and renamed into
+/// place, so readers never see a partial file; the temporary file is removed on failure.
+/// `what` names the copy in errors (e.g. `download <key>`).
+pub(crate) async fn write_atomically(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    dest: &Path,
+    what: &str,
+) -> Result<u64, ArtifactError> {
+    let temp = temporary_sibling(dest);
+    let result = async {
+        let mut file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| ArtifactError::io(format!("create {}", temp.display()), e))?;
+        let copied = tokio::io::copy(&mut reader, &mut file)
+            .await
+            .map_err(|e| ArtifactError::io(what.to_string(), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| ArtifactError::io(format!("sync {}", temp.display()), e))?;
+        tokio::fs::rename(&temp, dest)
+            .await
+            .map_err(|e| ArtifactError::io(format!("rename to {}", dest.display()), e))?;
+        Ok(copied)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
+
 /// `dir/.name.partial-<random>` next to `path`.
-pub(crate) fn temporary_sibling(path: &Path) -> std::path::PathBuf {
+fn temporary_sibling(path: &Path) -> std::path::PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
