@@ -4,7 +4,7 @@
 
 use super::cells::{self, Cell, Member, ParseState};
 use super::format::{self, short_hash};
-use super::git_reads::{CommitDefinitions, DefinitionSummary, GitReads};
+use super::git_reads::{CommitDefinitions, DefinitionSummary, GitReads, HistoryPage};
 use super::highlight;
 use super::merge_graph;
 use super::paths;
@@ -280,14 +280,22 @@ pub struct GridRow {
 }
 
 impl Sources {
-    pub async fn branch(
+    /// One page of a branch's history (newest first) with each commit's definitions and
+    /// scheduler state: what the branch grid and the test-history plot are built from.
+    async fn history_page(
         self: &Arc<Self>,
         repo: &str,
         branch: &str,
         page: usize,
         per_page: usize,
-    ) -> Result<BranchView, ReadError> {
-        let per_page = per_page.clamp(1, MAX_PAGE);
+    ) -> Result<
+        (
+            HistoryPage,
+            Vec<Arc<CommitDefinitions>>,
+            HashMap<String, CommitState>,
+        ),
+        ReadError,
+    > {
         let this = self.clone();
         let (name, branch_name) = (repo.to_owned(), branch.to_owned());
         let offset = page.saturating_mul(per_page);
@@ -304,6 +312,20 @@ impl Sources {
         .await?;
         let hashes: Vec<String> = history.commits.iter().map(|c| c.hash.clone()).collect();
         let states = self.state.commits(repo, &hashes).await?;
+        Ok((history, defs, states))
+    }
+}
+
+impl Sources {
+    pub async fn branch(
+        self: &Arc<Self>,
+        repo: &str,
+        branch: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<BranchView, ReadError> {
+        let per_page = per_page.clamp(1, MAX_PAGE);
+        let (history, defs, states) = self.history_page(repo, branch, page, per_page).await?;
         let flags = self.state.branches(repo).await?;
         Ok(build_branch_view(
             BranchInputs {
@@ -706,21 +728,7 @@ impl Sources {
         per_page: usize,
     ) -> Result<TestHistoryView, ReadError> {
         let per_page = per_page.clamp(1, MAX_PAGE);
-        let this = self.clone();
-        let (name, branch_name) = (repo.to_owned(), branch.to_owned());
-        let (history, defs) = blocking(move || {
-            let head = this.git.branch_head(&name, &branch_name)?;
-            let history = this.git.history(&name, &head, page * per_page, per_page)?;
-            let defs = history
-                .commits
-                .iter()
-                .map(|c| this.git.definitions(&name, &c.hash))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((history, defs))
-        })
-        .await?;
-        let hashes: Vec<String> = history.commits.iter().map(|c| c.hash.clone()).collect();
-        let states = self.state.commits(repo, &hashes).await?;
+        let (history, defs, states) = self.history_page(repo, branch, page, per_page).await?;
         let mut points = Vec::new();
         for (commit, defs) in history.commits.iter().zip(&defs) {
             let definition = defs.definitions.iter().find(|d| d.name == test);
