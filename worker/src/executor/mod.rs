@@ -11,6 +11,7 @@
 
 pub mod container;
 pub mod dirs;
+pub mod docker_proxy;
 pub mod image;
 pub mod inputs;
 pub mod package;

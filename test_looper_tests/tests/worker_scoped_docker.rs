@@ -1,0 +1,136 @@
+//! Scoped Docker (runtime spec 5.8) against the real engine: a client talking to a run's proxy
+//! socket creates and starts a container, execs into it with stdin and stdout over the hijacked
+//! stream, the container carries the run's labels, and ending the run removes it.
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+use test_looper_tests::DockerEngine;
+use test_looper_worker::executor::docker_proxy::{engine_socket_path, DockerProxy};
+use test_looper_worker::executor::reaper::{RUN_LABEL, SCOPE_LABEL};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn containers_started_through_the_proxy_are_labelled_usable_and_removed() {
+    let engine = DockerEngine::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = unique("scoped-run");
+    let scope = unique("scoped-scope");
+    let socket = dir.path().join("docker.sock");
+    let proxy = DockerProxy::start(
+        &socket,
+        engine_socket_path(),
+        &run_id,
+        HashMap::from([(SCOPE_LABEL.to_string(), scope.clone())]),
+    )
+    .unwrap();
+
+    let client = Docker::connect_with_unix(
+        proxy.socket_path().to_str().unwrap(),
+        60,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    // Harness labels too, so the harness cleans up if the test dies half-way.
+    let body = ContainerCreateBody {
+        image: Some("test-looper/base:1".into()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some(engine.labels()),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&unique("scoped-child"))
+        .build();
+    let id = client
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+    client
+        .start_container(&id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+
+    // The run's labels were added by the proxy, the client's own kept.
+    let inspected = engine.client().inspect_container(&id, None).await.unwrap();
+    let labels = inspected.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get(RUN_LABEL), Some(&run_id));
+    assert_eq!(labels.get(SCOPE_LABEL), Some(&scope));
+    for (name, value) in engine.labels() {
+        assert_eq!(labels.get(&name), Some(&value));
+    }
+
+    // Exec through the proxy: stdin goes in and stdout comes back over the hijacked stream.
+    let exec = client
+        .create_exec(
+            &id,
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", "read line; echo got:$line"]),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = client.start_exec(&exec, None).await.unwrap()
+    else {
+        panic!("exec did not attach");
+    };
+    input.write_all(b"ping\n").await.unwrap();
+    input.flush().await.unwrap();
+    let mut received = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = output.next().await {
+            received.push_str(&String::from_utf8_lossy(&chunk.unwrap().into_bytes()));
+            if received.contains("got:ping") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "exec output timed out: {received:?}");
+    assert!(received.contains("got:ping"), "{received:?}");
+
+    // A chunked create body cannot be labelled: refused before reaching the engine.
+    let mut raw = tokio::net::UnixStream::connect(proxy.socket_path())
+        .await
+        .unwrap();
+    raw.write_all(
+        b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // Ending the run removes the container and closes the socket.
+    let removed = proxy.finish(engine.client()).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(engine
+        .containers_labelled(RUN_LABEL, &run_id)
+        .await
+        .is_empty());
+    assert!(!socket.exists());
+}
