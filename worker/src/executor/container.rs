@@ -30,6 +30,8 @@ pub struct CommandSpec<'a> {
     pub script: &'a str,
     pub env: &'a BTreeMap<String, String>,
     pub labels: &'a HashMap<String, String>,
+    /// `host:container` binds on top of the run's directories (the scoped Docker socket).
+    pub extra_binds: &'a [String],
     pub name: String,
     pub cores: u32,
     pub ram_gb: u32,
@@ -48,7 +50,12 @@ pub async fn run_command(
     std::fs::write(&script_path, spec.script).map_err(bollard::errors::Error::from)?;
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let host_config = HostConfig {
-        binds: Some(dirs.binds()),
+        binds: Some(
+            dirs.binds()
+                .into_iter()
+                .chain(spec.extra_binds.iter().cloned())
+                .collect(),
+        ),
         nano_cpus: (spec.cores > 0).then(|| i64::from(spec.cores) * 1_000_000_000),
         memory: (spec.ram_gb > 0).then(|| i64::from(spec.ram_gb) * 1024 * 1024 * 1024),
         shm_size: Some(256 * 1024 * 1024),

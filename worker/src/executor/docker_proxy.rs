@@ -10,7 +10,8 @@
 //! other chunked request body, the connection switches to a raw copy in both directions, so
 //! attach and exec streams work.
 
-use super::reaper::{remove_labelled, RUN_LABEL};
+use super::dirs::RunDirs;
+use super::reaper::{container_labels, remove_labelled, RUN_LABEL};
 use bollard::Docker;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,29 @@ pub fn engine_socket_path() -> PathBuf {
         .ok()
         .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// Where the socket is mounted in a run's containers (`DOCKER_HOST` points there).
+pub const CONTAINER_SOCKET: &str = "/var/run/docker.sock";
+
+/// Starts the scoped Docker proxy of a run: socket `<run dir>/docker/docker.sock`, containers
+/// labelled with the worker's scope, machine id and the run id (so the worker's start-up
+/// reaping also finds them).
+pub fn start_for_run(
+    dirs: &RunDirs,
+    scope: &str,
+    machine_id: &str,
+    run_id: &str,
+) -> std::io::Result<DockerProxy> {
+    let dir = dirs.root.join("docker");
+    std::fs::create_dir_all(&dir)?;
+    let labels = container_labels(scope, machine_id, run_id, &HashMap::new());
+    DockerProxy::start(
+        &dir.join("docker.sock"),
+        engine_socket_path(),
+        run_id,
+        labels,
+    )
 }
 
 /// A running proxy for one run. Call [`DockerProxy::finish`] when the run ends.
@@ -71,6 +95,11 @@ impl DockerProxy {
     /// The socket clients connect to.
     pub fn socket_path(&self) -> &Path {
         &self.socket
+    }
+
+    /// The bind that mounts the socket at [`CONTAINER_SOCKET`] in a container.
+    pub fn container_bind(&self) -> String {
+        format!("{}:{CONTAINER_SOCKET}", self.socket.display())
     }
 
     /// Stops the proxy (open connections are dropped), removes the socket file and

@@ -2,6 +2,7 @@
 
 use super::container::{run_command, CommandEnd, CommandSpec};
 use super::dirs::{join_inside, RunDirs};
+use super::docker_proxy::{start_for_run, DockerProxy, CONTAINER_SOCKET};
 use super::image::ImageError;
 use super::inputs::{build_artifact_file, provide, InputError};
 use super::package::pack_directory;
@@ -82,6 +83,17 @@ pub async fn run_assignment(
         events,
         file: Mutex::new(std::fs::File::create(&log_path).ok()),
     };
+    // Scoped Docker (5.8): the run's commands reach the engine only through this proxy.
+    let proxy = match start_for_run(&dirs, &executor.scope, &executor.machine_id, run_id) {
+        Ok(proxy) => Some(proxy),
+        Err(error) => {
+            log.write(&format!(
+                "scoped docker unavailable for this run ({error}); no docker socket mounted\n"
+            ));
+            None
+        }
+    };
+    let docker_binds: Vec<String> = proxy.iter().map(DockerProxy::container_bind).collect();
     let mut outcome = Run {
         executor,
         assignment,
@@ -89,9 +101,21 @@ pub async fn run_assignment(
         log: &log,
         cancel,
         artifacts: Vec::new(),
+        docker_binds,
     }
     .execute()
     .await;
+    if let Some(proxy) = proxy {
+        match proxy.finish(&executor.docker).await {
+            Ok(0) => {}
+            Ok(removed) => log.write(&format!(
+                "removed {removed} container(s) the run started through docker\n"
+            )),
+            Err(error) => log.write(&format!(
+                "could not remove containers the run started through docker: {error}\n"
+            )),
+        }
+    }
     if let RunResult::Failed { message, .. } = &outcome.result {
         log.write(&format!("\nrun failed: {message}\n"));
     } else {
@@ -123,6 +147,8 @@ struct Run<'a> {
     log: &'a RunLog,
     cancel: CancellationToken,
     artifacts: Vec<String>,
+    /// Bind of the scoped Docker socket (empty when the proxy could not start).
+    docker_binds: Vec<String>,
 }
 
 impl Run<'_> {
@@ -368,12 +394,17 @@ impl Run<'_> {
         deadline: Instant,
     ) -> Result<CommandEnd, String> {
         let script = substitute(command, env);
+        let mut env = env.clone();
+        if !self.docker_binds.is_empty() {
+            env.insert("DOCKER_HOST".into(), format!("unix://{CONTAINER_SOCKET}"));
+        }
         let spec = CommandSpec {
             image,
             script_name: &format!("{what}_{index}.sh"),
             script: &script,
-            env,
+            env: &env,
             labels,
+            extra_binds: &self.docker_binds,
             name: format!(
                 "{}_{}_{}_{what}{index}",
                 self.executor.scope, self.executor.machine_id, self.assignment.run_id
