@@ -1,6 +1,10 @@
 //! Scoped Docker (runtime spec 5.8) against the real engine: a client talking to a run's proxy
 //! socket creates and starts a container, execs into it with stdin and stdout over the hijacked
-//! stream, the container carries the run's labels, and ending the run removes it.
+//! stream, the container carries the run's labels, and ending the run removes it. Through the
+//! executor: a run's command sees the socket and `DOCKER_HOST`, and a container started through
+//! the run's socket while it runs is gone when the run ends.
+
+mod worker_support;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
@@ -9,6 +13,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
+use test_looper_core::definitions::Stage;
+use test_looper_core::protocol::RunResult;
 use test_looper_tests::DockerEngine;
 use test_looper_worker::executor::docker_proxy::{engine_socket_path, DockerProxy};
 use test_looper_worker::executor::reaper::{RUN_LABEL, SCOPE_LABEL};
@@ -133,4 +139,84 @@ async fn containers_started_through_the_proxy_are_labelled_usable_and_removed() 
         .await
         .is_empty());
     assert!(!socket.exists());
+}
+
+#[tokio::test]
+async fn a_runs_sibling_containers_are_removed_when_the_run_ends() {
+    let engine = DockerEngine::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scope = unique("scoped-exec");
+    let exec = worker_support::executor(engine.client(), dir.path(), &scope, "machine-s");
+    let resolved = worker_support::resolved_fixture();
+    let run_id = unique("run-scoped");
+    let mut assignment = worker_support::assignment(&resolved, "pass/linux", &run_id);
+    // The command reports the socket, then waits (bounded) for the test's go-ahead.
+    assignment.definition.stages = vec![Stage {
+        command: "test -S /var/run/docker.sock && echo \"socket at $DOCKER_HOST\"; \
+                  i=0; while [ ! -f /test_looper/scratch/go ] && [ $i -lt 600 ]; \
+                  do sleep 0.1; i=$((i+1)); done"
+            .into(),
+        cleanup: String::new(),
+        order: 0.0,
+        artifacts: Vec::new(),
+    }];
+    let run = tokio::spawn({
+        let exec = exec.clone();
+        let assignment = assignment.clone();
+        async move { worker_support::run(&exec, &assignment).await }
+    });
+
+    let run_dir = dir.path().join("worker").join("runs").join(&run_id);
+    let socket = run_dir.join("docker").join("docker.sock");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no docker socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client =
+        Docker::connect_with_unix(socket.to_str().unwrap(), 60, bollard::API_DEFAULT_VERSION)
+            .unwrap();
+    let body = ContainerCreateBody {
+        image: Some("test-looper/base:1".into()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some(engine.labels()),
+        ..Default::default()
+    };
+    let id = client
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .unwrap()
+        .id;
+    client
+        .start_container(&id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    // Labelled with the run (like the run's own command container).
+    assert!(engine
+        .containers_labelled(RUN_LABEL, &run_id)
+        .await
+        .contains(&id));
+    std::fs::write(run_dir.join("scratch").join("go"), b"").unwrap();
+
+    let (outcome, log, _) = run.await.unwrap();
+    assert_eq!(outcome.result, RunResult::Passed, "log:\n{log}");
+    assert!(
+        log.contains("socket at unix:///var/run/docker.sock"),
+        "{log}"
+    );
+    assert!(
+        log.contains("removed 1 container(s) the run started through docker"),
+        "{log}"
+    );
+    assert!(engine.client().inspect_container(&id, None).await.is_err());
+    assert!(engine
+        .containers_labelled(RUN_LABEL, &run_id)
+        .await
+        .is_empty());
 }
