@@ -104,15 +104,23 @@ impl DockerProxy {
 
     /// Stops the proxy (open connections are dropped), removes the socket file and
     /// force-removes every container labelled with this run; returns how many were removed.
-    pub async fn finish(self, docker: &Docker) -> Result<usize, bollard::errors::Error> {
+    pub async fn finish(mut self, docker: &Docker) -> Result<usize, bollard::errors::Error> {
         self.stop.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
         if let Err(error) = std::fs::remove_file(&self.socket) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(%error, path = %self.socket.display(), "could not remove proxy socket");
             }
         }
         remove_labelled(docker, RUN_LABEL, &self.run_id).await
+    }
+}
+
+impl Drop for DockerProxy {
+    /// A proxy dropped without [`DockerProxy::finish`] (the run's future was dropped) still
+    /// stops listening; its containers are left to the worker's start-up reaping.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
