@@ -148,25 +148,7 @@ fn placeholder(mut loaded: Loaded) -> Loaded {
         .raw_repos
         .iter()
         .filter_map(|(name, declared)| {
-            let reference = match &declared.value.0 {
-                RawRepo::Reference { repo, commit } => RepoReference::Fixed {
-                    reference: CommitRef::new(repo, commit),
-                },
-                RawRepo::Pin {
-                    repo,
-                    commit,
-                    branch,
-                    auto,
-                    prioritize,
-                } => RepoReference::Pin {
-                    reference: CommitRef::new(repo, commit),
-                    branch: branch.clone(),
-                    auto: *auto,
-                    prioritize: *prioritize,
-                },
-                RawRepo::Import { .. } => return None,
-            };
-            Some((name.clone(), reference))
+            Some((name.clone(), declared.value.0.direct_reference().ok()?))
         })
         .collect();
     loaded
@@ -236,23 +218,9 @@ fn resolve_repo(
     };
     let (repo, origin) = &declared.value;
     let at = |message: String| error_at(message, &declared.file, origin);
-    let resolved = match repo {
-        RawRepo::Reference { repo, commit } => RepoReference::Fixed {
-            reference: CommitRef::new(repo, commit),
-        },
-        RawRepo::Pin {
-            repo,
-            commit,
-            branch,
-            auto,
-            prioritize,
-        } => RepoReference::Pin {
-            reference: CommitRef::new(repo, commit),
-            branch: branch.clone(),
-            auto: *auto,
-            prioritize: *prioritize,
-        },
-        RawRepo::Import { path } => {
+    let resolved = match repo.direct_reference() {
+        Ok(direct) => direct,
+        Err(path) => {
             if visiting.iter().any(|v| v == name) {
                 visiting.push(name.to_owned());
                 return Err(at(format!("Circular repo-refs: {}", visiting.join(" -> "))));
@@ -284,7 +252,7 @@ fn resolve_repo(
             visiting.pop();
             RepoReference::Import {
                 reference: current.reference().clone(),
-                import_source: path.clone(),
+                import_source: path.to_owned(),
                 orig_reference,
             }
         }

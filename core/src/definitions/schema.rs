@@ -10,9 +10,10 @@
 use indexmap::IndexMap;
 
 use super::error::{invalid_at, DefinitionsError};
-use super::model::{Artifact, ArtifactFormat, DefinitionKind, Platform, Stage};
+use super::model::{Artifact, ArtifactFormat, DefinitionKind, Platform, RepoReference, Stage};
 use super::node::{python_float, FastIndexMap, Map, Mark, Node, Value};
 use super::path::DocPath;
+use super::source::CommitRef;
 
 type Result<T> = std::result::Result<T, DefinitionsError>;
 
@@ -40,6 +41,31 @@ pub enum RawRepo {
     Import {
         path: String,
     },
+}
+
+impl RawRepo {
+    /// The reference a fixed or pinned repo declares, or for an import its path (`Err`),
+    /// which needs the other repos of its commit to resolve.
+    pub fn direct_reference(&self) -> std::result::Result<RepoReference, &str> {
+        match self {
+            RawRepo::Reference { repo, commit } => Ok(RepoReference::Fixed {
+                reference: CommitRef::new(repo, commit),
+            }),
+            RawRepo::Pin {
+                repo,
+                commit,
+                branch,
+                auto,
+                prioritize,
+            } => Ok(RepoReference::Pin {
+                reference: CommitRef::new(repo, commit),
+                branch: branch.clone(),
+                auto: *auto,
+                prioritize: *prioritize,
+            }),
+            RawRepo::Import { path } => Err(path),
+        }
+    }
 }
 
 /// An include record after expansion.
