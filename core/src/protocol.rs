@@ -21,6 +21,25 @@
 //!    nothing twice. The worker keeps its outcome until it gets a [`CompletionAck`].
 //! 5. Cancellation notices also arrive unsolicited as [`ServerToWorker::Cancel`].
 //!
+//! # Deployment lifecycle
+//!
+//! A deployment is an interactive environment for one definition (a build, test or
+//! deployment), booted by a user and kept until it is shut down.
+//!
+//! 1. The worker gets [`Work::Deployment`], prepares the environment like a run (image,
+//!    sources, dependency artifacts) and starts the definition's command (or a shell) in a
+//!    container with a TTY. Progress and the TTY's output are reported as
+//!    [`WorkerToServer::TerminalOutput`] chunks: `data` is base64 of raw bytes starting at
+//!    byte `offset` of the deployment's output stream (resends after a reconnect overlap;
+//!    the server keeps only the unseen suffix).
+//! 2. While it is up the worker sends a [`Heartbeat`] with `run_id` = the deployment id;
+//!    `Cancel` means the deployment was shut down (or is unknown): stop it.
+//! 3. Browser keystrokes and resizes arrive as [`ServerToWorker::TerminalInput`].
+//! 4. When the container's command ends the worker reports
+//!    [`WorkerToServer::DeploymentExited`]; the server ends the deployment. A user shutdown
+//!    arrives as [`ServerToWorker::ShutdownDeployment`]. Either way the container is removed
+//!    and the machine returns to idle.
+//!
 //! Timestamps are milliseconds since the Unix epoch ([`Millis`]).
 
 use std::collections::BTreeMap;
@@ -272,10 +291,27 @@ pub enum WorkerToServer {
         offset: u64,
         text: String,
     },
+    /// Output of a deployment's terminal: `data` is base64 of the raw bytes starting at byte
+    /// `offset` of the deployment's output stream.
+    TerminalOutput {
+        deployment_id: String,
+        offset: u64,
+        data: String,
+    },
     /// The deployment's process ended.
     DeploymentExited {
         deployment_id: String,
     },
+}
+
+/// What a browser terminal sends to a deployment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TerminalInput {
+    /// Keystrokes or pasted text, as the terminal emulator produced it (UTF-8).
+    Keys { data: String },
+    /// The terminal's new size in character cells.
+    Resize { cols: u16, rows: u16 },
 }
 
 /// Messages the server sends.
@@ -303,6 +339,11 @@ pub enum ServerToWorker {
     },
     ShutdownDeployment {
         deployment_id: String,
+    },
+    /// Input for a running deployment's terminal.
+    TerminalInput {
+        deployment_id: String,
+        input: TerminalInput,
     },
 }
 

@@ -174,6 +174,10 @@ async fn handle(
             }
             Vec::new()
         }
+        WorkerToServer::TerminalOutput { deployment_id, .. } => {
+            tracing::debug!(%deployment_id, "terminal output for a deployment nobody watches");
+            Vec::new()
+        }
         WorkerToServer::DeploymentExited { deployment_id } => {
             tracing::info!(%deployment_id, "deployment exited");
             Vec::new()

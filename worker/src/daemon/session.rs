@@ -248,7 +248,8 @@ async fn handle(
                 let _ = outbox.send(WorkerToServer::RequestWork { machine_id });
             }
         }
-        ServerToWorker::ShutdownDeployment { deployment_id } => {
+        ServerToWorker::ShutdownDeployment { deployment_id }
+        | ServerToWorker::TerminalInput { deployment_id, .. } => {
             tracing::debug!(%deployment_id, "no such deployment here");
         }
     }
