@@ -31,6 +31,30 @@ setup_demo() {
     cp "$PROJ_ROOT/deploy/demo.config.yml" "$TEST_LOOPER_INSTALL/config.yml"
 }
 
+# The demo's first start puts `master` of both demo repos under test through the public API, so
+# builds, tests, live logs and artifacts show without a click. Later starts keep whatever the
+# user chose since (the settings live in Redis).
+enable_demo_branches() {
+    local port="$1" base="http://127.0.0.1:$1" marker="$TEST_LOOPER_INSTALL/demo_branches_enabled"
+    [ -f "$marker" ] && return 0
+    local token repo
+    token="$(curl -fsS "$base/repos" | sed -n 's/.*name="csrf-token" content="\([^"]*\)".*/\1/p')"
+    for repo in simple_project simple_project_2; do
+        # The first scan of the repos may still be running: retry for up to 30 s.
+        local attempt
+        for attempt in $(seq 1 150); do
+            curl -fsS -o /dev/null -X POST "$base/api/actions/branch" -H "X-CSRF-Token: $token" \
+                -H 'Content-Type: application/json' -H "Origin: $base" \
+                -d "{\"repo\":\"$repo\",\"branch\":\"master\",\"under_test\":\"true\"}" \
+                2>/dev/null && break
+            [ "$attempt" = 150 ] && { echo "could not enable $repo/master (see $logfile)" >&2; return 0; }
+            sleep 0.2
+        done
+    done
+    touch "$marker"
+    echo "demo: master of simple_project and simple_project_2 is under test; runs start now"
+}
+
 start() {
     local config="${1:-${TEST_LOOPER_CONFIG:-}}"
     if pid_alive "$pidfile"; then echo "test-looper already running (pid $(cat "$pidfile"))"; return 0; fi
@@ -55,7 +79,10 @@ start() {
     for _ in $(seq 1 150); do
         if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
             echo "test-looper running (pid $(cat "$pidfile")): http://127.0.0.1:$port/"
-            [ "$demo" = 1 ] && echo "demo repos: $TEST_LOOPER_INSTALL/repos; webhook secret: $TEST_LOOPER_INSTALL/webhook_secret"
+            if [ "$demo" = 1 ]; then
+                echo "demo repos: $TEST_LOOPER_INSTALL/repos; webhook secret: $TEST_LOOPER_INSTALL/webhook_secret"
+                enable_demo_branches "$port"
+            fi
             return 0
         fi
         pid_alive "$pidfile" || { echo "test-looper exited; see $logfile" >&2; tail -n 20 "$logfile" >&2; return 1; }
