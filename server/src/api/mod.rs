@@ -18,12 +18,20 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// Registers the API routes (under `/api`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use crate::http::{actions, live};
+    use crate::http::{actions, live, pins_view};
     cfg.route("/api/openapi.json", web::get().to(openapi))
         .route("/api/repos", web::get().to(repos))
         .route("/api/repo", web::get().to(repo))
         .route("/api/branch", web::get().to(branch))
         .route("/api/commit", web::get().to(commit))
+        .route(
+            "/api/branch_pins",
+            web::get().to(pins_view::api_branch_pins),
+        )
+        .route(
+            "/api/commit_refs",
+            web::get().to(pins_view::api_commit_refs),
+        )
         .route("/api/test_history", web::get().to(test_history))
         .route("/api/machines", web::get().to(machines))
         .route("/api/events", web::get().to(live::events))

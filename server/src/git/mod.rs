@@ -11,6 +11,7 @@
 //! - [`tarball`]: deterministic source tarballs cached by (commit, path).
 //! - [`scanner`]: one rescan of one repo (new commits, deleted branches, orphans).
 //! - [`pins`]: auto-updating floating pins (definitions.md §12).
+//! - [`pin_refs`]: a commit's repo references and pin states for the UI; manual pin updates.
 //! - [`service`]: the background thread that fetches and scans on push and on timers and
 //!   broadcasts [`scanner::RepoScanned`] events.
 
@@ -20,6 +21,7 @@ pub mod discovery;
 mod error;
 pub mod files;
 pub mod history;
+pub mod pin_refs;
 pub mod pins;
 pub mod scanner;
 pub mod scheduler_feed;

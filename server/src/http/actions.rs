@@ -1,8 +1,8 @@
 //! State-changing actions: enable/disable a branch, set a commit's priority (0 disables it),
-//! set runs desired, cancel a run, restart a test. Only POST routes exist (a GET to an action
-//! URL is a 405 and changes nothing), and every request must carry the CSRF token. HTML forms
-//! post to `/actions/<name>` and are redirected back (303); API clients post JSON to
-//! `/api/actions/<name>` and get JSON.
+//! set runs desired, cancel a run, restart a test, update a pin. Only POST routes exist (a GET
+//! to an action URL is a 405 and changes nothing), and every request must carry the CSRF
+//! token. HTML forms post to `/actions/<name>` and are redirected back (303); API clients post
+//! JSON to `/api/actions/<name>` and get JSON.
 
 use super::pages::{error_page, PageError};
 use super::paths;
@@ -43,6 +43,14 @@ pub enum Action {
         repo: String,
         commit: String,
         test: String,
+    },
+    /// Move a manual pin of the branch head to its branch's head (`head`: the head the user
+    /// saw; a branch that moved since is a conflict).
+    UpdatePin {
+        repo: String,
+        branch: String,
+        pin: String,
+        head: Option<String>,
     },
 }
 
@@ -94,6 +102,15 @@ impl Action {
                 commit: paths::commit_hash(get("commit")?)?,
                 test: paths::test_name(get("test")?)?,
             },
+            "update_pin" => Action::UpdatePin {
+                repo: paths::repo_name(get("repo")?)?,
+                branch: paths::branch_name(get("branch")?)?,
+                pin: super::pins_view::pin_name(get("pin")?)?,
+                head: match fields.get("head").filter(|h| !h.is_empty()) {
+                    Some(head) => Some(paths::commit_hash(head)?),
+                    None => None,
+                },
+            },
             other => return Err(ApiError::not_found(format!("unknown action {other:?}"))),
         })
     }
@@ -120,6 +137,12 @@ impl Action {
             } => state.set_runs_desired(repo, commit, test, *runs).await,
             Action::Cancel { run_id } => state.cancel_run(run_id).await,
             Action::Restart { repo, commit, test } => state.restart_test(repo, commit, test).await,
+            Action::UpdatePin {
+                repo,
+                branch,
+                pin,
+                head,
+            } => super::pins_view::update_pin(ui, repo, branch, pin, head.as_deref()).await,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`actions`]: POST-only, CSRF-checked user actions (forms and JSON).
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
 //! - [`views`]: the data of every page, shared with the JSON API ([`crate::api`]).
+//! - [`pins_view`]: the branch Pins view, the commit's Repo Refs and the update-pin action.
 //! - [`read_model`]: the contract with the scheduler's live state.
 //! - [`adapters`]: that contract over the real scheduler, live logs and artifact store.
 //! - [`git_reads`], [`cells`], [`merge_graph`], [`plot`], [`highlight`], [`format`],
@@ -21,6 +22,7 @@ pub mod live;
 pub mod merge_graph;
 pub mod pages;
 pub mod paths;
+pub mod pins_view;
 pub mod plot;
 pub mod read_model;
 pub mod views;

@@ -42,6 +42,7 @@ struct BranchPage<'a> {
 struct CommitPage<'a> {
     csrf: &'a str,
     view: CommitPageView,
+    refs: super::pins_view::CommitRefsView,
 }
 
 #[derive(Template)]
@@ -74,11 +75,12 @@ struct ErrorPage<'a> {
     message: String,
 }
 
-/// Paging options of history pages.
+/// Paging options of history pages, and the view of a page with several (`?view=pins`).
 #[derive(Deserialize, Default)]
 pub struct Paging {
     pub page: Option<usize>,
     pub per_page: Option<usize>,
+    pub view: Option<String>,
 }
 
 /// A page failure: status and message.
@@ -120,7 +122,7 @@ impl PageError {
 }
 
 /// Renders a template as an HTML response.
-fn html(template: &impl Template) -> HttpResponse {
+pub(super) fn html(template: &impl Template) -> HttpResponse {
     match template.render() {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -202,10 +204,21 @@ pub async fn browse(
                 csrf,
                 view: ui.sources.repo(&repo).await?,
             }),
-            BrowsePath::Branch { repo, branch } => html(&BranchPage {
-                csrf,
-                view: ui.sources.branch(&repo, &branch, page, per_page).await?,
-            }),
+            BrowsePath::Branch { repo, branch } => match paging.view.as_deref() {
+                Some("pins") => {
+                    super::pins_view::branch_pins_page(&ui, csrf, &repo, &branch).await?
+                }
+                None | Some("commits") => html(&BranchPage {
+                    csrf,
+                    view: ui.sources.branch(&repo, &branch, page, per_page).await?,
+                }),
+                Some(other) => {
+                    return Err(PageError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown branch view {other:?}"),
+                    ))
+                }
+            },
             BrowsePath::TestHistory { repo, branch, test } => html(&TestHistoryPage {
                 csrf,
                 view: ui
@@ -216,6 +229,7 @@ pub async fn browse(
             BrowsePath::Commit { repo, commit } => html(&CommitPage {
                 csrf,
                 view: ui.sources.commit(&repo, &commit).await?,
+                refs: super::pins_view::commit_refs(&ui, &repo, &commit).await?,
             }),
         })
     }
