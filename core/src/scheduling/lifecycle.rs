@@ -5,7 +5,7 @@
 use super::changes::Cancellation;
 use super::engine::{Engine, TestIdx};
 use super::inputs::SchedulingError;
-use super::model::{MachineRecord, RunRecord, RunState};
+use super::model::{DeploymentRecord, MachineRecord, RunRecord, RunState};
 use crate::protocol::{
     ArtifactAck, ArtifactUploaded, Assignment, Completion, CompletionAck, DeploymentAssignment,
     FailureReason, Heartbeat, HeartbeatReply, MachineInfo, Millis, RunResult, Work,
@@ -207,7 +207,8 @@ impl Engine {
         }))
     }
 
-    /// A worker is alive (and running `run_id`, if given).
+    /// A worker is alive (and running `run_id`, if given; `run_id` may also name the
+    /// deployment the machine serves).
     pub fn heartbeat(&mut self, heartbeat: &Heartbeat, now: Millis) -> HeartbeatReply {
         self.now = now;
         let Some(machine) = self.machines.get_mut(&heartbeat.machine_id) else {
@@ -217,6 +218,11 @@ impl Engine {
         let Some(run_id) = &heartbeat.run_id else {
             return HeartbeatReply::Continue;
         };
+        if !self.runs.contains_key(run_id) {
+            if let Some(deployment) = self.deployments.get(run_id) {
+                return deployment_heartbeat(deployment, &heartbeat.machine_id);
+            }
+        }
         match self.runs.get_mut(run_id) {
             Some(run) if run.state.is_active() && run.machine_id == heartbeat.machine_id => {
                 run.last_heartbeat = now;
@@ -240,7 +246,7 @@ impl Engine {
             },
             None => HeartbeatReply::Cancel {
                 run_id: run_id.clone(),
-                reason: "unknown run".into(),
+                reason: "unknown run or deployment".into(),
             },
         }
     }
@@ -468,5 +474,22 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+/// The answer to a heartbeat naming a deployment: keep going only while it is alive and
+/// bound to the machine that sent it.
+fn deployment_heartbeat(deployment: &DeploymentRecord, machine_id: &str) -> HeartbeatReply {
+    let cancel = |reason: String| HeartbeatReply::Cancel {
+        run_id: deployment.deployment_id.clone(),
+        reason,
+    };
+    if !deployment.alive {
+        return cancel("deployment was shut down".into());
+    }
+    match deployment.machine_id.as_deref() {
+        Some(bound) if bound == machine_id => HeartbeatReply::Continue,
+        Some(bound) => cancel(format!("deployment belongs to machine {bound}")),
+        None => cancel("deployment is not assigned to this machine".into()),
     }
 }
