@@ -8,17 +8,24 @@
 //! [`RunEvent::ArtifactUploaded`]; per-case results from `testSummary.json` and JUnit XML;
 //! every file of `TEST_OUTPUT_DIR` and the run's log stored as run artifacts. Containers and
 //! directories are removed on every path.
+//!
+//! Deployments ([`run_deployment`]) share the preparation (`prepare.rs`) and then serve one
+//! interactive container (`deployment.rs`, `tty_container.rs`).
 
 pub mod container;
+pub mod deployment;
 pub mod dirs;
 pub mod docker_proxy;
 pub mod image;
 pub mod inputs;
 pub mod package;
+pub mod prepare;
 pub mod reaper;
 pub mod results;
 mod run;
+pub mod tty_container;
 
+pub use deployment::{run_deployment, DeploymentEnd, DeploymentEvent};
 pub use inputs::SourceFetcher;
 pub use run::run_assignment;
 

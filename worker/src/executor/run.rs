@@ -3,9 +3,11 @@
 use super::container::{run_command, CommandEnd, CommandSpec};
 use super::dirs::{join_inside, RunDirs};
 use super::docker_proxy::{start_for_run, DockerProxy, CONTAINER_SOCKET};
-use super::image::ImageError;
-use super::inputs::{build_artifact_file, provide, InputError};
+use super::inputs::build_artifact_file;
 use super::package::pack_directory;
+use super::prepare::{
+    prepare_environment, substitute, JobShape, PrepareFailure, PreparedEnvironment,
+};
 use super::reaper::container_labels;
 use super::results::collect_cases;
 use super::{Executor, RunEvent, CLEANUP_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS};
@@ -15,8 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use test_looper_artifacts::{sanitize_name, ArtifactKey};
-use test_looper_core::definitions::variables::{docker_runtime_variables, resolve};
-use test_looper_core::definitions::{Artifact, DefinitionKind, Image};
+use test_looper_core::definitions::{Artifact, DefinitionKind};
 use test_looper_core::protocol::{Assignment, FailureReason, RunOutcome, RunResult};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
@@ -186,75 +187,19 @@ impl Run<'_> {
             return self.outcome(RunResult::Passed);
         }
 
-        let dockerfile = match &definition.environment.image {
-            Image::Docker {
-                dockerfile_contents,
-                ..
-            } => dockerfile_contents.clone(),
-            Image::Ami { .. } => {
-                return self.outcome(failed(
-                    FailureReason::EnvironmentError,
-                    "this environment needs a VM image; a Docker worker cannot run it",
-                ))
-            }
-        };
         let log_fn = |text: &str| self.log.write(text);
-        let image = match self
-            .executor
-            .images
-            .ensure(&self.executor.docker, &dockerfile, &log_fn)
-            .await
-        {
-            Ok((tag, _)) => tag,
-            Err(ImageError::BuildFailed { message, .. }) => {
-                return self.outcome(failed(
-                    FailureReason::EnvironmentError,
-                    format!("environment image build failed: {message}"),
-                ))
-            }
-            Err(ImageError::Engine(error)) => {
-                return self.outcome(failed(
-                    FailureReason::Infrastructure,
-                    format!("docker engine: {error}"),
-                ))
-            }
+        let shape = JobShape {
+            id: &self.assignment.run_id,
+            cores: self.assignment.cores,
+            ram_gb: self.assignment.ram_gb,
         };
-
-        let cache = self.executor.storage.join("cache");
-        for (name, dependency) in definition.all_dependencies() {
-            if let Err(error) = provide(
-                &name,
-                &dependency,
-                &self.dirs.test_inputs(),
-                &cache,
-                self.executor.store.as_ref(),
-                self.executor.sources.as_ref(),
-                &log_fn,
-            )
-            .await
-            {
-                let reason = match error {
-                    InputError::Missing(_) => FailureReason::EnvironmentError,
-                    InputError::Infrastructure(_) => FailureReason::Infrastructure,
-                };
-                return self.outcome(failed(reason, format!("input {name}: {error}")));
-            }
-        }
-
-        let runtime = docker_runtime_variables(
-            u64::from(self.assignment.cores),
-            u64::from(self.assignment.ram_gb),
-            Some(&self.assignment.run_id),
-        );
-        let env = resolve(&definition.variables, &runtime).unwrap_or_else(|cycle| {
-            self.log(&format!(
-                "variable cycle {:?}; variables used unresolved\n",
-                cycle.names
-            ));
-            let mut env = definition.variables.clone();
-            env.extend(runtime.clone());
-            env
-        });
+        let PreparedEnvironment { image, env } =
+            match prepare_environment(self.executor, definition, self.dirs, shape, &log_fn).await {
+                Ok(prepared) => prepared,
+                Err(PrepareFailure { reason, message }) => {
+                    return self.outcome(failed(reason, message))
+                }
+            };
         self.log(&preamble(&env, &image));
 
         let timeout = match (self.assignment.timeout_seconds, definition.timeout) {
@@ -576,18 +521,6 @@ impl Run<'_> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-}
-
-/// `${NAME}` → value for every variable.
-fn substitute(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_string();
-    for (name, value) in env {
-        let pattern = format!("${{{name}}}");
-        if out.contains(&pattern) {
-            out = out.replace(&pattern, value);
-        }
-    }
-    out
 }
 
 /// The header of the run's log: image and variables.
