@@ -3,10 +3,15 @@
 //! log chunks, artifact reports and completion. After a reconnect (or a server restart) the
 //! daemon registers again and replays its run: heartbeat, the whole log with offsets (the
 //! server keeps only what is new), the artifacts, and an unacknowledged completion.
+//! Deployments are served the same way (`deployments.rs`): heartbeats with the deployment
+//! id, terminal output with offsets (its tail resent after a reconnect), input forwarded to
+//! the container.
 
+mod deployments;
 pub mod http_sources;
 mod session;
 pub mod state;
+pub mod terminal_tail;
 
 use crate::executor::Executor;
 use state::WorkerState;

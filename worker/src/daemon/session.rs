@@ -1,6 +1,7 @@
-//! One websocket session: register, replay the current run, then serve assignments,
-//! cancellations and acknowledgements until the connection drops.
+//! One websocket session: register, replay the current run or deployment, then serve
+//! assignments, cancellations, terminal input and acknowledgements until the connection drops.
 
+use super::deployments::{self, terminal_output};
 use super::state::{CurrentRun, WorkerState};
 use super::DaemonSettings;
 use crate::executor::{run_assignment, Executor, RunEvent};
@@ -77,21 +78,21 @@ pub async fn run_session(
                     }
                 };
                 handle(message, settings, &executor, &state, &outbox).await;
-                if state.lock().await.current.is_some() {
+                if state.lock().await.is_busy() {
                     idle_since = Instant::now();
                 }
             }
             _ = heartbeat.tick() => {
                 let guard = state.lock().await;
-                match &guard.current {
-                    Some(run) if run.outcome.is_none() => {
+                match (guard.heartbeat_id(), guard.is_busy()) {
+                    (Some(run_id), _) => {
                         outbox.send(WorkerToServer::Heartbeat(Heartbeat {
                             machine_id: machine_id.clone(),
-                            run_id: Some(run.assignment.run_id.clone()),
+                            run_id: Some(run_id),
                         }))?;
                     }
-                    Some(_) => {}
-                    None => {
+                    (None, true) => {}
+                    (None, false) => {
                         drop(guard);
                         if let Some(limit) = settings.idle_exit {
                             if idle_since.elapsed() >= limit {
@@ -110,7 +111,8 @@ pub async fn run_session(
     }
 }
 
-/// After (re)connecting: the current run's heartbeat, log, artifacts and outcome, or a
+/// After (re)connecting: the current run's heartbeat, log, artifacts and outcome; or the
+/// current deployment's heartbeat and output tail; or (a reported deployment exit and) a
 /// request for work.
 async fn replay(
     state: &Mutex<WorkerState>,
@@ -119,7 +121,23 @@ async fn replay(
 ) {
     let mut guard = state.lock().await;
     guard.outbox = Some(outbox.clone());
+    if let Some(deployment) = &guard.deployment {
+        let deployment_id = deployment.assignment.deployment_id.clone();
+        let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
+            machine_id: machine_id.to_string(),
+            run_id: Some(deployment_id.clone()),
+        }));
+        for (offset, chunk) in deployment.output.resend() {
+            let _ = outbox.send(terminal_output(&deployment_id, offset, &chunk));
+        }
+        return;
+    }
     let Some(run) = &guard.current else {
+        if let Some(deployment_id) = &guard.exited_deployment {
+            let _ = outbox.send(WorkerToServer::DeploymentExited {
+                deployment_id: deployment_id.clone(),
+            });
+        }
         let _ = outbox.send(WorkerToServer::RequestWork {
             machine_id: machine_id.to_string(),
         });
@@ -179,10 +197,11 @@ async fn handle(
     match message {
         ServerToWorker::Assign(Work::Run(assignment)) => {
             let mut guard = state.lock().await;
-            if let Some(current) = guard.run_id() {
-                tracing::warn!(%current, offered = %assignment.run_id, "assignment while busy ignored");
+            if guard.is_busy() {
+                tracing::warn!(offered = %assignment.run_id, "assignment while busy ignored");
                 return;
             }
+            guard.exited_deployment = None;
             let cancel = CancellationToken::new();
             guard.current = Some(CurrentRun {
                 assignment: (*assignment).clone(),
@@ -204,11 +223,20 @@ async fn handle(
             ));
         }
         ServerToWorker::Assign(Work::Deployment(deployment)) => {
-            tracing::warn!(id = %deployment.deployment_id, "deployments are not supported by this worker");
+            let deployment_id = deployment.deployment_id.clone();
+            if deployments::start(executor.clone(), *deployment, state.clone()).await {
+                tracing::info!(%deployment_id, "deployment started");
+                let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
+                    machine_id,
+                    run_id: Some(deployment_id),
+                }));
+            } else {
+                tracing::warn!(%deployment_id, "deployment while busy ignored");
+            }
         }
         ServerToWorker::NoWork => {}
         ServerToWorker::WorkAvailable => {
-            if state.lock().await.current.is_none() {
+            if !state.lock().await.is_busy() {
                 let _ = outbox.send(WorkerToServer::RequestWork { machine_id });
             }
         }
@@ -228,6 +256,9 @@ async fn handle(
             {
                 tracing::info!(%run_id, %reason, "run cancelled by the server");
                 run.cancel.cancel();
+            } else if let Some(deployment) = guard.deployment(&run_id) {
+                tracing::info!(deployment_id = %run_id, %reason, "deployment cancelled by the server");
+                deployment.shutdown.cancel();
             }
         }
         ServerToWorker::ArtifactAck { run_id, ack } => {
@@ -248,10 +279,24 @@ async fn handle(
                 let _ = outbox.send(WorkerToServer::RequestWork { machine_id });
             }
         }
-        ServerToWorker::ShutdownDeployment { deployment_id }
-        | ServerToWorker::TerminalInput { deployment_id, .. } => {
-            tracing::debug!(%deployment_id, "no such deployment here");
+        ServerToWorker::ShutdownDeployment { deployment_id } => {
+            match state.lock().await.deployment(&deployment_id) {
+                Some(deployment) => {
+                    tracing::info!(%deployment_id, "deployment shut down by the server");
+                    deployment.shutdown.cancel();
+                }
+                None => tracing::debug!(%deployment_id, "shutdown of a deployment not served here"),
+            }
         }
+        ServerToWorker::TerminalInput {
+            deployment_id,
+            input,
+        } => match state.lock().await.deployment(&deployment_id) {
+            Some(deployment) => {
+                let _ = deployment.controls.send(input);
+            }
+            None => tracing::debug!(%deployment_id, "input for a deployment not served here"),
+        },
     }
 }
 

@@ -1,8 +1,12 @@
 //! What the worker is doing, kept across reconnects so it can be replayed to the server:
-//! the current run, its log so far, the artifacts reported, and an outcome not yet
-//! acknowledged.
+//! the current run (its log so far, the artifacts reported, an outcome not yet
+//! acknowledged) or the current deployment (the tail of its terminal output), and the last
+//! deployment that exited (its exit is reported again after a reconnect, as it has no ack).
 
-use test_looper_core::protocol::{Assignment, RunOutcome, WorkerToServer};
+use super::terminal_tail::TerminalTail;
+use test_looper_core::protocol::{
+    Assignment, DeploymentAssignment, RunOutcome, TerminalInput, WorkerToServer,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -15,10 +19,25 @@ pub struct CurrentRun {
     pub cancel: CancellationToken,
 }
 
+/// The deployment being served.
+pub struct CurrentDeployment {
+    pub assignment: DeploymentAssignment,
+    /// The last part of its terminal output, for a resend after a reconnect.
+    pub output: TerminalTail,
+    /// Keystrokes and resizes for its terminal.
+    pub controls: UnboundedSender<TerminalInput>,
+    /// Fires to stop it (user shutdown, or the server cancelled it).
+    pub shutdown: CancellationToken,
+}
+
 /// The worker's state.
 #[derive(Default)]
 pub struct WorkerState {
     pub current: Option<CurrentRun>,
+    pub deployment: Option<CurrentDeployment>,
+    /// A deployment whose exit was reported; reported again after a reconnect until new
+    /// work arrives.
+    pub exited_deployment: Option<String>,
     /// The live session's outgoing queue (replaced at every reconnect).
     pub outbox: Option<UnboundedSender<WorkerToServer>>,
 }
@@ -26,6 +45,27 @@ pub struct WorkerState {
 impl WorkerState {
     pub fn run_id(&self) -> Option<String> {
         self.current.as_ref().map(|r| r.assignment.run_id.clone())
+    }
+
+    /// Busy with a run or a deployment (and so not asking for work).
+    pub fn is_busy(&self) -> bool {
+        self.current.is_some() || self.deployment.is_some()
+    }
+
+    /// The id to heartbeat: a run still going, or the deployment being served.
+    pub fn heartbeat_id(&self) -> Option<String> {
+        match (&self.current, &self.deployment) {
+            (Some(run), _) => run.outcome.is_none().then(|| run.assignment.run_id.clone()),
+            (None, Some(deployment)) => Some(deployment.assignment.deployment_id.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// The deployment `deployment_id`, if it is the one being served.
+    pub fn deployment(&self, deployment_id: &str) -> Option<&CurrentDeployment> {
+        self.deployment
+            .as_ref()
+            .filter(|d| d.assignment.deployment_id == deployment_id)
     }
 
     /// Queues `message` on the live session, if any (the state is replayed on reconnect).
