@@ -86,12 +86,14 @@ pub async fn run_session(
                 let guard = state.lock().await;
                 match (guard.heartbeat_id(), guard.is_busy()) {
                     (Some(run_id), _) => {
+                        // Idle time counts from the end of the work, not from its start.
+                        idle_since = Instant::now();
                         outbox.send(WorkerToServer::Heartbeat(Heartbeat {
                             machine_id: machine_id.clone(),
                             run_id: Some(run_id),
                         }))?;
                     }
-                    (None, true) => {}
+                    (None, true) => idle_since = Instant::now(),
                     (None, false) => {
                         drop(guard);
                         if let Some(limit) = settings.idle_exit {
