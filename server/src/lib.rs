@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod deployments;
 pub mod git;
 pub mod http;
 pub mod machines;
@@ -26,6 +27,8 @@ pub struct AppContext {
     pub git: Arc<git::GitService>,
     /// The worker channel (attached to the scheduler once it runs).
     pub workers: workers::WorkerHub,
+    /// Deployments' terminal streams between workers and browsers.
+    pub deployments: deployments::TerminalHub,
     /// The scheduler, once [`services::start`] has opened it.
     pub scheduler: std::sync::OnceLock<Arc<scheduler::Scheduler>>,
     /// The artifact store, once [`services::start`] has opened it.
@@ -43,6 +46,7 @@ impl AppContext {
             redis,
             git,
             workers: workers::WorkerHub::default(),
+            deployments: deployments::TerminalHub::default(),
             scheduler: std::sync::OnceLock::new(),
             artifacts: std::sync::OnceLock::new(),
         }))

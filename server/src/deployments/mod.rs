@@ -1,0 +1,13 @@
+//! Interactive deployments, server side: the [`TerminalHub`] that carries each deployment's
+//! terminal between the worker that runs it and the browser terminals attached to it, and
+//! the browser terminal's client→server [`framing`]. The worker socket
+//! (`crate::workers`) feeds worker output in and takes input out; the HTTP side
+//! (`crate::http::terminal`) attaches browsers.
+
+pub mod framing;
+mod hub;
+pub mod scrollback;
+
+pub use hub::{
+    banner, InputRoute, OutputChunk, TerminalHub, TerminalSubscription, SCROLLBACK_BYTES,
+};
