@@ -34,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/test_history", web::get().to(test_history))
         .route("/api/machines", web::get().to(machines))
+        .route(
+            "/api/deployments",
+            web::get().to(crate::http::deployments::api_list),
+        )
         .route("/api/events", web::get().to(live::events))
         .route("/api/runs/{id}", web::get().to(run))
         .route("/api/runs/{id}/log", web::get().to(live::run_log))

@@ -1,8 +1,9 @@
 //! State-changing actions: enable/disable a branch, set a commit's priority (0 disables it),
-//! set runs desired, cancel a run, restart a test, update a pin. Only POST routes exist (a GET
-//! to an action URL is a 405 and changes nothing), and every request must carry the CSRF
-//! token. HTML forms post to `/actions/<name>` and are redirected back (303); API clients post
-//! JSON to `/api/actions/<name>` and get JSON.
+//! set runs desired, cancel a run, restart a test, update a pin, boot and shut down a
+//! deployment. Only POST routes exist (a GET to an action URL is a 405 and changes nothing),
+//! and every request must carry the CSRF token. HTML forms post to `/actions/<name>` and are
+//! redirected back (303); API clients post JSON to `/api/actions/<name>` and get JSON.
+//! Booting from a form redirects to the new deployment's terminal page.
 
 use super::pages::{error_page, PageError};
 use super::paths;
@@ -52,6 +53,41 @@ pub enum Action {
         pin: String,
         head: Option<String>,
     },
+    BootDeployment {
+        test_hash: String,
+    },
+    ShutdownDeployment {
+        deployment_id: String,
+    },
+}
+
+/// What a performed action produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A deployment was booted.
+    Booted {
+        deployment_id: String,
+    },
+}
+
+/// A definition's identity hash: 64 lowercase hex characters.
+fn definition_hash(text: &str) -> Result<String, ApiError> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{text:?} is not a 64-hex definition hash"
+        )))
+    }
+}
+
+/// The page of a deployment's browser terminal.
+pub fn terminal_url(deployment_id: &str) -> String {
+    format!(
+        "/deployments/{}/terminal",
+        paths::encode_component(deployment_id)
+    )
 }
 
 impl Action {
@@ -111,39 +147,59 @@ impl Action {
                     None => None,
                 },
             },
+            "boot_deployment" => Action::BootDeployment {
+                test_hash: definition_hash(get("test_hash")?)?,
+            },
+            "shutdown_deployment" => Action::ShutdownDeployment {
+                deployment_id: paths::run_id(get("deployment_id")?)?,
+            },
             other => return Err(ApiError::not_found(format!("unknown action {other:?}"))),
         })
     }
 
     /// Performs it against the scheduler.
-    pub async fn perform(&self, ui: &Ui) -> Result<(), ActionError> {
+    pub async fn perform(&self, ui: &Ui) -> Result<Outcome, ActionError> {
         let state = &ui.actions;
         match self {
+            Action::BootDeployment { test_hash } => {
+                let deployment_id = state.boot_deployment(test_hash).await?;
+                return Ok(Outcome::Booted { deployment_id });
+            }
+            Action::ShutdownDeployment { deployment_id } => {
+                state.shutdown_deployment(deployment_id).await?
+            }
             Action::Branch {
                 repo,
                 branch,
                 under_test,
-            } => state.set_branch_under_test(repo, branch, *under_test).await,
+            } => {
+                state
+                    .set_branch_under_test(repo, branch, *under_test)
+                    .await?
+            }
             Action::CommitPriority {
                 repo,
                 commit,
                 priority,
-            } => state.set_commit_priority(repo, commit, *priority).await,
+            } => state.set_commit_priority(repo, commit, *priority).await?,
             Action::RunsDesired {
                 repo,
                 commit,
                 test,
                 runs,
-            } => state.set_runs_desired(repo, commit, test, *runs).await,
-            Action::Cancel { run_id } => state.cancel_run(run_id).await,
-            Action::Restart { repo, commit, test } => state.restart_test(repo, commit, test).await,
+            } => state.set_runs_desired(repo, commit, test, *runs).await?,
+            Action::Cancel { run_id } => state.cancel_run(run_id).await?,
+            Action::Restart { repo, commit, test } => {
+                state.restart_test(repo, commit, test).await?
+            }
             Action::UpdatePin {
                 repo,
                 branch,
                 pin,
                 head,
-            } => super::pins_view::update_pin(ui, repo, branch, pin, head.as_deref()).await,
+            } => super::pins_view::update_pin(ui, repo, branch, pin, head.as_deref()).await?,
         }
+        Ok(Outcome::Done)
     }
 }
 
@@ -166,10 +222,14 @@ pub async fn form_action(
         Err(err) => return error_page(&ui, PageError::new(err.status, err.message)),
     };
     match action.perform(&ui).await {
-        Ok(()) => {
+        Ok(outcome) => {
             tracing::info!(?action, "user action");
+            let location = match outcome {
+                Outcome::Booted { deployment_id } => terminal_url(&deployment_id),
+                Outcome::Done => back_to(&request),
+            };
             HttpResponse::SeeOther()
-                .insert_header(("Location", back_to(&request)))
+                .insert_header(("Location", location))
                 .finish()
         }
         Err(err) => {
@@ -201,9 +261,16 @@ pub async fn api_action(
         })
         .collect();
     let action = Action::parse(&name, &fields)?;
-    action.perform(&ui).await?;
+    let outcome = action.perform(&ui).await?;
     tracing::info!(?action, "user action (api)");
-    Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    Ok(HttpResponse::Ok().json(match outcome {
+        Outcome::Done => json!({"ok": true}),
+        Outcome::Booted { deployment_id } => json!({
+            "ok": true,
+            "terminal": terminal_url(&deployment_id),
+            "deployment_id": deployment_id,
+        }),
+    }))
 }
 
 /// Any other method on an action URL.
@@ -280,6 +347,15 @@ mod tests {
         );
         assert_eq!(bad.unwrap_err().status, StatusCode::BAD_REQUEST);
         assert!(Action::parse("cancel", &fields(&[])).is_err());
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            Action::parse("boot_deployment", &fields(&[("test_hash", &hash)])).unwrap(),
+            Action::BootDeployment { test_hash: hash }
+        );
+        assert!(Action::parse("boot_deployment", &fields(&[("test_hash", &sha)])).is_err());
+        assert!(
+            Action::parse("shutdown_deployment", &fields(&[("deployment_id", "../x")])).is_err()
+        );
         assert_eq!(
             Action::parse("nuke", &fields(&[])).unwrap_err().status,
             StatusCode::NOT_FOUND

@@ -3,6 +3,7 @@
 //! - [`pages`]: HTML pages (repos, repo, branch grid, commit, test history, run, machines).
 //! - [`actions`]: POST-only, CSRF-checked user actions (forms and JSON).
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
+//! - [`deployments`], [`terminal`]: the deployments page and a deployment's browser terminal.
 //! - [`views`]: the data of every page, shared with the JSON API ([`crate::api`]).
 //! - [`pins_view`]: the branch Pins view, the commit's Repo Refs and the update-pin action.
 //! - [`read_model`]: the contract with the scheduler's live state.
@@ -14,6 +15,7 @@ pub mod actions;
 pub mod adapters;
 pub mod cells;
 pub mod csrf;
+pub mod deployments;
 pub mod format;
 pub mod git_reads;
 mod health;
@@ -25,6 +27,7 @@ pub mod paths;
 pub mod pins_view;
 pub mod plot;
 pub mod read_model;
+pub mod terminal;
 pub mod views;
 
 use crate::AppContext;
@@ -111,6 +114,9 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
             .route("/runs/{id}", web::get().to(pages::run))
             .route("/machines", web::get().to(pages::machines))
             .route("/queue", web::get().to(pages::machines))
+            .route("/deployments", web::get().to(deployments::page))
+            .route("/deployments/{id}/terminal", web::get().to(terminal::page))
+            .route("/deployments/{id}/socket", web::get().to(terminal::socket))
             .service(
                 web::resource("/actions/{name}")
                     .route(web::post().to(actions::form_action))

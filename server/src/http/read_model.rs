@@ -151,6 +151,24 @@ pub struct MachineView {
     pub busy_with: Option<String>,
 }
 
+/// An interactive deployment of a definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeploymentView {
+    pub deployment_id: String,
+    pub test_hash: String,
+    pub test_name: String,
+    /// The commit that declared the definition.
+    pub repo: String,
+    pub commit: String,
+    /// The machine running it; `None` while it waits for hardware.
+    pub machine_id: Option<String>,
+    /// When it was booted.
+    pub created: Millis,
+    pub alive: bool,
+    /// Browser terminals attached now.
+    pub clients: usize,
+}
+
 /// A definition waiting to run, in queue order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct QueueEntry {
@@ -176,6 +194,8 @@ pub enum Change {
     Branches { repo: String },
     /// Machines changed (registered, gone, busy or idle).
     Machines,
+    /// Deployments were booted, assigned or shut down.
+    Deployments,
     /// Changes were missed: every live page refreshes.
     Everything,
 }
@@ -215,6 +235,13 @@ pub trait StateReads: Send + Sync {
     fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>>;
     fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>>;
     fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>>;
+    /// Deployments still alive, oldest first.
+    fn deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentView>, ReadError>>;
+    /// One deployment, alive or ended (`None` when unknown).
+    fn deployment<'a>(
+        &'a self,
+        deployment_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DeploymentView>, ReadError>>;
     /// The change feed; `None` when the state cannot publish changes.
     fn subscribe(&self) -> Option<ChangeStream>;
 }
@@ -248,6 +275,16 @@ pub trait StateActions: Send + Sync {
         repo: &'a str,
         commit: &'a str,
         test_name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActionError>>;
+    /// Boots a deployment of a definition (by identity hash); returns its id.
+    fn boot_deployment<'a>(
+        &'a self,
+        test_hash: &'a str,
+    ) -> BoxFuture<'a, Result<String, ActionError>>;
+    /// Shuts a deployment down (a no-op when it already ended).
+    fn shutdown_deployment<'a>(
+        &'a self,
+        deployment_id: &'a str,
     ) -> BoxFuture<'a, Result<(), ActionError>>;
 }
 
@@ -334,6 +371,15 @@ impl StateReads for Unwired {
     fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    fn deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentView>, ReadError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn deployment<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DeploymentView>, ReadError>> {
+        Box::pin(async { Ok(None) })
+    }
     fn subscribe(&self) -> Option<ChangeStream> {
         None
     }
@@ -374,6 +420,12 @@ impl StateActions for Unwired {
         _: &'a str,
         _: &'a str,
     ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn boot_deployment<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, ActionError>> {
+        Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
+    }
+    fn shutdown_deployment<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ActionError>> {
         Box::pin(async { Err(ActionError::Unavailable(UNWIRED.into())) })
     }
 }

@@ -139,8 +139,7 @@ pub fn changes_for(engine: &Engine, event: &FeedEvent) -> Vec<Change> {
             .into_iter()
             .collect(),
         FeedEvent::MachinesChanged { .. } => vec![Change::Machines],
-        FeedEvent::RunCancelled { .. }
-        | FeedEvent::DeploymentsChanged { .. }
-        | FeedEvent::WorkAvailable => Vec::new(),
+        FeedEvent::DeploymentsChanged { .. } => vec![Change::Deployments],
+        FeedEvent::RunCancelled { .. } | FeedEvent::WorkAvailable => Vec::new(),
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod artifacts;
 pub mod changes;
+pub mod deployments;
 pub mod logs;
 pub mod state;
 

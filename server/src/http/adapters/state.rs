@@ -4,10 +4,10 @@
 //! own action method, its refusals mapped onto [`ActionError`].
 
 use super::super::read_model::{
-    ActionError, BranchState, ChangeStream, CommitState, MachineView, QueueEntry, ReadError,
-    RunStatus, RunView, StateActions, StateReads, TestStatus, WaitReason,
+    ActionError, BranchState, ChangeStream, CommitState, DeploymentView, MachineView, QueueEntry,
+    ReadError, RunStatus, RunView, StateActions, StateReads, TestStatus, WaitReason,
 };
-use super::{action_error, changes, scheduler_for_actions};
+use super::{action_error, changes, deployments, scheduler_for_actions};
 use crate::AppContext;
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -359,6 +359,37 @@ impl StateReads for SchedulerState {
         })
     }
 
+    fn deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentView>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(Vec::new());
+            };
+            let hub = &self.context.deployments;
+            Ok(scheduler
+                .read(|engine| deployments::alive_deployments(engine, hub))
+                .await)
+        })
+    }
+
+    fn deployment<'a>(
+        &'a self,
+        deployment_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DeploymentView>, ReadError>> {
+        Box::pin(async move {
+            let Some(scheduler) = self.context.scheduler.get() else {
+                return Ok(None);
+            };
+            let hub = &self.context.deployments;
+            Ok(scheduler
+                .read(|engine| {
+                    engine
+                        .deployment(deployment_id)
+                        .map(|record| deployments::deployment_view(engine, hub, record))
+                })
+                .await)
+        })
+    }
+
     fn subscribe(&self) -> Option<ChangeStream> {
         Some(changes::subscribe(self.context.clone()))
     }
@@ -444,5 +475,19 @@ impl StateActions for SchedulerState {
                 .await?;
             scheduler.restart_test(&hash).await.map_err(action_error)
         })
+    }
+
+    fn boot_deployment<'a>(
+        &'a self,
+        test_hash: &'a str,
+    ) -> BoxFuture<'a, Result<String, ActionError>> {
+        Box::pin(deployments::boot(&self.context, test_hash))
+    }
+
+    fn shutdown_deployment<'a>(
+        &'a self,
+        deployment_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(deployments::shutdown(&self.context, deployment_id))
     }
 }
