@@ -17,7 +17,8 @@
   var ended = false;
   var socket = null;
   var encoder = new TextEncoder();
-  var term = new window.Terminal({ cursorBlink: true, scrollback: 10000, fontSize: 14 });
+  // lineHeight above 1 keeps underscores from being clipped between rows.
+  var term = new window.Terminal({ cursorBlink: true, scrollback: 10000, fontSize: 14, lineHeight: 1.2 });
   var fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
   if (fit) term.loadAddon(fit);
   term.open(box);

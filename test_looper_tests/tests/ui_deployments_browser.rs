@@ -1,7 +1,8 @@
 //! An interactive deployment end to end in headless Chromium, against real Redis, git,
 //! Docker and the local pool's real worker processes: BOOT on the commit page opens the
 //! terminal page, which shows the "waiting for hardware" banner and then the container's
-//! shell prompt; keys typed into xterm.js run in the container (`echo $((6*7))` prints 42);
+//! shell prompt; keys typed into xterm.js run in the container (`echo $((6*7))` prints 42),
+//! also after the page's socket dropped and resumed from its offset (nothing repeated);
 //! `/deployments` lists the deployment with one client; "shutdown" ends it and the terminal
 //! says so. Screenshots go to the build dir's `browser-screenshots/`.
 
@@ -125,6 +126,50 @@ async fn boot_type_into_the_terminal_list_and_shut_down() {
     assert!(text.contains("echo $((6*7))"), "{text}");
     browser.screenshot("ui_deployment_terminal").await;
 
+    // A dropped socket: the banner shows, the page reconnects from its byte offset, and the
+    // history is neither repeated nor missing.
+    c.execute(
+        "window.__tlTerminalSocket.close(4000, 'test drop');",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for_terminal(
+        c,
+        "the disconnect banner",
+        Duration::from_secs(20),
+        |text| text.contains("<<<< DISCONNECTED >>>>"),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .execute("return window.__tlTerminalSocket.readyState", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        != Some(1)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    input.send_keys("echo $((6*8))\u{E007}").await.unwrap();
+    let text = wait_for_terminal(
+        c,
+        "the answer after reconnecting",
+        Duration::from_secs(30),
+        |text| text.lines().any(|line| line.trim() == "48"),
+    )
+    .await;
+    assert_eq!(text.matches("waiting for hardware.").count(), 1, "{text}");
+    assert_eq!(
+        text.lines().filter(|line| line.trim() == "42").count(),
+        1,
+        "{text}"
+    );
+
     // The deployments page, in a second tab while the terminal stays attached.
     let terminal_tab = c.window().await.unwrap();
     let list_tab = c.new_window(true).await.unwrap().handle;
@@ -165,12 +210,21 @@ async fn boot_type_into_the_terminal_list_and_shut_down() {
         "the end of the session",
         Duration::from_secs(20),
         |text| {
+            // The socket dropped on purpose earlier, then the session's end closed it.
             text.contains("TestLooper> Session Terminated")
-                && text.contains("<<<< DISCONNECTED >>>>")
+                && text.matches("<<<< DISCONNECTED >>>>").count() == 2
         },
     )
     .await;
     assert_eq!(text.matches("Session Terminated").count(), 1, "{text}");
+    let ended = c
+        .find(Locator::Id("terminal"))
+        .await
+        .unwrap()
+        .attr("data-ended")
+        .await
+        .unwrap();
+    assert_eq!(ended.as_deref(), Some("1"), "a normal close: no reconnect");
     browser.screenshot("ui_deployment_terminated").await;
     browser.close().await;
     install.shutdown().await;
