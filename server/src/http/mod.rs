@@ -74,6 +74,7 @@ impl Ui {
                 git: git_reads::GitReads::new(git.clone()),
                 state: attachments.state,
                 files: attachments.artifacts.clone(),
+                coalesced: Default::default(),
             }),
             actions: attachments.actions,
             logs: attachments.logs,

@@ -26,12 +26,50 @@ pub const MAX_PAGE: usize = 1000;
 /// Commit counts on the repo page stop here.
 const COUNT_CAP: usize = 10_000;
 
+mod coalesce;
+
 /// The git and state sources pages read from.
 pub struct Sources {
     pub git: GitReads,
     pub state: Arc<dyn StateReads>,
     /// The files runs stored (listed on run pages).
     pub files: Arc<dyn ArtifactFiles>,
+    /// The heavy views being computed, shared by concurrent requests for the same one.
+    pub coalesced: Coalesced,
+}
+
+/// A view or why it failed, shareable between the requests of one batch.
+type Shared<T> = Result<T, Arc<ReadError>>;
+
+/// The scheduler's state of a page of commits, by hash.
+type CommitStates = Arc<HashMap<String, CommitState>>;
+
+/// Views computed for concurrent requests at once ([`coalesce`]): the branch grid, the test
+/// history, the commit page and the machines page each read thousands of definitions'
+/// states (the states of a history page are shared by the grid and every test's history).
+/// Every request still gets a view computed after it arrived.
+#[derive(Default)]
+pub struct Coalesced {
+    branch: coalesce::Coalescer<(String, String, usize, usize), Shared<BranchView>>,
+    test_history:
+        coalesce::Coalescer<(String, String, String, usize, usize), Shared<TestHistoryView>>,
+    commit: coalesce::Coalescer<(String, String), Shared<CommitPageView>>,
+    machines: coalesce::Coalescer<(), Shared<MachinesView>>,
+    commit_states: coalesce::Coalescer<(String, Vec<String>), Shared<CommitStates>>,
+}
+
+fn share<T>(result: Result<T, ReadError>) -> Shared<T> {
+    result.map_err(Arc::new)
+}
+
+fn unshare<T>(result: Shared<T>) -> Result<T, ReadError> {
+    result.map_err(|error| {
+        Arc::try_unwrap(error).unwrap_or_else(|error| match &*error {
+            ReadError::NotFound(what) => ReadError::NotFound(what.clone()),
+            ReadError::Unavailable(why) => ReadError::Unavailable(why.clone()),
+            ReadError::Internal(why) => ReadError::Internal(why.clone()),
+        })
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -288,14 +326,7 @@ impl Sources {
         branch: &str,
         page: usize,
         per_page: usize,
-    ) -> Result<
-        (
-            HistoryPage,
-            Vec<Arc<CommitDefinitions>>,
-            HashMap<String, CommitState>,
-        ),
-        ReadError,
-    > {
+    ) -> Result<(HistoryPage, Vec<Arc<CommitDefinitions>>, CommitStates), ReadError> {
         let this = self.clone();
         let (name, branch_name) = (repo.to_owned(), branch.to_owned());
         let offset = page.saturating_mul(per_page);
@@ -311,13 +342,40 @@ impl Sources {
         })
         .await?;
         let hashes: Vec<String> = history.commits.iter().map(|c| c.hash.clone()).collect();
-        let states = self.state.commits(repo, &hashes).await?;
+        // The branch grid and every test's history of this page read the same states.
+        let key = (repo.to_owned(), hashes);
+        let states = unshare(
+            self.coalesced
+                .commit_states
+                .read(key.clone(), || async {
+                    share(self.state.commits(&key.0, &key.1).await.map(Arc::new))
+                })
+                .await,
+        )?;
         Ok((history, defs, states))
     }
 }
 
 impl Sources {
     pub async fn branch(
+        self: &Arc<Self>,
+        repo: &str,
+        branch: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<BranchView, ReadError> {
+        let key = (repo.to_owned(), branch.to_owned(), page, per_page);
+        unshare(
+            self.coalesced
+                .branch
+                .read(key, || async {
+                    share(self.branch_now(repo, branch, page, per_page).await)
+                })
+                .await,
+        )
+    }
+
+    async fn branch_now(
         self: &Arc<Self>,
         repo: &str,
         branch: &str,
@@ -551,6 +609,20 @@ impl Sources {
         repo: &str,
         hash: &str,
     ) -> Result<CommitPageView, ReadError> {
+        let key = (repo.to_owned(), hash.to_owned());
+        unshare(
+            self.coalesced
+                .commit
+                .read(key, || async { share(self.commit_now(repo, hash).await) })
+                .await,
+        )
+    }
+
+    async fn commit_now(
+        self: &Arc<Self>,
+        repo: &str,
+        hash: &str,
+    ) -> Result<CommitPageView, ReadError> {
         let this = self.clone();
         let (name, commit) = (repo.to_owned(), hash.to_owned());
         let (metadata, defs, file) = blocking(move || {
@@ -727,6 +799,34 @@ impl Sources {
         page: usize,
         per_page: usize,
     ) -> Result<TestHistoryView, ReadError> {
+        let key = (
+            repo.to_owned(),
+            branch.to_owned(),
+            test.to_owned(),
+            page,
+            per_page,
+        );
+        unshare(
+            self.coalesced
+                .test_history
+                .read(key, || async {
+                    share(
+                        self.test_history_now(repo, branch, test, page, per_page)
+                            .await,
+                    )
+                })
+                .await,
+        )
+    }
+
+    async fn test_history_now(
+        self: &Arc<Self>,
+        repo: &str,
+        branch: &str,
+        test: &str,
+        page: usize,
+        per_page: usize,
+    ) -> Result<TestHistoryView, ReadError> {
         let per_page = per_page.clamp(1, MAX_PAGE);
         let (history, defs, states) = self.history_page(repo, branch, page, per_page).await?;
         let mut points = Vec::new();
@@ -873,6 +973,15 @@ impl Sources {
     }
 
     pub async fn machines(self: &Arc<Self>) -> Result<MachinesView, ReadError> {
+        unshare(
+            self.coalesced
+                .machines
+                .read((), || async { share(self.machines_now().await) })
+                .await,
+        )
+    }
+
+    async fn machines_now(self: &Arc<Self>) -> Result<MachinesView, ReadError> {
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let machines = self.state.machines().await?;
         let queue = self.state.queue().await?;
