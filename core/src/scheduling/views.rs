@@ -186,6 +186,29 @@ impl Engine {
             })
     }
 
+    /// The views of every test a commit declares, in declaration order, with the commit's
+    /// settings and calculated priority: the commit's own test slots are read, without
+    /// looking each test up by hash.
+    pub fn commit_tests(
+        &self,
+        repo: &str,
+        hash: &str,
+    ) -> Option<(&CommitSettings, u32, Vec<TestView>)> {
+        let idx = *self
+            .commit_index
+            .get(&(repo.to_string(), hash.to_string()))?;
+        let commit = &self.commits[idx];
+        Some((
+            &commit.settings,
+            commit.calc_priority,
+            commit
+                .tests
+                .iter()
+                .map(|test| self.test_view_idx(*test))
+                .collect(),
+        ))
+    }
+
     pub fn branch(&self, repo: &str, name: &str) -> Option<&BranchRecord> {
         self.branches.get(&(repo.to_string(), name.to_string()))
     }

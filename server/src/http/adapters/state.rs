@@ -109,12 +109,13 @@ pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
 
 /// What the scheduler knows about one commit (`None` when it does not know the commit).
 pub fn commit_state(engine: &Engine, repo: &str, hash: &str) -> Option<CommitState> {
-    let (record, settings, _) = engine.commit_record(repo, hash)?;
-    let tests = record
-        .tests
-        .values()
-        .filter_map(|test_hash| engine.test_view(test_hash))
-        .map(|view| (view.hash.clone(), test_status(&view)))
+    let (settings, _, views) = engine.commit_tests(repo, hash)?;
+    let tests = views
+        .into_iter()
+        .map(|view| {
+            let status = test_status(&view);
+            (view.hash, status)
+        })
         .collect();
     Some(CommitState {
         user_priority: settings.user_priority,
@@ -200,6 +201,13 @@ pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
             continue;
         };
         let is_head = heads.contains(&(repo.as_str(), hash.as_str()));
+        for parent in &record.parents {
+            frontier.push_back((repo.clone(), parent.clone()));
+        }
+        // Only enabled commits and branch heads list anything: skip the others' tests.
+        if priority == 0 && !is_head {
+            continue;
+        }
         for test_hash in record.tests.values() {
             let Some(view) = engine.test_view(test_hash) else {
                 continue;
@@ -218,9 +226,6 @@ pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
                 listed.insert(test_hash.clone());
                 idle_heads.push(queue_entry(&view, &repo, &hash));
             }
-        }
-        for parent in &record.parents {
-            frontier.push_back((repo.clone(), parent.clone()));
         }
     }
     blocked_entries.truncate(WAITING_LIMIT);
