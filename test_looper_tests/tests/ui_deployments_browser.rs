@@ -191,6 +191,26 @@ async fn boot_type_into_the_terminal_list_and_shut_down() {
     assert!(!cells.contains("waiting for hardware"), "{cells}");
     browser.screenshot("ui_deployments_page").await;
 
+    // The machines page links the busy machine to the deployment's terminal, not to a run.
+    c.goto(&format!("{}/machines", install.base_url))
+        .await
+        .unwrap();
+    let terminal_link = format!("/deployments/{deployment_id}/terminal");
+    wait_for_css(
+        c,
+        "the machine busy with the deployment",
+        &format!("a[href='{terminal_link}']"),
+    )
+    .await;
+    c.goto(&format!("{}/deployments", install.base_url))
+        .await
+        .unwrap();
+    let row = wait_for_css(
+        c,
+        "the deployment's row again",
+        "#deployments tr[data-deployment]",
+    )
+    .await;
     row.find(Locator::Css("button.shutdown"))
         .await
         .unwrap()

@@ -78,24 +78,10 @@ pub async fn page(ui: web::Data<Ui>) -> HttpResponse {
         csrf: ui.csrf.value(),
         view,
     };
-    render(&page)
+    super::pages::html(&page)
 }
 
 /// `GET /api/deployments`.
 pub async fn api_list(ui: web::Data<Ui>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(view(&ui).await?))
-}
-
-/// Renders a template as an uncached HTML response.
-pub fn render(template: &impl Template) -> HttpResponse {
-    match template.render() {
-        Ok(body) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(body),
-        Err(err) => {
-            tracing::error!(%err, "template rendering failed");
-            HttpResponse::InternalServerError().body("template rendering failed")
-        }
-    }
 }

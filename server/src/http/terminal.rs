@@ -12,7 +12,7 @@
 //!   Cross-origin upgrades (an `Origin` whose host differs from `Host`) get 403: the
 //!   terminal is a root shell.
 
-use super::deployments::render;
+use super::pages::html;
 use super::pages::{error_page, PageError};
 use super::paths;
 use super::read_model::DeploymentView;
@@ -57,7 +57,7 @@ async fn known_deployment(ui: &Ui, id: &str) -> Result<DeploymentView, PageError
 /// `GET /deployments/{id}/terminal`.
 pub async fn page(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
     match known_deployment(&ui, &id).await {
-        Ok(deployment) => render(&TerminalPage {
+        Ok(deployment) => html(&TerminalPage {
             commit_url: paths::commit_url(&deployment.repo, &deployment.commit),
             socket_url: format!(
                 "/deployments/{}/socket",

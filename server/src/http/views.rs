@@ -985,6 +985,21 @@ impl Sources {
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let machines = self.state.machines().await?;
         let queue = self.state.queue().await?;
+        let deployment_ids: std::collections::HashSet<String> = self
+            .state
+            .deployments()
+            .await?
+            .into_iter()
+            .map(|deployment| deployment.deployment_id)
+            .collect();
+        // A machine is busy with a run (its page) or a deployment (its terminal).
+        let busy_url = |busy: &str| {
+            if deployment_ids.contains(busy) {
+                super::actions::terminal_url(busy)
+            } else {
+                paths::run_url(busy)
+            }
+        };
         Ok(MachinesView {
             state_wired: self.state.wired(),
             machines: machines
@@ -995,7 +1010,7 @@ impl Sources {
                     heartbeat_age: format::duration(
                         (now_ms.saturating_sub(m.last_heartbeat) / 1000) as i64,
                     ),
-                    busy_url: m.busy_with.as_deref().map(paths::run_url),
+                    busy_url: m.busy_with.as_deref().map(busy_url),
                     machine: m,
                 })
                 .collect(),
