@@ -207,6 +207,9 @@ pub type ChangeStream = futures_util::stream::BoxStream<'static, Change>;
 pub trait StateReads: Send + Sync {
     /// Whether a scheduler is attached (pages say so when not).
     fn wired(&self) -> bool;
+    /// Changes whenever the state these reads return may have changed; a view computed
+    /// after reading version `v` reflects at least the state of `v`.
+    fn version(&self) -> u64;
     fn branches(
         &self,
         repo: &str,
@@ -348,6 +351,9 @@ const UNWIRED: &str = "the scheduler is not attached to this server";
 impl StateReads for Unwired {
     fn wired(&self) -> bool {
         false
+    }
+    fn version(&self) -> u64 {
+        0
     }
     fn branches(&self, _: &str) -> BoxFuture<'_, Result<HashMap<String, BranchState>, ReadError>> {
         Box::pin(async { Ok(HashMap::new()) })

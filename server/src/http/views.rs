@@ -50,6 +50,8 @@ type CommitStates = Arc<HashMap<String, CommitState>>;
 /// Every request still gets a view computed after it arrived.
 #[derive(Default)]
 pub struct Coalesced {
+    repos: coalesce::Coalescer<(), Shared<ReposView>>,
+    repo: coalesce::Coalescer<String, Shared<RepoView>>,
     branch: coalesce::Coalescer<(String, String, usize, usize), Shared<BranchView>>,
     test_history:
         coalesce::Coalescer<(String, String, String, usize, usize), Shared<TestHistoryView>>,
@@ -132,6 +134,16 @@ pub struct BranchRow {
 
 impl Sources {
     pub async fn repos(self: &Arc<Self>) -> Result<ReposView, ReadError> {
+        let version = self.refs_version(None);
+        unshare(
+            self.coalesced
+                .repos
+                .read_unless_changed((), version, || async { share(self.repos_now().await) })
+                .await,
+        )
+    }
+
+    async fn repos_now(self: &Arc<Self>) -> Result<ReposView, ReadError> {
         let this = self.clone();
         let names = blocking(move || this.git.repos()).await?;
         let mut repos = Vec::with_capacity(names.len());
@@ -193,6 +205,18 @@ impl Sources {
     }
 
     pub async fn repo(self: &Arc<Self>, repo: &str) -> Result<RepoView, ReadError> {
+        let version = self.refs_version(Some(repo));
+        unshare(
+            self.coalesced
+                .repo
+                .read_unless_changed(repo.to_owned(), version, || async {
+                    share(self.repo_now(repo).await)
+                })
+                .await,
+        )
+    }
+
+    async fn repo_now(self: &Arc<Self>, repo: &str) -> Result<RepoView, ReadError> {
         let this = self.clone();
         let name = repo.to_owned();
         let branches = blocking(move || {
@@ -357,6 +381,47 @@ impl Sources {
 }
 
 impl Sources {
+    /// The version of the scheduler's state (for views that read nothing else that moves).
+    fn state_version(&self) -> coalesce::Version {
+        coalesce::Version {
+            state: self.state.version(),
+            head: None,
+        }
+    }
+
+    /// The version of views over whole repos: the state and every branch head of `repo`
+    /// (or of every repo), so a push, a new or a deleted branch or repo changes it.
+    fn refs_version(&self, repo: Option<&str>) -> coalesce::Version {
+        let repos = match repo {
+            Some(repo) => vec![repo.to_owned()],
+            None => self.git.repos().unwrap_or_default(),
+        };
+        let mut refs = String::new();
+        for repo in repos {
+            refs.push_str(&repo);
+            refs.push('\n');
+            for (branch, head) in self.git.branches(&repo).unwrap_or_default() {
+                refs.push_str(&branch);
+                refs.push(' ');
+                refs.push_str(&head);
+                refs.push('\n');
+            }
+        }
+        coalesce::Version {
+            state: self.state.version(),
+            head: Some(refs),
+        }
+    }
+
+    /// The version of a branch's views: the state and the branch head (none while the
+    /// branch is unknown; its appearance changes the version).
+    fn branch_version(&self, repo: &str, branch: &str) -> coalesce::Version {
+        coalesce::Version {
+            state: self.state.version(),
+            head: self.git.branch_head(repo, branch).ok(),
+        }
+    }
+
     pub async fn branch(
         self: &Arc<Self>,
         repo: &str,
@@ -365,10 +430,11 @@ impl Sources {
         per_page: usize,
     ) -> Result<BranchView, ReadError> {
         let key = (repo.to_owned(), branch.to_owned(), page, per_page);
+        let version = self.branch_version(repo, branch);
         unshare(
             self.coalesced
                 .branch
-                .read(key, || async {
+                .read_unless_changed(key, version, || async {
                     share(self.branch_now(repo, branch, page, per_page).await)
                 })
                 .await,
@@ -613,7 +679,9 @@ impl Sources {
         unshare(
             self.coalesced
                 .commit
-                .read(key, || async { share(self.commit_now(repo, hash).await) })
+                .read_unless_changed(key, self.state_version(), || async {
+                    share(self.commit_now(repo, hash).await)
+                })
                 .await,
         )
     }
@@ -809,7 +877,7 @@ impl Sources {
         unshare(
             self.coalesced
                 .test_history
-                .read(key, || async {
+                .read_unless_changed(key, self.branch_version(repo, branch), || async {
                     share(
                         self.test_history_now(repo, branch, test, page, per_page)
                             .await,
@@ -976,7 +1044,9 @@ impl Sources {
         unshare(
             self.coalesced
                 .machines
-                .read((), || async { share(self.machines_now().await) })
+                .read_unless_changed((), self.state_version(), || async {
+                    share(self.machines_now().await)
+                })
                 .await,
         )
     }

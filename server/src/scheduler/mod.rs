@@ -68,6 +68,8 @@ pub enum StartMode {
 pub struct Scheduler {
     engine: Arc<Mutex<Engine>>,
     generation: Arc<AtomicU64>,
+    /// Steps that changed the engine (see [`Scheduler::state_version`]).
+    steps_applied: AtomicU64,
     writes: mpsc::UnboundedSender<writer::PendingWrite>,
     clock: Arc<dyn Clock>,
     feed: broadcast::Sender<FeedEvent>,
@@ -135,6 +137,7 @@ impl Scheduler {
         Ok(Arc::new(Scheduler {
             engine,
             generation,
+            steps_applied: AtomicU64::new(0),
             writes,
             clock,
             feed,
@@ -154,6 +157,13 @@ impl Scheduler {
 
     pub fn now(&self) -> Millis {
         self.clock.now()
+    }
+
+    /// A number that changes whenever the engine's state does: a step that changed it, or a
+    /// reload from Redis. Both are bumped while the engine is locked, so a view computed
+    /// after reading version `v` is at least as new as `v` (the UI keeps views per version).
+    pub fn state_version(&self) -> u64 {
+        self.steps_applied.load(Ordering::SeqCst) + self.generation.load(Ordering::SeqCst)
     }
 
     /// Reads the engine (views for the UI and the JSON API).
@@ -178,6 +188,7 @@ impl Scheduler {
             if changes.is_empty() {
                 return Ok(result);
             }
+            self.steps_applied.fetch_add(1, Ordering::SeqCst);
             let events = feed::events_for(&changes, |run_id| {
                 engine
                     .run(run_id)

@@ -246,6 +246,14 @@ impl StateReads for SchedulerState {
         self.context.scheduler.get().is_some()
     }
 
+    fn version(&self) -> u64 {
+        // Attaching the scheduler changes everything: never reuse views from before it.
+        self.context
+            .scheduler
+            .get()
+            .map_or(0, |scheduler| scheduler.state_version() + 1)
+    }
+
     fn branches(
         &self,
         repo: &str,

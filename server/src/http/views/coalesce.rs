@@ -9,12 +9,40 @@
 //! staleness to invalidate and no memory to bound beyond the requests in flight. If the
 //! request computing for a batch goes away (client disconnected), the others compute
 //! themselves.
+//!
+//! [`Coalescer::read_unless_changed`] also keeps the last view per key with the [`Version`]
+//! of its sources read *before* it was computed (the scheduler's state version, the branch
+//! head), for at most [`KEEP_FOR`]: a request whose sources still have that version gets the
+//! kept view, which is then as fresh as a new one except for wall-clock texts ("3 s ago").
 
+use lru::LruCache;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex as Gate};
+
+/// How long a kept view may be served while its sources are unchanged (bounds wall-clock
+/// texts such as ages, and facts that change without a version, such as a parse finishing).
+pub const KEEP_FOR: Duration = Duration::from_secs(1);
+/// Views kept per coalescer, least recently used dropped first.
+const KEPT_VIEWS: usize = 256;
+
+/// What a view was computed from: the scheduler's state version and, for views of git refs,
+/// the branch head (or every head of the repos shown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub state: u64,
+    pub head: Option<String>,
+}
+
+struct Kept<V> {
+    version: Version,
+    at: Instant,
+    value: V,
+}
 
 struct Entry<V> {
     /// Held while a computation for the key runs.
@@ -28,12 +56,16 @@ struct Entry<V> {
 /// See the module documentation.
 pub struct Coalescer<K, V> {
     entries: Mutex<HashMap<K, Entry<V>>>,
+    kept: Mutex<LruCache<K, Kept<V>>>,
 }
 
-impl<K, V> Default for Coalescer<K, V> {
+impl<K: Hash + Eq, V> Default for Coalescer<K, V> {
     fn default() -> Self {
         Coalescer {
             entries: Mutex::new(HashMap::new()),
+            kept: Mutex::new(LruCache::new(
+                NonZeroUsize::new(KEPT_VIEWS).expect("nonzero"),
+            )),
         }
     }
 }
@@ -85,6 +117,36 @@ impl<K: Hash + Eq, V> Drop for InFlight<'_, K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
+    /// The kept view of `key` if its sources are still at `version` (and it is recent),
+    /// else [`Coalescer::read`], kept for the next requests.
+    pub async fn read_unless_changed<F, Fut>(&self, key: K, version: Version, compute: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        if let Some(value) = self.kept_at(&key, &version) {
+            return value;
+        }
+        let value = self.read(key.clone(), compute).await;
+        let kept = Kept {
+            version,
+            at: Instant::now(),
+            value: value.clone(),
+        };
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(key, kept);
+        value
+    }
+
+    fn kept_at(&self, key: &K, version: &Version) -> Option<V> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(key)
+            .filter(|kept| kept.version == *version && kept.at.elapsed() < KEEP_FOR)
+            .map(|kept| kept.value.clone())
+    }
+
     /// The value of `compute`, run by this request or by the one computing for its batch.
     pub async fn read<F, Fut>(&self, key: K, compute: F) -> V
     where
@@ -149,6 +211,38 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_kept_view_is_served_only_while_its_version_holds() {
+        let coalescer: Coalescer<&str, usize> = Coalescer::default();
+        let computations = AtomicUsize::new(0);
+        let read = |state: u64, head: &str| {
+            let version = Version {
+                state,
+                head: Some(head.to_owned()),
+            };
+            let computations = &computations;
+            let coalescer = &coalescer;
+            async move {
+                coalescer
+                    .read_unless_changed("view", version, || async {
+                        computations.fetch_add(1, Ordering::SeqCst) + 1
+                    })
+                    .await
+            }
+        };
+        assert_eq!(read(1, "a").await, 1);
+        assert_eq!(read(1, "a").await, 1, "same version: the kept view");
+        assert_eq!(read(2, "a").await, 2, "the state moved");
+        assert_eq!(read(2, "b").await, 3, "the head moved");
+        assert_eq!(read(2, "b").await, 3);
+        assert_eq!(
+            read(1, "a").await,
+            4,
+            "an older version is never kept over a newer one's key"
+        );
+        assert_eq!(computations.load(Ordering::SeqCst), 4);
+    }
 
     #[tokio::test]
     async fn requests_arriving_during_a_computation_share_the_next_one() {
