@@ -7,3 +7,4 @@
 pub mod definitions;
 pub mod protocol;
 pub mod scheduling;
+pub mod scrollback;

@@ -2,7 +2,7 @@
 //! appended (and numbered from the stream's start), and after a reconnect the kept tail is
 //! resent from its own offset (the server keeps only the suffix it has not seen).
 
-use std::collections::VecDeque;
+use test_looper_core::scrollback::Scrollback;
 
 /// Bytes of terminal output kept for a resend after a reconnect.
 pub const TAIL_BYTES: usize = 256 * 1024;
@@ -10,38 +10,36 @@ pub const TAIL_BYTES: usize = 256 * 1024;
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The last [`TAIL_BYTES`] of a terminal stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TerminalTail {
-    /// Offset of `kept[0]` in the stream.
-    start: u64,
-    kept: VecDeque<u8>,
+    kept: Scrollback,
+}
+
+impl Default for TerminalTail {
+    fn default() -> Self {
+        TerminalTail {
+            kept: Scrollback::new(TAIL_BYTES),
+        }
+    }
 }
 
 impl TerminalTail {
     /// Offset of the next byte.
     pub fn end(&self) -> u64 {
-        self.start + self.kept.len() as u64
+        self.kept.end()
     }
 
     /// Appends `data`; returns its chunks (at most [`MAX_CHUNK_BYTES`] each) with their offsets.
     pub fn push(&mut self, data: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let chunks = chunks_from(self.end(), data);
-        self.kept.extend(data);
-        let excess = self.kept.len().saturating_sub(TAIL_BYTES);
-        if excess > 0 {
-            self.kept.drain(..excess);
-            self.start += excess as u64;
-        }
+        self.kept.push(data);
         chunks
     }
 
     /// The kept tail as chunks with their offsets, for a resend.
     pub fn resend(&self) -> Vec<(u64, Vec<u8>)> {
-        let (front, back) = self.kept.as_slices();
-        let mut all = Vec::with_capacity(self.kept.len());
-        all.extend_from_slice(front);
-        all.extend_from_slice(back);
-        chunks_from(self.start, &all)
+        let (start, kept) = self.kept.read_from(self.kept.start(), TAIL_BYTES);
+        chunks_from(start, &kept)
     }
 }
 
