@@ -14,6 +14,7 @@ pub mod docker_engine;
 pub mod git_repo;
 pub mod git_server;
 pub mod install;
+pub mod load;
 pub mod moto_server;
 pub mod paths;
 pub mod ports;

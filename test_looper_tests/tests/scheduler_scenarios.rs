@@ -712,3 +712,64 @@ async fn infrastructure_failures_are_retried_not_counted_up_to_a_bound() {
         "runs-desired 1 is met"
     );
 }
+
+#[tokio::test]
+async fn state_versions_name_only_the_parts_a_step_touched() {
+    use test_looper_core::scheduling::StatePart;
+    let harness = Harness::new();
+    let scheduler = harness.open().await;
+    // `own` depends on the commit's source (one per commit); `shared` does not (one
+    // definition declared by both commits).
+    let yaml = definitions(
+        "tests:\n  own:\n    environment: linux\n    command: \"o\"\n    dependencies:\n      src: HEAD\n  shared:\n    environment: linux\n    command: \"s\"\n",
+    );
+    let mut world = World::new();
+    world
+        .commit("r", "c1", &[], &yaml)
+        .commit("r", "c2", &["c1"], &yaml);
+    scheduler
+        .ingest_branch_scan("r", "main", "c2", world.infos("r", &["c1", "c2"]))
+        .await
+        .unwrap();
+    scheduler.set_commit_priority("r", "c1", 1).await.unwrap();
+    scheduler.set_commit_priority("r", "c2", 1).await.unwrap();
+    scheduler.register_machine(linux("m1", 8)).await.unwrap();
+    let commit = |hash: &str| StatePart::Commit {
+        repo: "r".into(),
+        hash: hash.into(),
+    };
+    let test = |hash: &str| StatePart::Test { hash: hash.into() };
+    let own_c1 = test_of(&scheduler, "r", "c1", "own").await.hash;
+    let shared = test_of(&scheduler, "r", "c1", "shared").await.hash;
+    assert_eq!(test_of(&scheduler, "r", "c2", "shared").await.hash, shared);
+
+    for _ in 0..3 {
+        let run = run_of(scheduler.next_work("m1").await.unwrap());
+        let before = scheduler.state_version();
+        finish(&scheduler, &run, true).await;
+        assert!(scheduler.state_version() > before);
+        let changed = |parts: &[StatePart]| scheduler.changed_since(parts, before);
+        assert!(changed(&[test(&run.test_hash)]));
+        if run.test_hash == shared {
+            assert!(changed(&[commit("c1")]) && changed(&[commit("c2")]));
+            assert!(!changed(&[test(&own_c1)]));
+        } else {
+            let (mine, other) = if run.source.commit == "c1" {
+                ("c1", "c2")
+            } else {
+                ("c2", "c1")
+            };
+            assert!(changed(&[commit(mine)]), "the run's commit changed");
+            assert!(!changed(&[commit(other)]), "the other commit did not");
+            assert!(!changed(&[test(&shared)]));
+            assert!(changed(&[commit(other), commit(mine)]));
+        }
+        assert!(!changed(&[StatePart::Branches { repo: "r".into() }]));
+    }
+    let before = scheduler.state_version();
+    scheduler
+        .set_branch_under_test("r", "main", true)
+        .await
+        .unwrap();
+    assert!(scheduler.changed_since(&[StatePart::Branches { repo: "r".into() }], before));
+}

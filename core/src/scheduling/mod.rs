@@ -17,7 +17,9 @@ pub mod model;
 mod settle;
 pub mod state;
 pub mod stats;
+mod touched;
 pub mod views;
+mod waiting;
 
 pub use changes::{Cancellation, Changes};
 pub use engine::{Engine, SchedulerConfig, MAX_INFRASTRUCTURE_RETRIES};
@@ -26,4 +28,6 @@ pub use inputs::SchedulingError;
 pub use model::*;
 pub use state::{TestCounts, TestState};
 pub use stats::FailureRate;
+pub use touched::{PartsTouched, StatePart, MAX_PARTS_TOUCHED};
 pub use views::*;
+pub use waiting::{WaitingEntry, WaitingGroup, WaitingLimits};

@@ -45,7 +45,7 @@ pub struct QueueEntry {
 }
 
 impl Engine {
-    fn test_view_idx(&self, idx: TestIdx) -> TestView {
+    pub(crate) fn test_view_idx(&self, idx: TestIdx) -> TestView {
         let slot = &self.tests[idx];
         TestView {
             hash: slot.hash.clone(),

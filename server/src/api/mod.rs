@@ -7,11 +7,12 @@
 pub mod error;
 
 use crate::http::paths;
-use crate::http::views;
+use crate::http::views::{self, Snapshot};
 use crate::http::Ui;
 use actix_web::{web, HttpResponse};
 use error::ApiError;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The OpenAPI document (kept next to the code it describes).
 const OPENAPI: &str = include_str!("openapi.json");
@@ -74,13 +75,21 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
         .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {name}")))
 }
 
+/// A kept view's JSON, serialised once and shared by every request it answers.
+fn json<V: serde::Serialize>(snapshot: Arc<Snapshot<V>>) -> Result<HttpResponse, ApiError> {
+    let body = snapshot.json().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
 async fn repos(ui: web::Data<Ui>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(ui.sources.repos().await?))
+    json(ui.sources.repos().await?)
 }
 
 async fn repo(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse, ApiError> {
     let repo = paths::repo_name(required(&q.repo, "repo")?)?;
-    Ok(HttpResponse::Ok().json(ui.sources.repo(&repo).await?))
+    json(ui.sources.repo(&repo).await?)
 }
 
 async fn branch(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse, ApiError> {
@@ -95,13 +104,13 @@ async fn branch(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse,
             q.per_page.unwrap_or(views::DEFAULT_PAGE),
         )
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    json(view)
 }
 
 async fn commit(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse, ApiError> {
     let repo = paths::repo_name(required(&q.repo, "repo")?)?;
     let commit = paths::commit_hash(required(&q.commit, "commit")?)?;
-    Ok(HttpResponse::Ok().json(ui.sources.commit(&repo, &commit).await?))
+    json(ui.sources.commit(&repo, &commit).await?)
 }
 
 async fn test_history(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse, ApiError> {
@@ -118,11 +127,11 @@ async fn test_history(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpRes
             q.per_page.unwrap_or(views::DEFAULT_PAGE),
         )
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    json(view)
 }
 
 async fn machines(ui: web::Data<Ui>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(ui.sources.machines().await?))
+    json(ui.sources.machines().await?)
 }
 
 async fn run(ui: web::Data<Ui>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

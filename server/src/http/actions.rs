@@ -82,14 +82,6 @@ fn definition_hash(text: &str) -> Result<String, ApiError> {
     }
 }
 
-/// The page of a deployment's browser terminal.
-pub fn terminal_url(deployment_id: &str) -> String {
-    format!(
-        "/deployments/{}/terminal",
-        paths::encode_component(deployment_id)
-    )
-}
-
 impl Action {
     /// Validates the fields of action `name`.
     pub fn parse(name: &str, fields: &HashMap<String, String>) -> Result<Action, ApiError> {
@@ -225,7 +217,7 @@ pub async fn form_action(
         Ok(outcome) => {
             tracing::info!(?action, "user action");
             let location = match outcome {
-                Outcome::Booted { deployment_id } => terminal_url(&deployment_id),
+                Outcome::Booted { deployment_id } => paths::terminal_url(&deployment_id),
                 Outcome::Done => back_to(&request),
             };
             HttpResponse::SeeOther()
@@ -267,7 +259,7 @@ pub async fn api_action(
         Outcome::Done => json!({"ok": true}),
         Outcome::Booted { deployment_id } => json!({
             "ok": true,
-            "terminal": terminal_url(&deployment_id),
+            "terminal": paths::terminal_url(&deployment_id),
             "deployment_id": deployment_id,
         }),
     }))

@@ -2,7 +2,6 @@
 //! deployments, oldest first, with their commit, definition, machine, boot time, uptime,
 //! attached terminals, and the "connect" (terminal page) and "shutdown" (POST) actions.
 
-use super::actions::terminal_url;
 use super::format::{self, short_hash};
 use super::pages::{error_page, PageError};
 use super::paths;
@@ -44,7 +43,7 @@ pub fn deployment_row(deployment: DeploymentView, now_ms: u64) -> DeploymentRow 
             .unwrap_or_else(|| "waiting for hardware".into()),
         booted_at: format::utc_millis(deployment.created),
         up_for: format::duration((now_ms.saturating_sub(deployment.created) / 1000) as i64),
-        terminal_url: terminal_url(&deployment.deployment_id),
+        terminal_url: paths::terminal_url(&deployment.deployment_id),
         deployment,
     }
 }

@@ -107,6 +107,44 @@ pub fn now_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Milliseconds since the epoch now (the clock of [`now_seconds`]).
+pub fn now_millis() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+/// How many more seconds [`duration`]`(seconds)` keeps its text: `duration(seconds + d)` is
+/// the same text for every `d` below the answer and a different one at it. Views keep their
+/// clock-dependent texts exactly this long.
+pub fn duration_holds_for(seconds: i64) -> i64 {
+    // The text is a non-decreasing function of `seconds` (a different text never comes
+    // back), so the first change is found by bisection below a step that always changes it:
+    // two tenths of the unit (rounding at the tenths' boundaries makes one tenth last one
+    // second more or less than a tenth).
+    let step = if seconds < 60 {
+        (1 - seconds).max(1)
+    } else if seconds < 2 * 3600 {
+        12
+    } else if seconds < 48 * 3600 {
+        720
+    } else {
+        17_280
+    };
+    let text = duration(seconds);
+    let (mut same, mut changed) = (0, step);
+    if duration(seconds.saturating_add(changed)) == text {
+        return step;
+    }
+    while changed - same > 1 {
+        let middle = same + (changed - same) / 2;
+        if duration(seconds.saturating_add(middle)) == text {
+            same = middle;
+        } else {
+            changed = middle;
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +156,27 @@ mod tests {
         assert_eq!(duration(3 * 3600), "3.0 hours");
         assert_eq!(duration(3 * 86400), "3.0 days");
         assert_eq!(duration(-5), "0 seconds");
+    }
+
+    #[test]
+    fn a_duration_text_holds_exactly_as_long_as_said() {
+        let mut seconds = -70;
+        while seconds < 4 * 86400 {
+            let holds = duration_holds_for(seconds);
+            let text = duration(seconds);
+            assert!(holds >= 1);
+            assert_eq!(
+                duration(seconds + holds - 1),
+                text,
+                "at {seconds} + {holds} - 1"
+            );
+            assert_ne!(duration(seconds + holds), text, "at {seconds} + {holds}");
+            // Past one minute the texts step at most every six seconds.
+            seconds += if seconds < 7200 { 1 } else { 97 };
+        }
+        assert_eq!(duration_holds_for(-5), 6);
+        assert_eq!(duration_holds_for(10), 1);
+        assert_eq!(duration_holds_for(59), 1);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use super::cells::ParseState;
 use super::paths::{self, BrowsePath, InvalidName};
 use super::read_model::ReadError;
 use super::views::{self, BranchView, CommitPageView, MachinesView, RepoView, ReposView};
-use super::views::{RunPageView, TestHistoryView};
+use super::views::{RunPageView, Snapshot, TestHistoryView};
 use super::Ui;
+use actix_web::body::MessageBody;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -18,8 +19,8 @@ use serde::Deserialize;
 #[template(path = "repos.html")]
 struct ReposPage<'a> {
     csrf: &'a str,
-    repos: Vec<views::RepoSummary>,
-    view: Option<ReposView>,
+    repos: &'a [views::RepoSummary],
+    view: Option<&'a ReposView>,
     error: Option<String>,
 }
 
@@ -27,21 +28,21 @@ struct ReposPage<'a> {
 #[template(path = "repo.html")]
 struct RepoPage<'a> {
     csrf: &'a str,
-    view: RepoView,
+    view: &'a RepoView,
 }
 
 #[derive(Template)]
 #[template(path = "branch.html")]
 struct BranchPage<'a> {
     csrf: &'a str,
-    view: BranchView,
+    view: &'a BranchView,
 }
 
 #[derive(Template)]
 #[template(path = "commit.html")]
 struct CommitPage<'a> {
     csrf: &'a str,
-    view: CommitPageView,
+    view: &'a CommitPageView,
     refs: super::pins_view::CommitRefsView,
 }
 
@@ -49,7 +50,7 @@ struct CommitPage<'a> {
 #[template(path = "test_history.html")]
 struct TestHistoryPage<'a> {
     csrf: &'a str,
-    view: TestHistoryView,
+    view: &'a TestHistoryView,
 }
 
 #[derive(Template)]
@@ -63,7 +64,7 @@ struct RunPage<'a> {
 #[template(path = "machines.html")]
 struct MachinesPage<'a> {
     csrf: &'a str,
-    view: MachinesView,
+    view: &'a MachinesView,
 }
 
 #[derive(Template)]
@@ -123,7 +124,19 @@ impl PageError {
 
 /// Renders a template as an HTML response.
 pub(super) fn html(template: &impl Template) -> HttpResponse {
-    match template.render() {
+    html_response(template.render().map_err(|err| err.to_string()))
+}
+
+/// The page of a kept view: rendered once by `render` for every request the view answers.
+fn kept_html<V>(
+    snapshot: &Snapshot<V>,
+    render: impl FnOnce(&V) -> Result<String, askama::Error>,
+) -> HttpResponse {
+    html_response(snapshot.page(|view| render(view).map_err(|err| err.to_string())))
+}
+
+fn html_response<B: MessageBody + 'static>(rendered: Result<B, String>) -> HttpResponse {
+    match rendered {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .insert_header(("Cache-Control", "no-store"))
@@ -168,21 +181,23 @@ pub async fn root() -> HttpResponse {
 
 pub async fn repos(ui: web::Data<Ui>) -> HttpResponse {
     let csrf = ui.csrf.value();
-    let page = match ui.sources.repos().await {
-        Ok(view) => ReposPage {
+    match ui.sources.repos().await {
+        Ok(snapshot) => kept_html(&snapshot, |view| {
+            ReposPage {
+                csrf,
+                repos: &view.repos,
+                view: Some(view),
+                error: None,
+            }
+            .render()
+        }),
+        Err(err) => html(&ReposPage {
             csrf,
-            repos: view.repos.clone(),
-            view: Some(view),
-            error: None,
-        },
-        Err(err) => ReposPage {
-            csrf,
-            repos: Vec::new(),
+            repos: &[],
             view: None,
             error: Some(err.to_string()),
-        },
-    };
-    html(&page)
+        }),
+    }
 }
 
 /// Everything under `/repos/…`.
@@ -200,18 +215,18 @@ pub async fn browse(
         let page = paging.page.unwrap_or(0);
         let per_page = paging.per_page.unwrap_or(views::DEFAULT_PAGE);
         Ok(match BrowsePath::parse(raw)? {
-            BrowsePath::Repo { repo } => html(&RepoPage {
-                csrf,
-                view: ui.sources.repo(&repo).await?,
-            }),
+            BrowsePath::Repo { repo } => {
+                let snapshot = ui.sources.repo(&repo).await?;
+                kept_html(&snapshot, |view| RepoPage { csrf, view }.render())
+            }
             BrowsePath::Branch { repo, branch } => match paging.view.as_deref() {
                 Some("pins") => {
                     super::pins_view::branch_pins_page(&ui, csrf, &repo, &branch).await?
                 }
-                None | Some("commits") => html(&BranchPage {
-                    csrf,
-                    view: ui.sources.branch(&repo, &branch, page, per_page).await?,
-                }),
+                None | Some("commits") => {
+                    let snapshot = ui.sources.branch(&repo, &branch, page, per_page).await?;
+                    kept_html(&snapshot, |view| BranchPage { csrf, view }.render())
+                }
                 Some(other) => {
                     return Err(PageError::new(
                         StatusCode::BAD_REQUEST,
@@ -219,16 +234,16 @@ pub async fn browse(
                     ))
                 }
             },
-            BrowsePath::TestHistory { repo, branch, test } => html(&TestHistoryPage {
-                csrf,
-                view: ui
+            BrowsePath::TestHistory { repo, branch, test } => {
+                let snapshot = ui
                     .sources
                     .test_history(&repo, &branch, &test, page, per_page)
-                    .await?,
-            }),
+                    .await?;
+                kept_html(&snapshot, |view| TestHistoryPage { csrf, view }.render())
+            }
             BrowsePath::Commit { repo, commit } => html(&CommitPage {
                 csrf,
-                view: ui.sources.commit(&repo, &commit).await?,
+                view: ui.sources.commit(&repo, &commit).await?.view(),
                 refs: super::pins_view::commit_refs(&ui, &repo, &commit).await?,
             }),
         })
@@ -251,9 +266,10 @@ pub async fn run(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
 
 pub async fn machines(ui: web::Data<Ui>) -> HttpResponse {
     let result = async {
-        Ok(html(&MachinesPage {
-            csrf: ui.csrf.value(),
-            view: ui.sources.machines().await?,
+        let snapshot = ui.sources.machines().await?;
+        let csrf = ui.csrf.value();
+        Ok(kept_html(&snapshot, |view| {
+            MachinesPage { csrf, view }.render()
         }))
     }
     .await;
@@ -261,6 +277,6 @@ pub async fn machines(ui: web::Data<Ui>) -> HttpResponse {
 }
 
 /// Renders the branch page for a prepared view (used by the benchmark).
-pub fn render_branch(view: BranchView, csrf: &str) -> Result<String, askama::Error> {
+pub fn render_branch(view: &BranchView, csrf: &str) -> Result<String, askama::Error> {
     BranchPage { csrf, view }.render()
 }

@@ -211,6 +211,11 @@ pub fn run_url(run_id: &str) -> String {
     format!("/runs/{}", encode_path(run_id))
 }
 
+/// The page of a deployment's browser terminal.
+pub fn terminal_url(deployment_id: &str) -> String {
+    format!("/deployments/{}/terminal", encode_component(deployment_id))
+}
+
 pub fn artifact_url(run_id: &str, artifact: &str) -> String {
     format!(
         "/api/runs/{}/artifacts/{}",

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
 use test_looper_core::protocol::{MachineInfo, Millis, RunResult, TestCaseResult};
+pub use test_looper_core::scheduling::StatePart;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +211,11 @@ pub trait StateReads: Send + Sync {
     /// Changes whenever the state these reads return may have changed; a view computed
     /// after reading version `v` reflects at least the state of `v`.
     fn version(&self) -> u64;
+    /// Whether any of `parts` may have changed after version `since`: what was computed
+    /// from those parts alone at `since` is still current when not. Unknown means changed.
+    fn changed_since(&self, _parts: &[StatePart], _since: u64) -> bool {
+        true
+    }
     fn branches(
         &self,
         repo: &str,

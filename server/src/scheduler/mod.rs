@@ -21,6 +21,7 @@
 pub mod clock;
 pub mod feed;
 pub mod results;
+pub mod versions;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use test_looper_core::protocol::{
     MachineInfo, Millis, Work,
 };
 use test_looper_core::scheduling::{
-    Changes, Engine, ResultRecord, SchedulerConfig, SchedulingError, Snapshot,
+    Changes, Engine, ResultRecord, SchedulerConfig, SchedulingError, Snapshot, StatePart,
 };
 pub use test_looper_core::scheduling::{CommitInfo, ParseOutcome};
 use thiserror::Error;
@@ -41,6 +42,7 @@ use crate::state::{RedisState, StateError};
 use clock::Clock;
 use feed::FeedEvent;
 use results::{ResultStore, StoreError};
+use versions::StateVersions;
 
 /// Why a scheduler call failed.
 #[derive(Debug, Error)]
@@ -68,8 +70,8 @@ pub enum StartMode {
 pub struct Scheduler {
     engine: Arc<Mutex<Engine>>,
     generation: Arc<AtomicU64>,
-    /// Steps that changed the engine (see [`Scheduler::state_version`]).
-    steps_applied: AtomicU64,
+    /// The version of the state and of each of its parts (see [`Scheduler::state_version`]).
+    versions: Arc<StateVersions>,
     writes: mpsc::UnboundedSender<writer::PendingWrite>,
     clock: Arc<dyn Clock>,
     feed: broadcast::Sender<FeedEvent>,
@@ -119,12 +121,14 @@ impl Scheduler {
         let (feed, _) = broadcast::channel(4096);
         let engine = Arc::new(Mutex::new(engine));
         let generation = Arc::new(AtomicU64::new(0));
+        let versions = Arc::new(StateVersions::default());
         let deadline_changed = Arc::new(Notify::new());
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(
             writer::WriterContext {
                 engine: Arc::clone(&engine),
                 generation: Arc::clone(&generation),
+                versions: Arc::clone(&versions),
                 redis,
                 store,
                 feed: feed.clone(),
@@ -137,7 +141,7 @@ impl Scheduler {
         Ok(Arc::new(Scheduler {
             engine,
             generation,
-            steps_applied: AtomicU64::new(0),
+            versions,
             writes,
             clock,
             feed,
@@ -163,7 +167,13 @@ impl Scheduler {
     /// reload from Redis. Both are bumped while the engine is locked, so a view computed
     /// after reading version `v` is at least as new as `v` (the UI keeps views per version).
     pub fn state_version(&self) -> u64 {
-        self.steps_applied.load(Ordering::SeqCst) + self.generation.load(Ordering::SeqCst)
+        self.versions.current()
+    }
+
+    /// Whether any of `parts` may have changed after [`Scheduler::state_version`] `since`
+    /// (see [`versions`]): what was computed from them at `since` is still current if not.
+    pub fn changed_since(&self, parts: &[StatePart], since: u64) -> bool {
+        self.versions.changed_since(parts, since)
     }
 
     /// Reads the engine (views for the UI and the JSON API).
@@ -188,7 +198,7 @@ impl Scheduler {
             if changes.is_empty() {
                 return Ok(result);
             }
-            self.steps_applied.fetch_add(1, Ordering::SeqCst);
+            self.versions.step(engine.parts_touched(&changes));
             let events = feed::events_for(&changes, |run_id| {
                 engine
                     .run(run_id)

@@ -31,6 +31,7 @@ pub(crate) struct PendingWrite {
 pub(crate) struct WriterContext {
     pub(crate) engine: Arc<Mutex<Engine>>,
     pub(crate) generation: Arc<AtomicU64>,
+    pub(crate) versions: Arc<super::versions::StateVersions>,
     pub(crate) redis: RedisState,
     pub(crate) store: Arc<dyn ResultStore>,
     pub(crate) feed: broadcast::Sender<FeedEvent>,
@@ -104,6 +105,7 @@ async fn write_batch(context: &WriterContext, batch: Vec<PendingWrite>) {
             }
             let mut engine = context.engine.lock().await;
             context.generation.fetch_add(1, Ordering::SeqCst);
+            context.versions.everything_changed();
             match context.redis.load().await {
                 Ok(snapshot) => {
                     *engine = Engine::from_snapshot(

@@ -3,24 +3,30 @@
 //! real Redis, git feed, disk artifact store) over a generated repo (by default 1,000 commits
 //! × 100 definitions in 4 projects, a side branch merged every 100 commits, every commit's
 //! tests distinct because they depend on the commit's source), the newest 50 commits enabled
-//! with finished and in-flight runs. Then each client (its own keep-alive connection) sends a
-//! bounded number of requests over a mix of endpoints: repos, repo, branch grid (pages 1 and
-//! 2 of 50 commits), commit (any of the newest 50), test history (several tests), machines +
-//! queue, run. Prints the first (cold) request per endpoint, p50/p90/p99/max per endpoint and
-//! overall, and the throughput.
+//! with finished and in-flight runs. Then each client (its own keep-alive connection, see
+//! [`test_looper_tests::load`]) sends a bounded number of requests over a mix of endpoints:
+//! repos, repo, branch grid (pages 1 and 2 of 50 commits), commit (any of the newest 50),
+//! test history (several tests), machines + queue, run.
+//!
+//! Two loads are measured: *quiet*, with nothing changing, and *live*, while runs start and
+//! finish at `--live-rate` per second (each one a new version of the scheduler's state, so
+//! every kept view is recomputed on its next request). Prints the first (cold) request per
+//! endpoint, p50/p90/p99/max per endpoint and overall, and the throughput of each load.
 //!
 //! Run: `cargo build --release -p test_looper_tests --bin bench_api`, then
-//! `$CARGO_TARGET_DIR/release/bench_api [CLIENTS [REQUESTS_PER_CLIENT]] [--commits N] [--tests N]`
-//! (defaults: 100 clients × 100 requests, 1,000 commits, 100 definitions).
+//! `$CARGO_TARGET_DIR/release/bench_api [CLIENTS [REQUESTS_PER_CLIENT]] [--commits N]
+//! [--tests N] [--live-rate N]` (defaults: 100 clients × 300 requests, 1,000 commits, 100
+//! definitions, 20 runs per second; `--live-rate 0` skips the live load).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use test_looper_core::protocol::{
     Completion, FailureReason, MachineInfo, OsConfig, RunOutcome, RunResult, Work,
 };
+use test_looper_server::scheduler::Scheduler;
 use test_looper_server::services;
 use test_looper_server::AppContext;
-use test_looper_tests::{GitRepo, RedisServer};
+use test_looper_tests::{load, GitRepo, RedisServer};
 
 /// Commits enabled (prioritized) from the head down.
 const ENABLED: usize = 50;
@@ -33,12 +39,14 @@ struct Options {
     per_client: usize,
     commits: usize,
     tests: usize,
+    live_rate: u32,
 }
 
 fn options() -> anyhow::Result<Options> {
     let mut positional = Vec::new();
     let mut commits = 1_000;
     let mut tests = 100;
+    let mut live_rate = 20;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> anyhow::Result<usize> {
@@ -49,6 +57,7 @@ fn options() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--commits" => commits = value("--commits")?.max(2),
             "--tests" => tests = value("--tests")?.max(2),
+            "--live-rate" => live_rate = u32::try_from(value("--live-rate")?)?,
             other => positional.push(
                 other
                     .parse::<usize>()
@@ -58,9 +67,10 @@ fn options() -> anyhow::Result<Options> {
     }
     Ok(Options {
         clients: positional.first().copied().unwrap_or(100).max(1),
-        per_client: positional.get(1).copied().unwrap_or(100).max(1),
+        per_client: positional.get(1).copied().unwrap_or(300).max(1),
         commits,
         tests,
+        live_rate,
     })
 }
 
@@ -141,6 +151,118 @@ struct Endpoint {
     paths: Vec<String>,
 }
 
+/// Sends `per_client` requests from each of `clients` clients, rotating over the endpoints.
+async fn measure(
+    addr: std::net::SocketAddr,
+    endpoints: &Arc<Vec<Endpoint>>,
+    clients: usize,
+    per_client: usize,
+) -> anyhow::Result<load::Outcome> {
+    let rotation = endpoints.clone();
+    load::run(
+        addr,
+        load::Plan {
+            clients,
+            per_client,
+            request: Box::new(move |client, i| {
+                let index = (client + i) % rotation.len();
+                let paths = &rotation[index].paths;
+                (
+                    index,
+                    paths[(client / rotation.len() + i) % paths.len()].clone(),
+                )
+            }),
+        },
+    )
+    .await
+}
+
+/// Prints the percentiles of one load, per endpoint and overall.
+fn report(title: &str, endpoints: &[Endpoint], outcome: &load::Outcome) {
+    println!("{title}");
+    let samples = &outcome.samples;
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        let mut times: Vec<Duration> = samples
+            .iter()
+            .filter(|s| s.endpoint == index)
+            .map(|s| s.latency)
+            .collect();
+        times.sort();
+        println!(
+            "  {:<13} n={:<6} p50 {:>6.1} ms  p90 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+            endpoint.name,
+            times.len(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.9)),
+            ms(percentile(&times, 0.99)),
+            ms(percentile(&times, 1.0)),
+        );
+    }
+    let failures = samples.iter().filter(|s| !s.ok).count();
+    let bytes: usize = samples.iter().map(|s| s.bytes).sum();
+    let mut overall: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    overall.sort();
+    let seconds = outcome.elapsed.as_secs_f64();
+    println!(
+        "  overall: {} requests in {seconds:.2} s ({:.0} req/s, {:.0} MB/s), {failures} failed; p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        samples.len() as f64 / seconds,
+        bytes as f64 / seconds / 1e6,
+        ms(percentile(&overall, 0.5)),
+        ms(percentile(&overall, 0.9)),
+        ms(percentile(&overall, 0.99)),
+        ms(percentile(&overall, 1.0)),
+    );
+}
+
+/// Starts and finishes `per_second` runs a second (every ninth fails) until aborted: each
+/// step moves the scheduler's state, as a busy installation's workers do.
+async fn start_and_finish_runs(scheduler: Arc<Scheduler>, per_second: u32) {
+    let machine = "live".to_string();
+    let registered = scheduler
+        .register_machine(MachineInfo {
+            machine_id: machine.clone(),
+            cores: 8,
+            ram_gb: 32,
+            os: OsConfig::LinuxDocker,
+        })
+        .await;
+    if let Err(err) = registered {
+        eprintln!("cannot register the live machine: {err}");
+        return;
+    }
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / per_second);
+    for n in 0u64.. {
+        ticks.tick().await;
+        let Ok(Some(Work::Run(assignment))) = scheduler.next_work(&machine).await else {
+            continue;
+        };
+        let _ = scheduler
+            .record_completion(&completion(&assignment, n))
+            .await;
+    }
+}
+
+/// The completion of the `n`-th run: every ninth fails.
+fn completion(assignment: &test_looper_core::protocol::Assignment, n: u64) -> Completion {
+    let result = if n.is_multiple_of(9) {
+        RunResult::Failed {
+            reason: FailureReason::TestFailure,
+            message: "exit code 1".into(),
+        }
+    } else {
+        RunResult::Passed
+    };
+    Completion {
+        run_id: assignment.run_id.clone(),
+        outcome: RunOutcome {
+            result,
+            test_cases: Vec::new(),
+            artifacts: assignment.artifacts.clone(),
+        },
+    }
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let Options {
@@ -148,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
         per_client,
         commits,
         tests,
+        live_rate,
     } = options()?;
 
     let redis = RedisServer::start();
@@ -218,23 +341,8 @@ async fn main() -> anyhow::Result<()> {
         if n >= RUNS - IN_FLIGHT {
             continue;
         }
-        let result = if n % 9 == 0 {
-            RunResult::Failed {
-                reason: FailureReason::TestFailure,
-                message: "exit code 1".into(),
-            }
-        } else {
-            RunResult::Passed
-        };
         scheduler
-            .record_completion(&Completion {
-                run_id: assignment.run_id.clone(),
-                outcome: RunOutcome {
-                    result,
-                    test_cases: Vec::new(),
-                    artifacts: assignment.artifacts.clone(),
-                },
-            })
+            .record_completion(&completion(&assignment, n))
             .await?;
     }
     println!(
@@ -321,69 +429,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let endpoints = Arc::new(endpoints);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(clients);
-    for client_index in 0..clients {
-        let endpoints = endpoints.clone();
-        let base = base.clone();
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client");
-            let mut samples = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let endpoint = &endpoints[(client_index + i) % endpoints.len()];
-                let path =
-                    &endpoint.paths[(client_index / endpoints.len() + i) % endpoint.paths.len()];
-                let sent = Instant::now();
-                let ok = match client.get(format!("{base}{path}")).send().await {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        ok && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                samples.push((endpoint.name, sent.elapsed(), ok));
-            }
-            samples
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await?);
-    }
-    let elapsed = start.elapsed();
-    let failures = all.iter().filter(|(_, _, ok)| !ok).count();
-    let mut overall: Vec<Duration> = all.iter().map(|(_, d, _)| *d).collect();
-    overall.sort();
-    for endpoint in endpoints.iter() {
-        let mut times: Vec<Duration> = all
-            .iter()
-            .filter(|(n, _, _)| *n == endpoint.name)
-            .map(|(_, d, _)| *d)
-            .collect();
-        times.sort();
-        println!(
-            "  {:<13} n={:<5} p50 {:>6.1} ms  p90 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
-            endpoint.name,
-            times.len(),
-            ms(percentile(&times, 0.5)),
-            ms(percentile(&times, 0.9)),
-            ms(percentile(&times, 0.99)),
-            ms(percentile(&times, 1.0)),
+    let quiet = measure(addrs[0], &endpoints, clients, per_client).await?;
+    report("quiet: nothing changes during the load", &endpoints, &quiet);
+    if live_rate > 0 {
+        let writer = tokio::spawn(start_and_finish_runs(scheduler.clone(), live_rate));
+        let live = measure(addrs[0], &endpoints, clients, per_client).await?;
+        writer.abort();
+        report(
+            &format!("live: {live_rate} runs start and finish per second during the load"),
+            &endpoints,
+            &live,
         );
     }
-    println!(
-        "overall: {} requests in {:.2} s ({:.0} req/s), {failures} failed; p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        all.len(),
-        elapsed.as_secs_f64(),
-        all.len() as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&overall, 0.5)),
-        ms(percentile(&overall, 0.9)),
-        ms(percentile(&overall, 0.99)),
-        ms(percentile(&overall, 1.0)),
-    );
     handle.stop(true).await;
     drop(services);
     Ok(())

@@ -208,7 +208,7 @@ fn main() {
             &defs,
             &states,
         );
-        let html = pages::render_branch(view, "token").expect("renders");
+        let html = pages::render_branch(&view, "token").expect("renders");
         size = html.len();
         times.push(start.elapsed());
     }

@@ -5,21 +5,24 @@
 
 use super::super::read_model::{
     ActionError, BranchState, ChangeStream, CommitState, DeploymentView, MachineView, QueueEntry,
-    ReadError, RunStatus, RunView, StateActions, StateReads, TestStatus, WaitReason,
+    ReadError, RunStatus, RunView, StateActions, StatePart, StateReads, TestStatus, WaitReason,
 };
 use super::{action_error, changes, deployments, scheduler_for_actions};
 use crate::AppContext;
 use futures_util::future::BoxFuture;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use test_looper_core::scheduling::{Engine, RunRecord, RunState, TestState, TestView};
+use test_looper_core::scheduling::{
+    Engine, RunRecord, RunState, TestState, TestView, WaitingEntry, WaitingLimits,
+};
 
-/// Runnable queue entries listed at most.
-const QUEUE_LIMIT: usize = 500;
-/// Commits walked from the branch heads to find enabled work that is blocked.
-const BLOCKED_WALK_LIMIT: usize = 5_000;
-/// Entries listed per non-runnable group (blocked, no hardware, priority zero).
-const WAITING_LIMIT: usize = 200;
+/// What the queue lists: 500 runnable entries, 200 of each other group (blocked, no
+/// hardware, priority zero), blocked work found within 5,000 commits of the branch heads.
+const WAITING_LIMITS: WaitingLimits = WaitingLimits {
+    runnable: 500,
+    walk: 5_000,
+    group: 200,
+};
 
 /// The scheduler's live state for the UI.
 pub struct SchedulerState {
@@ -146,14 +149,14 @@ pub fn commit_states(
         .collect()
 }
 
-fn queue_entry(view: &TestView, repo: &str, commit: &str) -> QueueEntry {
-    let status = test_status(view);
+fn queue_entry(entry: WaitingEntry) -> QueueEntry {
+    let status = test_status(&entry.test);
     QueueEntry {
-        test_hash: view.hash.clone(),
-        test_name: view.name.clone(),
-        repo: repo.to_string(),
-        commit: commit.to_string(),
-        priority: view.priority,
+        test_hash: entry.test.hash,
+        test_name: entry.test.name,
+        repo: entry.repo,
+        commit: entry.commit,
+        priority: entry.test.priority,
         runs: status.runs,
         active: status.active,
         runs_desired: status.runs_desired,
@@ -161,84 +164,13 @@ fn queue_entry(view: &TestView, repo: &str, commit: &str) -> QueueEntry {
     }
 }
 
-fn blocked(state: &TestState) -> bool {
-    matches!(
-        state,
-        TestState::WaitingOnBuilds { .. }
-            | TestState::DependencyFailed { .. }
-            | TestState::UnresolvedDependencies { .. }
-            | TestState::WaitingToRetry { .. }
-    )
-}
-
-/// What waits and why, in this order: runnable work in the order machines get it; enabled
-/// work blocked on builds (found by walking the branches from their heads); enabled work no
-/// machine can run; and the tests of branch heads nobody enabled (priority zero).
+/// What waits and why ([`Engine::waiting`]).
 pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
-    let mut entries: Vec<QueueEntry> = engine
-        .queue(QUEUE_LIMIT)
-        .iter()
-        .map(|entry| queue_entry(&entry.test, &entry.source_repo, &entry.source_commit))
-        .collect();
-    let mut listed: HashSet<String> = entries.iter().map(|e| e.test_hash.clone()).collect();
-    let branches = engine.branches(None);
-    let mut blocked_entries = Vec::new();
-    let mut idle_heads = Vec::new();
-    let heads: HashSet<(&str, &str)> = branches
-        .iter()
-        .filter_map(|b| b.head.as_deref().map(|head| (b.repo.as_str(), head)))
-        .collect();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut frontier: VecDeque<(String, String)> = branches
-        .iter()
-        .filter_map(|b| b.head.clone().map(|head| (b.repo.clone(), head)))
-        .collect();
-    while let Some((repo, hash)) = frontier.pop_front() {
-        if seen.len() >= BLOCKED_WALK_LIMIT || !seen.insert((repo.clone(), hash.clone())) {
-            continue;
-        }
-        let Some((record, _, priority)) = engine.commit_record(&repo, &hash) else {
-            continue;
-        };
-        let is_head = heads.contains(&(repo.as_str(), hash.as_str()));
-        for parent in &record.parents {
-            frontier.push_back((repo.clone(), parent.clone()));
-        }
-        // Only enabled commits and branch heads list anything: skip the others' tests.
-        if priority == 0 && !is_head {
-            continue;
-        }
-        for test_hash in record.tests.values() {
-            let Some(view) = engine.test_view(test_hash) else {
-                continue;
-            };
-            if listed.contains(test_hash) {
-                continue;
-            }
-            if priority > 0 && view.priority > 0 && blocked(&view.state) {
-                listed.insert(test_hash.clone());
-                blocked_entries.push(queue_entry(&view, &repo, &hash));
-            } else if priority == 0
-                && is_head
-                && view.state == TestState::Unprioritized
-                && idle_heads.len() < WAITING_LIMIT
-            {
-                listed.insert(test_hash.clone());
-                idle_heads.push(queue_entry(&view, &repo, &hash));
-            }
-        }
-    }
-    blocked_entries.truncate(WAITING_LIMIT);
-    entries.extend(blocked_entries);
-    for view in engine.unrunnable().into_iter().take(WAITING_LIMIT) {
-        if listed.insert(view.hash.clone()) {
-            let source = engine.test_record(&view.hash).map(|r| r.source.clone());
-            let (repo, commit) = source.map(|s| (s.repo, s.commit)).unwrap_or_default();
-            entries.push(queue_entry(&view, &repo, &commit));
-        }
-    }
-    entries.extend(idle_heads);
-    entries
+    engine
+        .waiting(WAITING_LIMITS)
+        .into_iter()
+        .map(queue_entry)
+        .collect()
 }
 
 impl StateReads for SchedulerState {
@@ -252,6 +184,14 @@ impl StateReads for SchedulerState {
             .scheduler
             .get()
             .map_or(0, |scheduler| scheduler.state_version() + 1)
+    }
+
+    fn changed_since(&self, parts: &[StatePart], since: u64) -> bool {
+        match (self.context.scheduler.get(), since.checked_sub(1)) {
+            (Some(scheduler), Some(since)) => scheduler.changed_since(parts, since),
+            // Computed before the scheduler was attached.
+            _ => true,
+        }
     }
 
     fn branches(

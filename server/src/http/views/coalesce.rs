@@ -5,15 +5,13 @@
 //! batch; when the running computation ends, the batch's first request computes once for all
 //! of them. A request therefore waits for at most the computation before it and its own, and
 //! under load one computation answers many requests instead of each repeating the same reads
-//! of the scheduler's state and git. Nothing is kept once a batch is answered, so there is no
-//! staleness to invalidate and no memory to bound beyond the requests in flight. If the
-//! request computing for a batch goes away (client disconnected), the others compute
-//! themselves.
+//! of the scheduler's state and git. If the request computing for a batch goes away (client
+//! disconnected), the others compute themselves.
 //!
-//! [`Coalescer::read_unless_changed`] also keeps the last view per key with the [`Version`]
+//! [`Coalescer::read_unless_changed`] also keeps the last value per key with the [`Version`]
 //! of its sources read *before* it was computed (the scheduler's state version, the branch
-//! head), for at most [`KEEP_FOR`]: a request whose sources still have that version gets the
-//! kept view, which is then as fresh as a new one except for wall-clock texts ("3 s ago").
+//! head), and serves it again for as long as the caller finds it current given the version
+//! of the sources now.
 
 use lru::LruCache;
 use std::collections::HashMap;
@@ -21,12 +19,8 @@ use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex as Gate};
 
-/// How long a kept view may be served while its sources are unchanged (bounds wall-clock
-/// texts such as ages, and facts that change without a version, such as a parse finishing).
-pub const KEEP_FOR: Duration = Duration::from_secs(1);
 /// Views kept per coalescer, least recently used dropped first.
 const KEPT_VIEWS: usize = 256;
 
@@ -38,10 +32,10 @@ pub struct Version {
     pub head: Option<String>,
 }
 
-struct Kept<V> {
-    version: Version,
-    at: Instant,
-    value: V,
+/// A value kept with the version of the sources it was computed from (read before).
+pub struct Kept<V> {
+    pub version: Version,
+    pub value: V,
 }
 
 struct Entry<V> {
@@ -117,20 +111,34 @@ impl<K: Hash + Eq, V> Drop for InFlight<'_, K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
-    /// The kept view of `key` if its sources are still at `version` (and it is recent),
-    /// else [`Coalescer::read`], kept for the next requests.
-    pub async fn read_unless_changed<F, Fut>(&self, key: K, version: Version, compute: F) -> V
+    /// The kept value of `key` if `is_current` says it still is, else [`Coalescer::read`],
+    /// kept with `version` (the version of its sources, read before this call) for the
+    /// next requests.
+    pub async fn read_unless_changed<F, Fut>(
+        &self,
+        key: K,
+        version: Version,
+        is_current: impl FnOnce(&Kept<V>) -> bool,
+        compute: F,
+    ) -> V
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V>,
     {
-        if let Some(value) = self.kept_at(&key, &version) {
-            return value;
+        let kept = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            kept.get(&key).map(|kept| Kept {
+                version: kept.version.clone(),
+                value: kept.value.clone(),
+            })
+        };
+        // Checked outside the lock: the check may read other state.
+        if let Some(kept) = kept.filter(|kept| is_current(kept)) {
+            return kept.value;
         }
         let value = self.read(key.clone(), compute).await;
         let kept = Kept {
             version,
-            at: Instant::now(),
             value: value.clone(),
         };
         self.kept
@@ -138,13 +146,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
             .unwrap_or_else(|e| e.into_inner())
             .put(key, kept);
         value
-    }
-
-    fn kept_at(&self, key: &K, version: &Version) -> Option<V> {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.get(key)
-            .filter(|kept| kept.version == *version && kept.at.elapsed() < KEEP_FOR)
-            .map(|kept| kept.value.clone())
     }
 
     /// The value of `compute`, run by this request or by the one computing for its batch.
@@ -213,7 +214,7 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn a_kept_view_is_served_only_while_its_version_holds() {
+    async fn a_kept_value_is_served_while_the_caller_finds_it_current() {
         let coalescer: Coalescer<&str, usize> = Coalescer::default();
         let computations = AtomicUsize::new(0);
         let read = |state: u64, head: &str| {
@@ -224,15 +225,19 @@ mod tests {
             let computations = &computations;
             let coalescer = &coalescer;
             async move {
+                let now = version.clone();
                 coalescer
-                    .read_unless_changed("view", version, || async {
-                        computations.fetch_add(1, Ordering::SeqCst) + 1
-                    })
+                    .read_unless_changed(
+                        "view",
+                        version,
+                        |kept| kept.version == now,
+                        || async { computations.fetch_add(1, Ordering::SeqCst) + 1 },
+                    )
                     .await
             }
         };
         assert_eq!(read(1, "a").await, 1);
-        assert_eq!(read(1, "a").await, 1, "same version: the kept view");
+        assert_eq!(read(1, "a").await, 1, "same version: the kept value");
         assert_eq!(read(2, "a").await, 2, "the state moved");
         assert_eq!(read(2, "b").await, 3, "the head moved");
         assert_eq!(read(2, "b").await, 3);
@@ -241,6 +246,7 @@ mod tests {
             4,
             "an older version is never kept over a newer one's key"
         );
+        assert_eq!(read(1, "a").await, 4, "the newest computation is kept");
         assert_eq!(computations.load(Ordering::SeqCst), 4);
     }
 

@@ -1,0 +1,53 @@
+//! Words for the scheduler's states on pages: definition kinds, failure reasons, why a
+//! definition waits, and a run's result.
+
+use crate::http::format;
+use crate::http::read_model::{RunView, WaitReason};
+use test_looper_core::definitions::DefinitionKind;
+use test_looper_core::protocol::{FailureReason, RunResult};
+
+pub fn kind_label(kind: DefinitionKind) -> &'static str {
+    match kind {
+        DefinitionKind::Build => "build",
+        DefinitionKind::Test => "test",
+        DefinitionKind::Deployment => "deployment",
+    }
+}
+
+/// "test failure", "timeout", ... (the wire name in words).
+pub fn failure_reason_label(reason: &FailureReason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_else(|| format!("{reason:?}"))
+}
+
+/// Why a definition waits, in words.
+pub fn wait_text(wait: &WaitReason) -> String {
+    match wait {
+        WaitReason::NotWanted => "priority zero: no enabled commit wants it".into(),
+        WaitReason::Queued { priority } => format!("queued for a machine (priority {priority})"),
+        WaitReason::BlockedOnBuild { build } => format!("blocked on build {build}"),
+        WaitReason::DependencyFailed { reason } => format!("dependency failed: {reason}"),
+        WaitReason::UnresolvedDependencies { missing } => {
+            format!("needs builds whose definitions are not known yet: {missing}")
+        }
+        WaitReason::NoHardware { detail } => format!("no machine can provide: {detail}"),
+        WaitReason::RetryWait { until } => {
+            format!("build retry after {}", format::utc_millis(*until))
+        }
+        WaitReason::Done => "has all the runs it wants".into(),
+    }
+}
+
+/// "passed", "test failure: exit code 1", why it was cancelled or lost, or nothing yet.
+pub fn run_result_text(run: &RunView) -> String {
+    match &run.result {
+        Some(RunResult::Passed) => "passed".into(),
+        Some(RunResult::Failed { reason, message }) => {
+            format!("{}: {message}", failure_reason_label(reason))
+        }
+        None if !run.reason.is_empty() => run.reason.clone(),
+        None => String::new(),
+    }
+}
