@@ -15,7 +15,7 @@
 //!
 //! Run: `cargo build --release -p test_looper_tests --bin bench_api`, then
 //! `$CARGO_TARGET_DIR/release/bench_api [CLIENTS [REQUESTS_PER_CLIENT]] [--commits N]
-//! [--tests N] [--live-rate N]` (defaults: 100 clients × 300 requests, 1,000 commits, 100
+//! [--tests N] [--live-rate N]` (defaults: 100 clients × 1,000 requests, 1,000 commits, 100
 //! definitions, 20 runs per second; `--live-rate 0` skips the live load).
 
 use std::sync::Arc;
@@ -67,7 +67,7 @@ fn options() -> anyhow::Result<Options> {
     }
     Ok(Options {
         clients: positional.first().copied().unwrap_or(100).max(1),
-        per_client: positional.get(1).copied().unwrap_or(300).max(1),
+        per_client: positional.get(1).copied().unwrap_or(1000).max(1),
         commits,
         tests,
         live_rate,
