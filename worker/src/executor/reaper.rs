@@ -26,28 +26,48 @@ pub fn container_labels(
     labels
 }
 
+/// Rounds of [`remove_labelled`]: a busy engine can fail to kill a container in time
+/// ("did not receive an exit event") and succeed a moment later.
+const REMOVAL_ROUNDS: u32 = 5;
+
 /// Force-removes every container (running or not) with `label=value`; returns how many.
+/// Containers that fail to go are tried again (listing afresh) for a few rounds, with a
+/// growing pause, before the failure is only logged.
 pub async fn remove_labelled(
     docker: &Docker,
     label: &str,
     value: &str,
 ) -> Result<usize, bollard::errors::Error> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = docker.list_containers(Some(options)).await?;
     let mut removed = 0;
-    for id in containers.into_iter().filter_map(|c| c.id) {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
+    for round in 1..=REMOVAL_ROUNDS {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
             .build();
-        match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => removed += 1,
-            Err(error) => tracing::warn!(%id, %error, "could not remove leftover container"),
+        let containers = docker.list_containers(Some(options)).await?;
+        let mut failed = 0;
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match docker.remove_container(&id, Some(options)).await {
+                Ok(()) => removed += 1,
+                // Gone meanwhile (removed by someone else): nothing left to do for it.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(%id, %error, round, "could not remove leftover container");
+                }
+            }
         }
+        if failed == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(round))).await;
     }
     Ok(removed)
 }
