@@ -296,3 +296,89 @@ async fn a_log_expired_from_redis_is_read_from_the_stored_log_artifact() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[actix_web::test]
+async fn the_commit_page_names_flaky_test_cases_with_their_failure_rate() {
+    use test_looper_core::protocol::{FailureReason, RunResult, TestCaseResult};
+    const SUITE: &str = r#"looper_version: 4
+environments: {linux: {platform: linux, image: {dockerfile_contents: "FROM x"}}}
+tests:
+  suite/linux: {command: "./suite"}
+"#;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init_bare(&dir.path().join("repos/app"));
+    let head = repo
+        .commit("master", "suite", &[("testlooper.yml", SUITE)])
+        .to_string();
+    let server = LiveServer::start(dir.path(), &redis.url()).await;
+    server.wait_for_branch("app", "master", &head).await;
+    server.register_machine("m1").await;
+    let (status, _) = server
+        .act(
+            "branch",
+            json!({"repo": "app", "branch": "master", "under_test": "true"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .act(
+            "runs_desired",
+            json!({"repo": "app", "commit": head, "test": "suite/linux", "runs": "4"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // a::b fails in one run of four, a::c in every run, z never.
+    for n in 0..4 {
+        let (run_id, _) = server.take_run_of("m1", "suite/linux").await;
+        let case = |name: &str, passed: bool| TestCaseResult {
+            name: name.into(),
+            passed,
+            has_logs: !passed,
+        };
+        let cases = vec![case("a::b", n != 2), case("a::c", false), case("z", true)];
+        let result = RunResult::Failed {
+            reason: FailureReason::TestFailure,
+            message: "exit code 1".into(),
+        };
+        server.complete_with(&run_id, result, cases).await;
+    }
+
+    let commit = server
+        .get_json(&format!("/api/commit?repo=app&commit={head}"))
+        .await;
+    let cases = definition(&commit, "suite/linux")["cases"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let summary: Vec<(String, String)> = cases
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a::c".to_string(), "FAIL (4 runs)".to_string()),
+            ("a::b".into(), "FLAKY (1/4 runs failed)".into()),
+            ("z".into(), "OK (4 runs)".into()),
+        ]
+    );
+    assert_eq!(cases[1]["verdict"], "flaky");
+    assert_eq!(cases[1]["rate"]["failures"], 1);
+    assert_eq!(cases[1]["rate"]["runs"], 4);
+    let html = reqwest::get(server.url(&format!("/repos/app/-/commits/{head}")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"<td class="case cell-flaky">FLAKY (1/4 runs failed)</td>"#),
+        "the page marks the flaky case"
+    );
+}

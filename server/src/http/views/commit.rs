@@ -1,6 +1,7 @@
 //! One commit: its metadata, every build, test and deployment with status, runs, failure
 //! rate and failure reasons, and its definitions file highlighted (or its error's line).
 
+use super::cases::{case_rows, CaseRow};
 use super::labels::{failure_reason_label, kind_label, wait_text};
 use super::runs::{run_row, RunRow};
 use super::{blocking, commit_part, group_cell, parses_keep, Reads, Snapshot, Sources};
@@ -70,6 +71,8 @@ pub struct DefinitionRow {
     /// Failure reasons over counted runs: (reason, count).
     pub failure_reasons: Vec<(String, usize)>,
     pub runs: Vec<RunRow>,
+    /// The individual test cases its counted runs reported, least reliable first.
+    pub cases: Vec<CaseRow>,
 }
 
 impl Sources {
@@ -134,6 +137,7 @@ impl Sources {
                 cell,
                 failure_reasons: reasons.into_iter().collect(),
                 runs: runs.iter().take(50).map(run_row).collect(),
+                cases: case_rows(&runs),
             });
         }
         let error_line = match &defs.parse {

@@ -10,12 +10,14 @@
 //!
 //! - [`repos`]: the repos list and one repo's branches.
 //! - [`branch`]: a branch's commit grid.
-//! - [`commit`]: one commit's definitions, runs and definitions file.
+//! - [`commit`]: one commit's definitions, runs and definitions file; [`cases`]: the
+//!   individual test cases of a definition over its runs.
 //! - [`test_history`]: one test's failure rate across a branch's history.
 //! - [`runs`]: one run; [`machines`]: machines and the queue.
 //! - [`labels`]: words for the scheduler's states.
 
 mod branch;
+mod cases;
 mod coalesce;
 mod commit;
 mod labels;
@@ -26,6 +28,7 @@ mod snapshot;
 mod test_history;
 
 pub use branch::{build_branch_view, BranchInputs, BranchView, GridColumn, GridRow, TestLink};
+pub use cases::{CaseRow, CaseVerdict};
 pub use commit::{CommitLink, CommitPageView, DefinitionRow, DefinitionsFile};
 pub use labels::wait_text;
 pub use machines::{MachineRow, MachinesView, QueueRow};

@@ -1,0 +1,193 @@
+//! Individual test cases of one definition on one commit, over its counted runs: how often
+//! each case failed, with the failure rate's 95% interval, and a verdict in the words of the
+//! original's test grid ("OK (4 runs)", "FLAKY (1/4 runs failed)", "FAIL (4 runs)"). This is
+//! where a flaky case inside a suite that fails once in fifty runs shows by name.
+
+use crate::http::cells::rate_text;
+use crate::http::read_model::{RunStatus, RunView};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use test_looper_core::scheduling::stats::FailureRate;
+
+/// How a case did over the runs that reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseVerdict {
+    Passing,
+    Flaky,
+    Failing,
+}
+
+impl CaseVerdict {
+    /// The CSS class (the grid's cell classes).
+    pub fn class(self) -> &'static str {
+        match self {
+            CaseVerdict::Passing => "cell-passing",
+            CaseVerdict::Flaky => "cell-flaky",
+            CaseVerdict::Failing => "cell-failing",
+        }
+    }
+}
+
+/// One individual test case.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseRow {
+    pub name: String,
+    pub verdict: CaseVerdict,
+    /// "OK (4 runs)", "FLAKY (1/4 runs failed)", "FAIL".
+    pub text: String,
+    pub rate: FailureRate,
+    /// "25% [4.6–70%]".
+    pub rate_text: String,
+    /// Runs that kept logs for this case (the case failed, usually).
+    pub runs_with_logs: usize,
+}
+
+/// Whether a run counts towards failure rates (finished, not cancelled, lost or cleared).
+fn counted(run: &RunView) -> bool {
+    !run.cleared
+        && matches!(
+            run.state,
+            RunStatus::Passed | RunStatus::Failed | RunStatus::TimedOut
+        )
+}
+
+/// The cases reported by the counted `runs`, least reliable first (highest failure rate,
+/// then most failures), then by name.
+pub fn case_rows(runs: &[RunView]) -> Vec<CaseRow> {
+    #[derive(Default)]
+    struct Tally {
+        runs: u64,
+        failures: u64,
+        with_logs: usize,
+    }
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+    for run in runs.iter().filter(|run| counted(run)) {
+        for case in &run.test_cases {
+            let tally = tallies.entry(case.name.as_str()).or_default();
+            tally.runs += 1;
+            tally.failures += u64::from(!case.passed);
+            tally.with_logs += usize::from(case.has_logs);
+        }
+    }
+    let mut rows: Vec<CaseRow> = tallies
+        .into_iter()
+        .map(|(name, tally)| {
+            let rate = FailureRate::new(tally.failures, tally.runs);
+            let (verdict, text) = verdict(tally.failures, tally.runs);
+            CaseRow {
+                name: name.to_owned(),
+                verdict,
+                text,
+                rate_text: rate_text(&rate),
+                rate,
+                runs_with_logs: tally.with_logs,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.rate
+            .rate
+            .total_cmp(&a.rate.rate)
+            .then(b.rate.failures.cmp(&a.rate.failures))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    rows
+}
+
+fn verdict(failures: u64, runs: u64) -> (CaseVerdict, String) {
+    let over = |word: &str| {
+        if runs == 1 {
+            word.to_owned()
+        } else {
+            format!("{word} ({runs} runs)")
+        }
+    };
+    if failures == 0 {
+        (CaseVerdict::Passing, over("OK"))
+    } else if failures == runs {
+        (CaseVerdict::Failing, over("FAIL"))
+    } else {
+        (
+            CaseVerdict::Flaky,
+            format!("FLAKY ({failures}/{runs} runs failed)"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_looper_core::protocol::TestCaseResult;
+
+    fn run(state: RunStatus, cleared: bool, cases: &[(&str, bool)]) -> RunView {
+        RunView {
+            run_id: "r".into(),
+            test_hash: "h".into(),
+            test_name: "suite".into(),
+            machine_id: "m".into(),
+            attempt: 1,
+            state,
+            started: 0,
+            ended: 0,
+            result: None,
+            reason: String::new(),
+            cleared,
+            artifacts: Vec::new(),
+            test_cases: cases
+                .iter()
+                .map(|(name, passed)| TestCaseResult {
+                    name: (*name).into(),
+                    passed: *passed,
+                    has_logs: !passed,
+                })
+                .collect(),
+            repo: "app".into(),
+            commit: "c".into(),
+        }
+    }
+
+    #[test]
+    fn flaky_cases_come_first_with_their_rate_and_the_originals_words() {
+        let runs = [
+            run(
+                RunStatus::Passed,
+                false,
+                &[("a::b", true), ("a::c", false), ("z", true)],
+            ),
+            run(
+                RunStatus::Failed,
+                false,
+                &[("a::b", false), ("a::c", false), ("z", true)],
+            ),
+            run(
+                RunStatus::Passed,
+                false,
+                &[("a::b", true), ("a::c", false), ("z", true)],
+            ),
+            run(
+                RunStatus::Passed,
+                false,
+                &[("a::b", true), ("a::c", false), ("z", true)],
+            ),
+            // Not counted: cancelled, cleared, still running.
+            run(RunStatus::Cancelled, false, &[("a::b", false)]),
+            run(RunStatus::Failed, true, &[("a::b", false)]),
+            run(RunStatus::Running, false, &[("a::b", false)]),
+        ];
+        let rows = case_rows(&runs);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a::c", "a::b", "z"]);
+        assert_eq!(rows[0].text, "FAIL (4 runs)");
+        assert_eq!(rows[0].verdict, CaseVerdict::Failing);
+        assert_eq!(rows[1].text, "FLAKY (1/4 runs failed)");
+        assert_eq!(rows[1].verdict, CaseVerdict::Flaky);
+        assert_eq!((rows[1].rate.failures, rows[1].rate.runs), (1, 4));
+        assert_eq!(rows[1].rate_text, rate_text(&FailureRate::new(1, 4)));
+        assert_eq!(rows[1].runs_with_logs, 1);
+        assert_eq!(rows[2].text, "OK (4 runs)");
+        assert_eq!(rows[2].verdict, CaseVerdict::Passing);
+        assert_eq!(verdict(0, 1).1, "OK");
+        assert_eq!(verdict(1, 1).1, "FAIL");
+    }
+}
