@@ -114,10 +114,14 @@ impl Sources {
                     let (repo, hashes) = &key;
                     let states = self.state.commits(repo, hashes).await?;
                     let reads = hashes.iter().map(|hash| commit_part(repo, hash)).collect();
-                    Ok(Snapshot::new(
+                    // About a hash, a status and a map slot per definition.
+                    let size = states.values().map(|s| 200 * s.tests.len()).sum();
+                    let reads = Reads::Parts(reads);
+                    Ok(Snapshot::with_size_hint(
                         states,
-                        Reads::Parts(reads),
+                        reads,
                         Keep::WhileUnchanged,
+                        size,
                     ))
                 },
             )

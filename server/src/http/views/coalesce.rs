@@ -21,8 +21,16 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, Mutex as Gate};
 
-/// Views kept per coalescer, least recently used dropped first.
-const KEPT_VIEWS: usize = 256;
+/// Values kept per coalescer at most, least recently used dropped first, and their weight
+/// at most (about their bytes: see [`Weigh`]); the newest value is kept whatever it weighs.
+const KEPT_VALUES: usize = 256;
+const KEPT_WEIGHT: usize = 32 << 20;
+
+/// About how many bytes a kept value holds (read again at every eviction, so a value may
+/// grow after it was kept, as a view does when its JSON or page is made).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
 
 /// What a view was computed from: the scheduler's state version and, for views of git refs,
 /// the branch head (or every head of the repos shown).
@@ -58,7 +66,7 @@ impl<K: Hash + Eq, V> Default for Coalescer<K, V> {
         Coalescer {
             entries: Mutex::new(HashMap::new()),
             kept: Mutex::new(LruCache::new(
-                NonZeroUsize::new(KEPT_VIEWS).expect("nonzero"),
+                NonZeroUsize::new(KEPT_VALUES).expect("nonzero"),
             )),
         }
     }
@@ -110,7 +118,7 @@ impl<K: Hash + Eq, V> Drop for InFlight<'_, K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone + Weigh> Coalescer<K, V> {
     /// The kept value of `key` if `is_current` says it still is, else [`Coalescer::read`],
     /// kept with `version` (the version of its sources, read before this call) for the
     /// next requests.
@@ -141,13 +149,19 @@ impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
             version,
             value: value.clone(),
         };
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(key, kept);
+        let mut all = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        all.put(key, kept);
+        let mut weight: usize = all.iter().map(|(_, kept)| kept.value.weight()).sum();
+        while weight > KEPT_WEIGHT && all.len() > 1 {
+            if let Some((_, dropped)) = all.pop_lru() {
+                weight = weight.saturating_sub(dropped.value.weight());
+            }
+        }
         value
     }
+}
 
+impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
     /// The value of `compute`, run by this request or by the one computing for its batch.
     pub async fn read<F, Fut>(&self, key: K, compute: F) -> V
     where
@@ -212,6 +226,50 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    impl Weigh for usize {
+        fn weight(&self) -> usize {
+            *self
+        }
+    }
+
+    /// Keeps a value of `weight` under `key`.
+    async fn keep(coalescer: &Coalescer<usize, usize>, key: usize, weight: usize) {
+        let version = Version {
+            state: 0,
+            head: None,
+        };
+        coalescer
+            .read_unless_changed(key, version, |_| true, || async move { weight })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn kept_values_are_dropped_oldest_first_past_their_weight() {
+        let coalescer: Coalescer<usize, usize> = Coalescer::default();
+        let kept = |coalescer: &Coalescer<usize, usize>| {
+            let mut keys: Vec<usize> = coalescer
+                .kept
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, _)| *k)
+                .collect();
+            keys.sort();
+            keys
+        };
+        keep(&coalescer, 1, KEPT_WEIGHT / 2).await;
+        keep(&coalescer, 2, KEPT_WEIGHT / 4).await;
+        assert_eq!(kept(&coalescer), [1, 2]);
+        keep(&coalescer, 3, KEPT_WEIGHT / 2).await;
+        assert_eq!(kept(&coalescer), [2, 3], "the oldest went");
+        keep(&coalescer, 4, 2 * KEPT_WEIGHT).await;
+        assert_eq!(kept(&coalescer), [4], "the newest stays whatever it weighs");
+        for key in 10..(10 + KEPT_VALUES + 5) {
+            keep(&coalescer, key, 1).await;
+        }
+        assert_eq!(kept(&coalescer).len(), KEPT_VALUES);
+    }
 
     #[tokio::test]
     async fn a_kept_value_is_served_while_the_caller_finds_it_current() {

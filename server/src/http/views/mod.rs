@@ -41,7 +41,7 @@ use super::cells::{self, Cell, Member, ParseState};
 use super::format;
 use super::git_reads::{CommitDefinitions, DefinitionSummary, GitReads};
 use super::read_model::{ArtifactFiles, CommitState, ReadError, StatePart, StateReads};
-use coalesce::{Coalescer, Kept, Version};
+use coalesce::{Coalescer, Kept, Version, Weigh};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +65,12 @@ type Shared<T> = Result<T, Arc<ReadError>>;
 
 /// A computed view or why it failed, as kept and shared.
 type SharedView<T> = Shared<Arc<Snapshot<T>>>;
+
+impl<T> Weigh for SharedView<T> {
+    fn weight(&self) -> usize {
+        self.as_ref().map_or(1024, |snapshot| snapshot.weight())
+    }
+}
 
 /// The scheduler's state of a page of commits, by hash.
 type CommitStates = HashMap<String, CommitState>;

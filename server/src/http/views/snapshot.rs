@@ -82,19 +82,39 @@ pub struct Snapshot<V> {
     view: V,
     reads: Reads,
     keep: Keep,
+    /// About the bytes of a view that is never serialised (see [`Snapshot::weight`]).
+    size_hint: usize,
     json: OnceLock<Result<Bytes, String>>,
     page: OnceLock<Result<Bytes, String>>,
 }
 
 impl<V> Snapshot<V> {
     pub fn new(view: V, reads: Reads, keep: Keep) -> Arc<Snapshot<V>> {
+        Snapshot::with_size_hint(view, reads, keep, 0)
+    }
+
+    /// A snapshot of a view that holds about `size_hint` bytes.
+    pub fn with_size_hint(view: V, reads: Reads, keep: Keep, size_hint: usize) -> Arc<Snapshot<V>> {
         Arc::new(Snapshot {
             view,
             reads,
             keep,
+            size_hint,
             json: OnceLock::new(),
             page: OnceLock::new(),
         })
+    }
+
+    /// About how many bytes the snapshot holds: its JSON and page once made, the view
+    /// itself counted as much as its JSON (or as its size hint), and a floor for the rest.
+    pub fn weight(&self) -> usize {
+        let made = |slot: &OnceLock<Result<Bytes, String>>| {
+            slot.get()
+                .and_then(|made| made.as_ref().ok())
+                .map_or(0, Bytes::len)
+        };
+        let json = made(&self.json);
+        1024 + self.size_hint.max(json) + json + made(&self.page)
     }
 
     pub fn reads(&self) -> &Reads {
@@ -195,5 +215,6 @@ mod tests {
         let again = snapshot.page(|_| panic!("rendered twice")).unwrap();
         assert_eq!(&page[..], b"<p>3</p>");
         assert_eq!(page.as_ptr(), again.as_ptr());
+        assert_eq!(snapshot.weight(), 1024 + 7 + 7 + 8, "view, JSON and page");
     }
 }
