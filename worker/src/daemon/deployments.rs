@@ -82,7 +82,7 @@ async fn serve(
         guard.exited_deployment = Some(id.clone());
         guard.send(WorkerToServer::DeploymentExited { deployment_id: id });
     }
-    guard.send(WorkerToServer::RequestWork { machine_id });
+    guard.request_work(&machine_id);
 }
 
 /// One `TerminalOutput` message.

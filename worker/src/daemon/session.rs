@@ -104,7 +104,7 @@ pub async fn run_session(
                         }
                         if last_request.elapsed() >= IDLE_REQUEST_INTERVAL {
                             last_request = Instant::now();
-                            outbox.send(WorkerToServer::RequestWork { machine_id: machine_id.clone() })?;
+                            state.lock().await.request_work(&machine_id);
                         }
                     }
                 }
@@ -123,6 +123,8 @@ async fn replay(
 ) {
     let mut guard = state.lock().await;
     guard.outbox = Some(outbox.clone());
+    // A request sent on an earlier session is answered on none.
+    guard.work_requested = false;
     if let Some(deployment) = &guard.deployment {
         let deployment_id = deployment.assignment.deployment_id.clone();
         let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
@@ -140,9 +142,7 @@ async fn replay(
                 deployment_id: deployment_id.clone(),
             });
         }
-        let _ = outbox.send(WorkerToServer::RequestWork {
-            machine_id: machine_id.to_string(),
-        });
+        guard.request_work(machine_id);
         return;
     };
     let run_id = run.assignment.run_id.clone();
@@ -199,6 +199,7 @@ async fn handle(
     match message {
         ServerToWorker::Assign(Work::Run(assignment)) => {
             let mut guard = state.lock().await;
+            guard.work_answered();
             if guard.is_busy() {
                 tracing::warn!(offered = %assignment.run_id, "assignment while busy ignored");
                 return;
@@ -225,6 +226,7 @@ async fn handle(
             ));
         }
         ServerToWorker::Assign(Work::Deployment(deployment)) => {
+            state.lock().await.work_answered();
             let deployment_id = deployment.deployment_id.clone();
             if deployments::start(executor.clone(), *deployment, state.clone()).await {
                 tracing::info!(%deployment_id, "deployment started");
@@ -236,12 +238,8 @@ async fn handle(
                 tracing::warn!(%deployment_id, "deployment while busy ignored");
             }
         }
-        ServerToWorker::NoWork => {}
-        ServerToWorker::WorkAvailable => {
-            if !state.lock().await.is_busy() {
-                let _ = outbox.send(WorkerToServer::RequestWork { machine_id });
-            }
-        }
+        ServerToWorker::NoWork => state.lock().await.work_answered(),
+        ServerToWorker::WorkAvailable => state.lock().await.request_work(&machine_id),
         ServerToWorker::HeartbeatReply(HeartbeatReply::Continue) => {}
         ServerToWorker::HeartbeatReply(HeartbeatReply::UnknownMachine) => {
             let _ = outbox.send(WorkerToServer::Register {
@@ -277,8 +275,7 @@ async fn handle(
                     tracing::info!(%run_id, %reason, "completion discarded by the server");
                 }
                 guard.current = None;
-                drop(guard);
-                let _ = outbox.send(WorkerToServer::RequestWork { machine_id });
+                guard.request_work(&machine_id);
             }
         }
         ServerToWorker::ShutdownDeployment { deployment_id } => {

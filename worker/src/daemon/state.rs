@@ -40,6 +40,10 @@ pub struct WorkerState {
     pub exited_deployment: Option<String>,
     /// The live session's outgoing queue (replaced at every reconnect).
     pub outbox: Option<UnboundedSender<WorkerToServer>>,
+    /// A request for work was sent on the live session and not answered yet. At most one is
+    /// out at a time: a second one would reach the server while the first one's assignment
+    /// is on its way, and the server reads it as the machine having dropped that run.
+    pub work_requested: bool,
 }
 
 impl WorkerState {
@@ -66,6 +70,22 @@ impl WorkerState {
         self.deployment
             .as_ref()
             .filter(|d| d.assignment.deployment_id == deployment_id)
+    }
+
+    /// Asks the server for work, unless busy or already asking.
+    pub fn request_work(&mut self, machine_id: &str) {
+        if self.is_busy() || self.work_requested {
+            return;
+        }
+        self.work_requested = true;
+        self.send(WorkerToServer::RequestWork {
+            machine_id: machine_id.to_string(),
+        });
+    }
+
+    /// The server answered the request for work (an assignment, or none).
+    pub fn work_answered(&mut self) {
+        self.work_requested = false;
     }
 
     /// Queues `message` on the live session, if any (the state is replayed on reconnect).
