@@ -105,6 +105,10 @@ pub struct RunView {
     /// Why it was cancelled or lost.
     pub reason: String,
     pub cleared: bool,
+    /// Counted in the definition's failure rate (the scheduler's own rule: finished with a
+    /// result, and not cleared).
+    #[serde(skip)]
+    pub counted: bool,
     pub artifacts: Vec<String>,
     pub test_cases: Vec<TestCaseResult>,
     /// Where the run's definition comes from.

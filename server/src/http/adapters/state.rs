@@ -103,6 +103,7 @@ pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
         result: run.result.clone(),
         reason: run.reason.clone(),
         cleared: run.cleared,
+        counted: run.counted(),
         artifacts: run.artifacts.clone(),
         test_cases: run.test_cases.clone(),
         repo: record.map(|r| r.source.repo.clone()).unwrap_or_default(),

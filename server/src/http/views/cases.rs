@@ -4,7 +4,7 @@
 //! where a flaky case inside a suite that fails once in fifty runs shows by name.
 
 use crate::http::cells::rate_text;
-use crate::http::read_model::{RunStatus, RunView};
+use crate::http::read_model::RunView;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use test_looper_core::scheduling::stats::FailureRate;
@@ -43,15 +43,6 @@ pub struct CaseRow {
     pub runs_with_logs: usize,
 }
 
-/// Whether a run counts towards failure rates (finished, not cancelled, lost or cleared).
-fn counted(run: &RunView) -> bool {
-    !run.cleared
-        && matches!(
-            run.state,
-            RunStatus::Passed | RunStatus::Failed | RunStatus::TimedOut
-        )
-}
-
 /// The cases reported by the counted `runs`, least reliable first (highest failure rate,
 /// then most failures), then by name.
 pub fn case_rows(runs: &[RunView]) -> Vec<CaseRow> {
@@ -62,7 +53,7 @@ pub fn case_rows(runs: &[RunView]) -> Vec<CaseRow> {
         with_logs: usize,
     }
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
-    for run in runs.iter().filter(|run| counted(run)) {
+    for run in runs.iter().filter(|run| run.counted) {
         for case in &run.test_cases {
             let tally = tallies.entry(case.name.as_str()).or_default();
             tally.runs += 1;
@@ -118,6 +109,7 @@ fn verdict(failures: u64, runs: u64) -> (CaseVerdict, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::read_model::RunStatus;
     use test_looper_core::protocol::TestCaseResult;
 
     fn run(state: RunStatus, cleared: bool, cases: &[(&str, bool)]) -> RunView {
@@ -133,6 +125,11 @@ mod tests {
             result: None,
             reason: String::new(),
             cleared,
+            counted: !cleared
+                && matches!(
+                    state,
+                    RunStatus::Passed | RunStatus::Failed | RunStatus::TimedOut
+                ),
             artifacts: Vec::new(),
             test_cases: cases
                 .iter()
