@@ -37,6 +37,18 @@ pub enum PartsTouched {
 impl Engine {
     /// The parts `changes` touched (see the module documentation).
     pub fn parts_touched(&self, changes: &Changes) -> PartsTouched {
+        // Each of these names distinct parts: past the bound, say so before listing any
+        // (a long history's ingest or prioritisation touches hundreds of thousands).
+        let named = [
+            changes.commits.len(),
+            changes.commit_settings.len(),
+            changes.commit_priorities.len(),
+            changes.test_states.len(),
+            changes.new_tests.len(),
+        ];
+        if named.into_iter().any(|count| count > MAX_PARTS_TOUCHED) {
+            return PartsTouched::Everything;
+        }
         let mut parts = HashSet::new();
         let commits = changes
             .commits
