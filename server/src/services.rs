@@ -118,6 +118,7 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         Scheduler::open(&client, results, scheduler_config, Arc::new(SystemClock)).await?;
     let mut tasks = vec![
         scheduler.spawn_deadline_timer(),
+        scheduler.spawn_store_watch(STORE_CHECK_INTERVAL),
         spawn_scheduler_feed(context.git.clone(), scheduler.clone()),
     ];
     if let Some(scm) = context.git.scm() {
@@ -196,6 +197,9 @@ pub fn store_config(config: &Config) -> StoreConfig {
         .unwrap_or_else(|| config.server.data_dir.join("artifacts"));
     StoreConfig::LocalDisk { path }
 }
+
+/// How often an idle server checks that Redis still holds its state (steps check it too).
+const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run ids are unique per server start (see [`SchedulerConfig::id_prefix`]).
 fn id_prefix() -> String {

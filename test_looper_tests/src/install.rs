@@ -5,8 +5,9 @@
 
 use crate::paths::{test_projects, workspace_root};
 use crate::{DockerEngine, GitRepo, RedisServer};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use test_looper_server::config::Config;
 use test_looper_server::scheduler::Scheduler;
@@ -16,41 +17,48 @@ use test_looper_server::AppContext;
 /// The `test-looper-worker` executable of this build, built on first use (the test binaries'
 /// build does not produce other packages' binaries).
 pub fn worker_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable");
-            // <target>/<profile>/deps/<test> or <target>/<profile>/<bin> → <target>/<profile>
-            let mut profile_dir = exe.parent().expect("executable directory").to_path_buf();
-            if profile_dir.file_name().is_some_and(|n| n == "deps") {
-                profile_dir.pop();
-            }
-            let target_dir = profile_dir
-                .parent()
-                .expect("target directory")
-                .to_path_buf();
-            let mut command = std::process::Command::new(env!("CARGO"));
-            command
-                .current_dir(workspace_root())
-                .env("CARGO_TARGET_DIR", &target_dir)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "test_looper_worker",
-                    "--bin",
-                    "test-looper-worker",
-                ]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                command.arg("--release");
-            }
-            let status = command.status().expect("run cargo build for the worker");
-            assert!(status.success(), "building test-looper-worker failed");
-            let binary = profile_dir.join("test-looper-worker");
-            assert!(binary.is_file(), "{} missing", binary.display());
-            binary
-        })
-        .clone()
+    workspace_binary("test_looper_worker", "test-looper-worker")
+}
+
+/// The `test-looper-server` executable of this build, built on first use.
+pub fn server_binary() -> PathBuf {
+    workspace_binary("test_looper_server", "test-looper-server")
+}
+
+/// The executable `bin` of workspace package `package`, built once per test process with the
+/// profile and target directory of the running test.
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.get(bin) {
+        return path.clone();
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/<test> or <target>/<profile>/<bin> → <target>/<profile>
+    let mut profile_dir = exe.parent().expect("executable directory").to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
+    let target_dir = profile_dir
+        .parent()
+        .expect("target directory")
+        .to_path_buf();
+    let mut command = std::process::Command::new(env!("CARGO"));
+    command
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["build", "-q", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "building {bin} failed");
+    let binary = profile_dir.join(bin);
+    assert!(binary.is_file(), "{} missing", binary.display());
+    built.insert(bin.to_string(), binary.clone());
+    binary
 }
 
 /// The worker_suite fixture's files (scripts and Dockerfile), without its definitions file.

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod process;
 pub mod redis_server;
 pub mod server;
+pub mod server_process;
 
 pub use browser::Browser;
 pub use docker_engine::DockerEngine;

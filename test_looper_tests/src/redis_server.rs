@@ -25,17 +25,8 @@ impl RedisServer {
         for _ in 0..5 {
             let dir = tempfile::tempdir()?;
             let port = free_loopback_port();
-            let mut command = Command::new("redis-server");
-            command
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let mut process = ServiceProcess::spawn("redis-server", command)?;
-            match process.wait_until(Duration::from_secs(10), || is_listening(port)) {
-                Ok(()) => {
+            match Self::spawn(port, dir.path()) {
+                Ok(process) => {
                     return Ok(Self {
                         port,
                         _dir: dir,
@@ -46,6 +37,37 @@ impl RedisServer {
             }
         }
         Err(last_error.expect("at least one attempt"))
+    }
+
+    /// A `redis-server` on `port` keeping its files in `dir`, once it listens.
+    fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<ServiceProcess> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut process = ServiceProcess::spawn("redis-server", command)?;
+        process.wait_until(Duration::from_secs(10), || is_listening(port))?;
+        Ok(process)
+    }
+
+    /// Kills the server (`SIGKILL`) and starts an empty one on the same port: a Redis
+    /// restarted without persistence, or a failover to an empty replica.
+    pub fn restart_empty(&mut self) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        self.process.kill();
+        self.process = Self::spawn(self.port, dir.path()).expect("redis restarts on its port");
+        self._dir = dir;
+    }
+
+    /// Stops the server's process (`SIGSTOP`) for `duration`, then lets it go on: a stall.
+    pub fn stall(&self, duration: Duration) {
+        self.process.signal(libc::SIGSTOP);
+        std::thread::sleep(duration);
+        self.process.signal(libc::SIGCONT);
     }
 
     pub fn port(&self) -> u16 {

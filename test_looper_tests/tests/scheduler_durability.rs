@@ -364,3 +364,276 @@ async fn the_deadline_timer_declares_silent_runs_lost_without_polling() {
         .any(|(_, v)| v.contains("run_cancelled") && v.contains(&run.run_id))));
     timer.abort();
 }
+
+// --- Redis lost while the server runs (review M1) ----------------------------------------
+
+fn flushall(harness: &Harness) {
+    let mut connection = harness.redis.client().get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut connection).unwrap();
+}
+
+fn run_ids(harness: &Harness) -> Vec<String> {
+    let mut connection = harness.redis.client().get_connection().unwrap();
+    redis::cmd("HKEYS")
+        .arg("tl:runs")
+        .query(&mut connection)
+        .unwrap()
+}
+
+/// Retries `step` while the scheduler recovers (it refuses steps until Redis answers).
+async fn until_accepted<T, F, Fut>(mut step: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, test_looper_server::scheduler::SchedulerError>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match step().await {
+            Ok(value) => return value,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never accepted: {err}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// After Redis lost its state under a running scheduler: the in-flight run still finishes
+/// once, new run ids are new, and a restarted server loads every run and setting.
+async fn nothing_was_lost(
+    harness: &Harness,
+    scheduler: Arc<Scheduler>,
+    issued: &[String],
+    (in_flight, artifacts): (String, Vec<String>),
+) {
+    let completion = Completion {
+        run_id: in_flight,
+        outcome: passed(artifacts),
+    };
+    assert_eq!(
+        scheduler.record_completion(&completion).await.unwrap(),
+        CompletionAck::Recorded
+    );
+    scheduler.set_runs_desired("r", "c1", "T", 3).await.unwrap();
+    let run = run_of(scheduler.next_work("m2").await.unwrap());
+    assert!(
+        !issued.contains(&run.run_id),
+        "run id {} was issued before",
+        run.run_id
+    );
+    let live = counts(&scheduler).await;
+    drop(scheduler);
+    let scheduler = harness.open().await;
+    assert_eq!(scheduler.start_mode(), StartMode::Loaded);
+    assert_eq!(counts(&scheduler).await, live);
+    assert!(
+        scheduler
+            .read(|e| e.branch("r", "main").unwrap().under_test)
+            .await,
+        "the branch under test is remembered"
+    );
+    let c1 = scheduler.read(|e| e.commit_view("r", "c1").unwrap()).await;
+    assert_eq!(c1.settings.user_priority, 1);
+    assert_eq!(
+        scheduler
+            .read(|e| e.run(&run.run_id).map(|r| r.state))
+            .await,
+        Some(RunState::Assigned)
+    );
+}
+
+#[tokio::test]
+async fn a_redis_flushed_while_running_is_rewritten_at_the_next_step() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let in_flight = populate(&scheduler, &world).await;
+    let issued = run_ids(&harness);
+    let before = counts(&scheduler).await;
+
+    flushall(&harness);
+    // One action, as a user would make: it finds the store lost and rewrites it whole.
+    scheduler.set_runs_desired("r", "c1", "T", 2).await.unwrap();
+    let mut stored = run_ids(&harness);
+    stored.sort();
+    let mut expected = issued.clone();
+    expected.sort();
+    assert_eq!(stored, expected, "every run is back in redis");
+    let mut after = counts(&scheduler).await;
+    after.retain(|(commit, name, _)| !(commit == "c1" && name == "T"));
+    let mut unchanged = before.clone();
+    unchanged.retain(|(commit, name, _)| !(commit == "c1" && name == "T"));
+    assert_eq!(after, unchanged);
+    nothing_was_lost(&harness, scheduler, &issued, in_flight).await;
+}
+
+#[tokio::test]
+async fn a_redis_flushed_while_idle_is_rewritten_by_the_store_check() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let in_flight = populate(&scheduler, &world).await;
+    let issued = run_ids(&harness);
+    flushall(&harness);
+    scheduler.check_store().await.unwrap();
+    assert_eq!(run_ids(&harness).len(), issued.len());
+    nothing_was_lost(&harness, scheduler, &issued, in_flight).await;
+}
+
+#[tokio::test]
+async fn a_redis_restarted_empty_while_running_loses_nothing() {
+    let mut harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    let in_flight = populate(&scheduler, &world).await;
+    let issued = run_ids(&harness);
+    harness.redis.restart_empty();
+    until_accepted(|| scheduler.set_runs_desired("r", "c1", "T", 2)).await;
+    assert_eq!(run_ids(&harness).len(), issued.len());
+    nothing_was_lost(&harness, scheduler, &issued, in_flight).await;
+}
+
+/// A result store whose writes fail while `failing` is set.
+struct FlakyStore {
+    inner: Arc<test_looper_server::scheduler::results::ArtifactResultStore>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl test_looper_server::scheduler::results::ResultStore for FlakyStore {
+    fn write_result<'a>(
+        &'a self,
+        record: &'a test_looper_core::scheduling::ResultRecord,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<(), test_looper_server::scheduler::results::StoreError>,
+    > {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(test_looper_server::scheduler::results::StoreError::Other(
+                    "disk full".into(),
+                ))
+            });
+        }
+        self.inner.write_result(record)
+    }
+    fn list_results(
+        &self,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<
+            Vec<test_looper_core::scheduling::ResultRecord>,
+            test_looper_server::scheduler::results::StoreError,
+        >,
+    > {
+        self.inner.list_results()
+    }
+    fn write_settings<'a>(
+        &'a self,
+        settings: &'a test_looper_core::scheduling::UserSettings,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<(), test_looper_server::scheduler::results::StoreError>,
+    > {
+        self.inner.write_settings(settings)
+    }
+    fn read_settings(
+        &self,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<
+            Option<test_looper_core::scheduling::UserSettings>,
+            test_looper_server::scheduler::results::StoreError,
+        >,
+    > {
+        self.inner.read_settings()
+    }
+}
+
+#[tokio::test]
+async fn a_completion_whose_durable_record_fails_is_not_taken_and_counts_once_when_resent() {
+    let harness = Harness::new();
+    let store = Arc::new(FlakyStore {
+        inner: harness.store(),
+        failing: false.into(),
+    });
+    let scheduler = harness.open_with(store.clone()).await;
+    enable_one_test(&scheduler).await;
+    scheduler.register_machine(linux("m1", 2)).await.unwrap();
+    let run = run_of(scheduler.next_work("m1").await.unwrap());
+    let completion = Completion {
+        run_id: run.run_id.clone(),
+        outcome: passed(run.artifacts.clone()),
+    };
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(scheduler.record_completion(&completion).await.is_err());
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let state = scheduler.read(|e| e.run(&run.run_id).unwrap().state).await;
+    assert!(
+        state.is_active(),
+        "memory did not keep the unstored step: {state:?}"
+    );
+    // The worker resends until acknowledged.
+    let ack = until_accepted(|| scheduler.record_completion(&completion)).await;
+    assert_eq!(ack, CompletionAck::Recorded);
+    let t = test_of(&scheduler, "r", "c", "T").await;
+    assert_eq!((t.counts.runs, t.counts.running), (1, 0));
+    let records = std::fs::read_dir(harness.dir.path().join("scheduler/results"))
+        .unwrap()
+        .flat_map(|dir| std::fs::read_dir(dir.unwrap().path()).unwrap())
+        .count();
+    assert_eq!(records, 1);
+}
+
+#[tokio::test]
+async fn a_resent_completion_writes_a_missing_durable_record_again() {
+    let harness = Harness::new();
+    let scheduler = harness.open().await;
+    enable_one_test(&scheduler).await;
+    scheduler.register_machine(linux("m1", 2)).await.unwrap();
+    let run = run_of(scheduler.next_work("m1").await.unwrap());
+    let completion = Completion {
+        run_id: run.run_id.clone(),
+        outcome: passed(run.artifacts.clone()),
+    };
+    scheduler.record_completion(&completion).await.unwrap();
+    let results = harness.dir.path().join("scheduler/results");
+    std::fs::remove_dir_all(&results).unwrap();
+    assert_eq!(
+        scheduler.record_completion(&completion).await.unwrap(),
+        CompletionAck::AlreadyRecorded
+    );
+    assert_eq!(std::fs::read_dir(&results).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_set_aside_and_the_rest_loads() {
+    let harness = Harness::new();
+    let world = world();
+    let scheduler = harness.open().await;
+    populate(&scheduler, &world).await;
+    let before = counts(&scheduler).await;
+    drop(scheduler);
+    let mut connection = harness.redis.client().get_connection().unwrap();
+    redis::cmd("HSET")
+        .arg("tl:runs")
+        .arg("t-run999")
+        .arg("{not json")
+        .query::<()>(&mut connection)
+        .unwrap();
+    let scheduler = harness.open().await;
+    assert_eq!(scheduler.start_mode(), StartMode::Loaded);
+    assert_eq!(counts(&scheduler).await, before);
+    let set_aside: Option<String> = redis::cmd("HGET")
+        .arg("tl:quarantine")
+        .arg("tl:runs\nt-run999")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(set_aside.as_deref(), Some("{not json"));
+}

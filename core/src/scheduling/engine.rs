@@ -226,6 +226,34 @@ impl Engine {
         std::mem::take(&mut self.changes)
     }
 
+    /// A change set naming every stored fact: what rewriting the whole state into an empty
+    /// store must write (the store lost its state while the engine kept running).
+    pub fn everything(&self) -> Changes {
+        let mut changes = Changes::default();
+        for commit in &self.commits {
+            let key = (commit.record.repo.clone(), commit.record.hash.clone());
+            if !matches!(commit.record.parse, super::model::ParseRecord::NotLoaded) {
+                changes.commits.insert(key.clone());
+            }
+            if commit.settings != CommitSettings::default() {
+                changes.commit_settings.insert(key.clone());
+            }
+            changes.commit_priorities.insert(key);
+        }
+        changes.branches = self.branches.keys().cloned().collect();
+        changes.new_tests = self
+            .tests
+            .iter()
+            .filter(|test| test.record.is_some())
+            .map(|test| test.hash.clone())
+            .collect();
+        changes.runs = self.runs.keys().cloned().collect();
+        changes.machines = self.machines.keys().cloned().collect();
+        changes.deployments = self.deployments.keys().cloned().collect();
+        changes.settings = true;
+        changes
+    }
+
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
     }

@@ -308,7 +308,11 @@ impl Engine {
         };
         match run.state {
             RunState::Passed | RunState::Failed | RunState::TimedOut => {
-                return CompletionAck::AlreadyRecorded
+                // A resend means the worker never saw the ack, so the step that stored the
+                // result may have failed after memory took it: write the durable record
+                // again (idempotent) so it cannot be missing.
+                self.changes.result_records.insert(run_id.clone());
+                return CompletionAck::AlreadyRecorded;
             }
             RunState::Cancelled | RunState::Lost => {
                 return CompletionAck::Discarded {

@@ -24,7 +24,7 @@ pub mod results;
 pub mod versions;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use test_looper_core::protocol::{
@@ -55,6 +55,8 @@ pub enum SchedulerError {
     Scheduling(#[from] SchedulingError),
     #[error("cannot persist the step: {0}")]
     Persist(String),
+    #[error("the state store is being recovered after a failed write; try again")]
+    Recovering,
 }
 
 /// How the scheduler was started.
@@ -76,6 +78,9 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     feed: broadcast::Sender<FeedEvent>,
     deadline_changed: Arc<Notify>,
+    /// Set while the writer brings the store back after a failed write: steps are refused
+    /// (their callers retry), reads keep working on the engine.
+    recovering: Arc<AtomicBool>,
     start_mode: StartMode,
 }
 
@@ -88,30 +93,21 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Scheduler>, SchedulerError> {
         let redis = RedisState::connect(client).await?;
+        let epoch = crate::state::new_epoch();
         let now = clock.now();
         let (engine, start_mode) = if redis.is_initialized().await? {
-            let snapshot = redis.load().await?;
+            let (snapshot, quarantined) = redis.load().await?;
+            if quarantined > 0 {
+                tracing::error!(quarantined, "records that do not decode were set aside");
+            }
+            redis.claim(&epoch).await?;
             (
                 Engine::from_snapshot(config.clone(), snapshot, now),
                 StartMode::Loaded,
             )
         } else {
-            let records = store.list_results().await?;
-            let runs = records.len();
-            let snapshot = Snapshot {
-                next_id: 1,
-                runs: records.into_iter().map(|record| record.run).collect(),
-                ..Snapshot::default()
-            };
-            let mut engine = Engine::from_snapshot(config.clone(), snapshot, now);
-            if let Some(settings) = store.read_settings().await? {
-                engine.apply_user_settings(&settings, now);
-            }
-            let mut changes = engine.take_changes();
-            changes
-                .runs
-                .extend(engine.all_runs().map(|run| run.run_id.clone()));
-            redis.persist(&engine, &changes, &[]).await?;
+            let (engine, runs) = rebuild(store.as_ref(), &config, now).await?;
+            redis.write_everything(&engine, &epoch).await?;
             tracing::info!(
                 runs,
                 "empty redis: rebuilt scheduler state from result records"
@@ -123,6 +119,7 @@ impl Scheduler {
         let generation = Arc::new(AtomicU64::new(0));
         let versions = Arc::new(StateVersions::default());
         let deadline_changed = Arc::new(Notify::new());
+        let recovering = Arc::new(AtomicBool::new(false));
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(
             writer::WriterContext {
@@ -130,6 +127,8 @@ impl Scheduler {
                 generation: Arc::clone(&generation),
                 versions: Arc::clone(&versions),
                 redis,
+                epoch,
+                recovering: Arc::clone(&recovering),
                 store,
                 feed: feed.clone(),
                 deadline_changed: Arc::clone(&deadline_changed),
@@ -146,6 +145,7 @@ impl Scheduler {
             clock,
             feed,
             deadline_changed,
+            recovering,
             start_mode,
         }))
     }
@@ -192,6 +192,9 @@ impl Scheduler {
         let (done, stored) = oneshot::channel();
         let result = {
             let mut engine = self.engine.lock().await;
+            if self.recovering.load(Ordering::SeqCst) {
+                return Err(SchedulerError::Recovering);
+            }
             let now = self.clock.now();
             let result = f(&mut engine, now);
             let changes = engine.take_changes();
@@ -390,6 +393,51 @@ impl Scheduler {
             .await
     }
 
+    /// Checks that Redis still holds this life's state, and rewrites it whole if not (see
+    /// `writer.rs`). Steps check it too; this catches a wipe while no step happens.
+    pub async fn check_store(&self) -> Result<(), SchedulerError> {
+        let (done, checked) = oneshot::channel();
+        {
+            let _engine = self.engine.lock().await;
+            if self.recovering.load(Ordering::SeqCst) {
+                return Err(SchedulerError::Recovering);
+            }
+            self.writes
+                .send(writer::PendingWrite {
+                    generation: self.generation.load(Ordering::SeqCst),
+                    commands: Vec::new(),
+                    records: Vec::new(),
+                    settings: None,
+                    events: Vec::new(),
+                    done,
+                })
+                .map_err(|_| SchedulerError::Persist("the writer task has stopped".into()))?;
+        }
+        match checked.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(SchedulerError::Persist(message)),
+            Err(_) => Err(SchedulerError::Persist(
+                "the writer task has stopped".into(),
+            )),
+        }
+    }
+
+    /// Calls [`Scheduler::check_store`] every `every` (the server runs one).
+    pub fn spawn_store_watch(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let scheduler = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(err) = scheduler.check_store().await {
+                    tracing::warn!(%err, "state store check failed");
+                }
+            }
+        })
+    }
+
     // --- time ----------------------------------------------------------------------------
 
     /// Applies every passed deadline (lost runs, build retries).
@@ -425,6 +473,28 @@ impl Scheduler {
             }
         })
     }
+}
+
+/// An engine rebuilt from the durable records: every run and the user settings (commits and
+/// definitions come back with the next git scan). Returns it with the number of runs.
+async fn rebuild(
+    store: &dyn ResultStore,
+    config: &SchedulerConfig,
+    now: Millis,
+) -> Result<(Engine, usize), SchedulerError> {
+    let records = store.list_results().await?;
+    let runs = records.len();
+    let snapshot = Snapshot {
+        next_id: 1,
+        runs: records.into_iter().map(|record| record.run).collect(),
+        ..Snapshot::default()
+    };
+    let mut engine = Engine::from_snapshot(config.clone(), snapshot, now);
+    if let Some(settings) = store.read_settings().await? {
+        engine.apply_user_settings(&settings, now);
+    }
+    engine.take_changes();
+    Ok((engine, runs))
 }
 
 /// The durable records of the runs that finished (or were cleared) in this step.

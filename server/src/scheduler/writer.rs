@@ -2,20 +2,30 @@
 //! the engine's order) and handed to one writer task, which writes the durable result
 //! records, then every step waiting at that moment in a single `MULTI`/`EXEC`, then
 //! publishes their feed events and answers each caller. A caller's reply therefore always
-//! follows the Redis write of its step, while concurrent callers share one round trip.
+//! follows the durable and the Redis write of its step, while concurrent callers share one
+//! round trip.
 //!
-//! If a write fails, every step of the batch (and any queued behind it) fails, and the
-//! engine is reloaded from Redis so memory never runs ahead of the stored state.
+//! Failures (reviews M1 and L2):
+//! - If a durable record, the settings document or the Redis write fails, every step of the
+//!   batch fails, and the scheduler *recovers*: it refuses new steps (callers retry; workers
+//!   resend their completions) until Redis answers again, then either reloads the engine
+//!   from Redis (the store kept this life's state, so memory never runs ahead of it) or, if
+//!   Redis lost its state meanwhile, rewrites the engine's whole state into it.
+//! - If a transaction finds that Redis lost its state before it (a flush, a restart without
+//!   persistence, a failover to an empty replica: see `state` on the epoch), the engine's
+//!   whole state is rewritten at once and the batch succeeds: nothing the server knew is
+//!   lost, and run ids keep counting up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use test_looper_core::scheduling::{Engine, ResultRecord, SchedulerConfig, UserSettings};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use super::feed::FeedEvent;
 use super::results::ResultStore;
-use crate::state::RedisState;
+use crate::state::{RedisState, StateError, StoreCheck};
 
 /// One prepared step.
 pub(crate) struct PendingWrite {
@@ -33,6 +43,9 @@ pub(crate) struct WriterContext {
     pub(crate) generation: Arc<AtomicU64>,
     pub(crate) versions: Arc<super::versions::StateVersions>,
     pub(crate) redis: RedisState,
+    /// This server life's epoch in `tl:meta`.
+    pub(crate) epoch: String,
+    pub(crate) recovering: Arc<AtomicBool>,
     pub(crate) store: Arc<dyn ResultStore>,
     pub(crate) feed: broadcast::Sender<FeedEvent>,
     pub(crate) deadline_changed: Arc<Notify>,
@@ -70,23 +83,31 @@ pub(crate) async fn run(context: WriterContext, mut queue: mpsc::UnboundedReceiv
 }
 
 async fn write_batch(context: &WriterContext, batch: Vec<PendingWrite>) {
-    for write in &batch {
-        for record in &write.records {
-            if let Err(err) = context.store.write_result(record).await {
-                tracing::error!(%err, run_id = %record.run.run_id, "cannot write the durable result record");
-            }
-        }
-    }
-    if let Some(settings) = batch.iter().rev().find_map(|write| write.settings.as_ref()) {
-        if let Err(err) = context.store.write_settings(settings).await {
-            tracing::error!(%err, "cannot write the user settings document");
-        }
+    if let Err(message) = write_durable(context, &batch).await {
+        tracing::error!(%message, "cannot write the durable records of a batch; its steps fail");
+        fail(context, batch, message).await;
+        return;
     }
     let commands: Vec<redis::Cmd> = batch
         .iter()
         .flat_map(|write| write.commands.iter().cloned())
         .collect();
-    match context.redis.execute(commands).await {
+    let written = match context.redis.execute(commands, &context.epoch).await {
+        Ok(StoreCheck::Intact) => Ok(()),
+        Ok(StoreCheck::Lost) => {
+            tracing::error!(
+                "redis lost the scheduler state (flushed, restarted empty or replaced): \
+                 rewriting the whole state from memory"
+            );
+            let engine = context.engine.lock().await;
+            context
+                .redis
+                .write_everything(&engine, &context.epoch)
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match written {
         Ok(()) => {
             for write in batch {
                 for event in write.events {
@@ -98,24 +119,77 @@ async fn write_batch(context: &WriterContext, batch: Vec<PendingWrite>) {
             context.deadline_changed.notify_one();
         }
         Err(err) => {
-            tracing::error!(%err, "cannot persist scheduler steps; reloading from redis");
-            let message = err.to_string();
-            for write in batch {
-                let _ = write.done.send(Err(message.clone()));
-            }
-            let mut engine = context.engine.lock().await;
-            context.generation.fetch_add(1, Ordering::SeqCst);
-            context.versions.everything_changed();
-            match context.redis.load().await {
-                Ok(snapshot) => {
-                    *engine = Engine::from_snapshot(
-                        context.config.clone(),
-                        snapshot,
-                        context.clock.now(),
-                    );
-                }
-                Err(err) => tracing::error!(%err, "cannot reload the state from redis"),
+            tracing::error!(%err, "cannot persist scheduler steps; recovering");
+            fail(context, batch, err.to_string()).await;
+        }
+    }
+}
+
+/// Writes the batch's result records and its last settings document.
+async fn write_durable(context: &WriterContext, batch: &[PendingWrite]) -> Result<(), String> {
+    let records = batch.iter().flat_map(|write| write.records.iter());
+    futures_util::future::try_join_all(records.map(|record| context.store.write_result(record)))
+        .await
+        .map_err(|err| err.to_string())?;
+    if let Some(settings) = batch.iter().rev().find_map(|write| write.settings.as_ref()) {
+        context
+            .store
+            .write_settings(settings)
+            .await
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(())
+}
+
+/// Fails every step of the batch, then recovers (see the module docs).
+async fn fail(context: &WriterContext, batch: Vec<PendingWrite>, message: String) {
+    {
+        // Under the lock, so no step is prepared against the engine being replaced.
+        let _engine = context.engine.lock().await;
+        context.recovering.store(true, Ordering::SeqCst);
+        context.generation.fetch_add(1, Ordering::SeqCst);
+    }
+    for write in batch {
+        let _ = write.done.send(Err(message.clone()));
+    }
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match restore(context).await {
+            Ok(()) => break,
+            Err(err) => {
+                tracing::warn!(%err, "redis is not back yet; steps stay refused");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
+    context.recovering.store(false, Ordering::SeqCst);
+    context.deadline_changed.notify_one();
+    tracing::info!("scheduler state store recovered; steps are accepted again");
+}
+
+/// Brings memory and Redis back to one state: Redis' when it kept this life's state, the
+/// engine's (rewritten whole) when Redis lost it.
+async fn restore(context: &WriterContext) -> Result<(), StateError> {
+    let intact = context.redis.epoch().await?.as_deref() == Some(context.epoch.as_str());
+    let mut engine = context.engine.lock().await;
+    if intact {
+        let (mut snapshot, quarantined) = context.redis.load().await?;
+        if quarantined > 0 {
+            tracing::error!(quarantined, "records that do not decode were set aside");
+        }
+        // Ids issued by steps that were not stored must never be issued again.
+        snapshot.next_id = snapshot.next_id.max(engine.next_id());
+        *engine = Engine::from_snapshot(context.config.clone(), snapshot, context.clock.now());
+    } else {
+        tracing::error!(
+            "redis lost the scheduler state while a write failed: rewriting it from memory"
+        );
+        context
+            .redis
+            .write_everything(&engine, &context.epoch)
+            .await?;
+    }
+    context.versions.everything_changed();
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub const MACHINES: &str = "tl:machines";
 pub const DEPLOYMENTS: &str = "tl:deployments";
 pub const NEXT_ID: &str = "tl:next_id";
 pub const FEED: &str = "tl:feed";
+pub const QUARANTINE: &str = "tl:quarantine";
 
 /// Approximate length the feed stream is trimmed to.
 pub const FEED_MAX_LEN: usize = 10_000;

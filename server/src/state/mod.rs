@@ -6,7 +6,8 @@
 //!
 //! | key | type | field → value |
 //! |---|---|---|
-//! | `tl:meta` | string | `"1"` once the store holds state (absent = empty Redis → rebuild) |
+//! | `tl:meta` | string | the epoch of the server life that owns the state (absent = empty Redis → rebuild) |
+//! | `tl:quarantine` | hash | `key\nfield` → a stored value that could not be decoded at load (kept for inspection) |
 //! | `tl:commits` | hash | `repo\nhash` → `CommitRecord` JSON (metadata, parse outcome, name → test hash) |
 //! | `tl:commit_settings` | hash | `repo\nhash` → `CommitSettings` JSON (user priority, runs desired per test) |
 //! | `tl:commit_priority` | hash | `repo\nhash` → calculated priority (derived; for other readers) |
@@ -21,6 +22,16 @@
 //! Every scheduler step is written with one `MULTI`/`EXEC` transaction (state writes and
 //! feed entries together), issued by the single writer that owns the in-memory engine, so
 //! concurrent events are serialized and no update is lost or half-applied.
+//!
+//! # Detecting a lost store (review M1)
+//!
+//! `tl:meta` holds a random *epoch*, written only when a server life takes the store over
+//! ([`RedisState::claim`]) or rewrites it whole ([`RedisState::write_everything`]), never by
+//! a step. Every step's transaction reads it back first ([`RedisState::execute`]), in the
+//! same round trip: a flushed, restarted-empty or replaced Redis answers with no epoch or
+//! another one, and the scheduler rewrites its whole state instead of building on a partial
+//! store. A Redis that lost its state is therefore never mistaken for a complete one, even
+//! across a server restart: with no epoch, the next start rebuilds from the durable records.
 
 pub mod keys;
 
@@ -55,18 +66,39 @@ pub struct RedisState {
     connection: ConnectionManager,
 }
 
+/// What a step's transaction found in `tl:meta` before it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreCheck {
+    /// The epoch of this server life: the store held the whole state.
+    Intact,
+    /// No epoch, or another one: the store lost (or was given) another state before this
+    /// step, which was written into it all the same and must be followed by a full rewrite.
+    Lost,
+}
+
+/// A new random epoch for a server life.
+pub fn new_epoch() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The values of one hash that decode; the others are moved aside (review L9) so that one
+/// corrupt record cannot keep the scheduler from starting.
 fn decode_all<T: DeserializeOwned>(
     key: &'static str,
     entries: HashMap<String, String>,
-) -> Result<Vec<(String, T)>, StateError> {
-    entries
-        .into_iter()
-        .map(|(field, value)| {
-            serde_json::from_str(&value)
-                .map(|decoded| (field.clone(), decoded))
-                .map_err(|source| StateError::Corrupt { key, field, source })
-        })
-        .collect()
+    quarantine: &mut Vec<(String, String)>,
+) -> Vec<(String, T)> {
+    let mut decoded = Vec::with_capacity(entries.len());
+    for (field, value) in entries {
+        match serde_json::from_str(&value) {
+            Ok(record) => decoded.push((field, record)),
+            Err(err) => {
+                tracing::error!(key, %field, %err, "undecodable record moved to {}", keys::QUARANTINE);
+                quarantine.push((keys::pair_field(key, &field), value));
+            }
+        }
+    }
+    decoded
 }
 
 impl RedisState {
@@ -83,72 +115,113 @@ impl RedisState {
 
     /// `false` when Redis holds no scheduler state (first start, or flushed).
     pub async fn is_initialized(&self) -> Result<bool, StateError> {
-        let mut connection = self.connection.clone();
-        Ok(connection.exists(keys::META).await?)
+        Ok(self.epoch().await?.is_some())
     }
 
-    /// Everything stored, as a snapshot to build the engine from.
-    pub async fn load(&self) -> Result<Snapshot, StateError> {
+    /// The epoch in `tl:meta` (see the module docs).
+    pub async fn epoch(&self) -> Result<Option<String>, StateError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.get(keys::META).await?)
+    }
+
+    /// Takes the stored state over for the server life `epoch` (after loading it).
+    pub async fn claim(&self, epoch: &str) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        connection.set::<_, _, ()>(keys::META, epoch).await?;
+        Ok(())
+    }
+
+    /// Everything stored, as a snapshot to build the engine from. Records that do not
+    /// decode are moved to `tl:quarantine` and left out (their count is returned).
+    pub async fn load(&self) -> Result<(Snapshot, usize), StateError> {
         let mut connection = self.connection.clone();
         let mut snapshot = Snapshot::default();
+        let mut quarantine = Vec::new();
         let commits: HashMap<String, String> = connection.hgetall(keys::COMMITS).await?;
-        snapshot.commits = decode_all(keys::COMMITS, commits)?
+        snapshot.commits = decode_all(keys::COMMITS, commits, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let settings: HashMap<String, String> = connection.hgetall(keys::COMMIT_SETTINGS).await?;
-        snapshot.commit_settings = decode_all(keys::COMMIT_SETTINGS, settings)?
+        snapshot.commit_settings = decode_all(keys::COMMIT_SETTINGS, settings, &mut quarantine)
             .into_iter()
             .filter_map(|(field, value)| keys::split_pair_field(&field).map(|pair| (pair, value)))
             .collect();
         let branches: HashMap<String, String> = connection.hgetall(keys::BRANCHES).await?;
-        snapshot.branches = decode_all(keys::BRANCHES, branches)?
+        snapshot.branches = decode_all(keys::BRANCHES, branches, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let tests: HashMap<String, String> = connection.hgetall(keys::TESTS).await?;
-        snapshot.tests = decode_all(keys::TESTS, tests)?
+        snapshot.tests = decode_all(keys::TESTS, tests, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let runs: HashMap<String, String> = connection.hgetall(keys::RUNS).await?;
-        snapshot.runs = decode_all(keys::RUNS, runs)?
+        snapshot.runs = decode_all(keys::RUNS, runs, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let machines: HashMap<String, String> = connection.hgetall(keys::MACHINES).await?;
-        snapshot.machines = decode_all(keys::MACHINES, machines)?
+        snapshot.machines = decode_all(keys::MACHINES, machines, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let deployments: HashMap<String, String> = connection.hgetall(keys::DEPLOYMENTS).await?;
-        snapshot.deployments = decode_all(keys::DEPLOYMENTS, deployments)?
+        snapshot.deployments = decode_all(keys::DEPLOYMENTS, deployments, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         let next_id: Option<u64> = connection.get(keys::NEXT_ID).await?;
         snapshot.next_id = next_id.unwrap_or(1);
-        Ok(snapshot)
+        let quarantined = quarantine.len();
+        if quarantined > 0 {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (field, _) in &quarantine {
+                if let Some((key, field)) = keys::split_pair_field(field) {
+                    pipe.hdel(key, field).ignore();
+                }
+            }
+            hset_chunks(&mut pipe, keys::QUARANTINE, &quarantine);
+            pipe.query_async::<()>(&mut connection).await?;
+        }
+        Ok((snapshot, quarantined))
     }
 
-    /// Writes what `changes` lists (read from `engine`) plus the feed events, atomically.
-    pub async fn persist(
+    /// Runs commands (of one or several steps) in one `MULTI`/`EXEC` transaction that first
+    /// reads the epoch back, and says whether the store still held this life's state.
+    pub async fn execute(
         &self,
-        engine: &Engine,
-        changes: &Changes,
-        events: &[FeedEvent],
-    ) -> Result<(), StateError> {
-        let commands = Self::prepare(engine, changes, events)?;
-        self.execute(commands).await
-    }
-
-    /// Runs commands (of one or several steps) in one `MULTI`/`EXEC` transaction.
-    pub async fn execute(&self, commands: Vec<redis::Cmd>) -> Result<(), StateError> {
+        commands: Vec<redis::Cmd>,
+        epoch: &str,
+    ) -> Result<StoreCheck, StateError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.get(keys::META);
         for command in commands {
             pipe.add_command(command).ignore();
         }
+        let mut connection = self.connection.clone();
+        let (stored,): (Option<String>,) = pipe.query_async(&mut connection).await?;
+        Ok(if stored.as_deref() == Some(epoch) {
+            StoreCheck::Intact
+        } else {
+            StoreCheck::Lost
+        })
+    }
+
+    /// Replaces whatever the store holds with the engine's whole state and the epoch `epoch`,
+    /// in one transaction (a rebuild at start, or a store found lost while running).
+    pub async fn write_everything(&self, engine: &Engine, epoch: &str) -> Result<(), StateError> {
+        let commands = Self::prepare(engine, &engine.everything(), &[])?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.del(&SCHEDULER_KEYS[..]).ignore();
+        for command in commands {
+            pipe.add_command(command).ignore();
+        }
+        pipe.set(keys::META, epoch).ignore();
         let mut connection = self.connection.clone();
         pipe.query_async::<()>(&mut connection).await?;
         Ok(())
@@ -162,7 +235,6 @@ impl RedisState {
         events: &[FeedEvent],
     ) -> Result<Vec<redis::Cmd>, StateError> {
         let mut pipe = redis::pipe();
-        pipe.set(keys::META, "1").ignore();
         pipe.set(keys::NEXT_ID, engine.next_id()).ignore();
 
         let mut commit_fields = Vec::new();
@@ -278,23 +350,25 @@ impl RedisState {
     /// Deletes every scheduler key (tests and the "flush" admin action).
     pub async fn wipe(&self) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
-        let all = [
-            keys::META,
-            keys::COMMITS,
-            keys::COMMIT_SETTINGS,
-            keys::COMMIT_PRIORITY,
-            keys::BRANCHES,
-            keys::TESTS,
-            keys::RUNS,
-            keys::MACHINES,
-            keys::DEPLOYMENTS,
-            keys::NEXT_ID,
-            keys::FEED,
-        ];
-        connection.del::<_, ()>(&all[..]).await?;
+        connection.del::<_, ()>(&SCHEDULER_KEYS[..]).await?;
         Ok(())
     }
 }
+
+/// Every key of the scheduler's state (the change feed included, the quarantine not).
+const SCHEDULER_KEYS: [&str; 11] = [
+    keys::META,
+    keys::COMMITS,
+    keys::COMMIT_SETTINGS,
+    keys::COMMIT_PRIORITY,
+    keys::BRANCHES,
+    keys::TESTS,
+    keys::RUNS,
+    keys::MACHINES,
+    keys::DEPLOYMENTS,
+    keys::NEXT_ID,
+    keys::FEED,
+];
 
 fn hset_chunks(pipe: &mut redis::Pipeline, key: &str, fields: &[(String, String)]) {
     for chunk in fields.chunks(1000) {
