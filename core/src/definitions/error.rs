@@ -123,7 +123,9 @@ impl From<SourceError> for DefinitionsError {
                 repo,
                 commit: Some(commit),
             },
-            SourceError::Other(message) => DefinitionsError::invalid(message),
+            SourceError::FileTooLarge { message, .. } | SourceError::Other(message) => {
+                DefinitionsError::invalid(message)
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 use super::node::FastIndexMap;
 
 use super::error::{DefinitionsError, ErrorLocation, FileRef};
+use super::limits::Budget;
 use super::model::RepoReference;
 use super::parse::parse_file;
 use super::schema::{Origin, RawDefinition, RawEnvironment, RawFile, RawInclude, RawRepo};
@@ -46,6 +47,8 @@ pub struct Loaded {
 /// Something that can load other commits (the resolver, with its memo).
 pub trait CommitLoader {
     fn source(&self) -> &dyn DefinitionsSource;
+    /// The budget every file this loader parses is charged to (one per resolution).
+    fn budget(&mut self) -> &mut Budget;
     fn load(&mut self, commit: &CommitRef) -> Result<Arc<Loaded>, DefinitionsError>;
 }
 
@@ -86,7 +89,9 @@ pub fn load_commit(
     let Some(text) = loader.source().read_file(commit, &path)? else {
         return Ok(loaded);
     };
-    let Some(raw) = parse_file(&text, &path, BTreeMap::new()).map_err(|e| e.in_file(&file))? else {
+    let Some(raw) =
+        parse_file(&text, &path, BTreeMap::new(), loader.budget()).map_err(|e| e.in_file(&file))?
+    else {
         return Ok(loaded);
     };
     let RawFile {
@@ -318,7 +323,9 @@ fn process_includes(
             path: path.clone(),
         });
         let scope = include.variables.into_iter().collect();
-        let Some(raw) = parse_file(&text, &path, scope).map_err(|e| e.in_file(&file))? else {
+        let Some(raw) =
+            parse_file(&text, &path, scope, loader.budget()).map_err(|e| e.in_file(&file))?
+        else {
             return Err(DefinitionsError::invalid(
                 "No looper version specified. Valid versions for this build are [4] (the included file is empty)",
             )

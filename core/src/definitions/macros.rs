@@ -10,11 +10,17 @@
 //! Deliberate differences from the original (spec §15): `foreach` map keys iterate in
 //! document order and a scalar value is a one-element list (not its characters); keys
 //! that collide after expansion are an error; an include map `{path}` without `variables`
-//! is accepted. Expansion is bounded (output size) so hostile files fail cleanly.
+//! is accepted.
+//!
+//! Expansion is bounded (H4): every value it produces or copies (including the variable
+//! scopes copied for `define`, `foreach` and include records) is charged to the
+//! resolution's [`Budget`] in values and bytes *before* it is built, and no substituted
+//! string may pass [`MAX_VALUE_BYTES`], so hostile files fail cleanly.
 
 use std::collections::BTreeMap;
 
 use super::error::{invalid_at, DefinitionsError};
+use super::limits::{value_too_large, Budget, Counter, LimitExceeded, MAX_VALUE_BYTES};
 use super::node::{Map, Mark, Node, Value};
 use super::path::DocPath;
 use super::variables::has_reference;
@@ -22,12 +28,60 @@ use super::variables::has_reference;
 /// Variables in scope, sorted by name (the substitution order).
 pub type Scope = BTreeMap<String, Node>;
 
-/// Maximum number of values expansion may produce for one file.
-pub const MAX_EXPANDED_NODES: usize = 20_000_000;
+/// Expansion context for one file, charging what it builds to a resolution's budget.
+pub struct Expander<'b> {
+    budget: &'b mut Budget,
+}
 
-/// Expansion context for one file.
-pub struct Expander {
-    produced: usize,
+/// Values and text bytes of a tree (what copying it costs).
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Cost {
+    fn of(node: &Node) -> Cost {
+        match &node.value {
+            Value::Str(s) => Cost {
+                nodes: 1,
+                bytes: s.len(),
+            },
+            Value::List(items) => items.iter().fold(Cost::one(), |acc, i| acc + Cost::of(i)),
+            Value::Map(map) => Cost::of_entries(map.iter()) + Cost::one(),
+            _ => Cost::one(),
+        }
+    }
+
+    fn of_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Node)>) -> Cost {
+        entries.fold(Cost::default(), |acc, (key, value)| {
+            acc + Cost {
+                nodes: 0,
+                bytes: key.len(),
+            } + Cost::of(value)
+        })
+    }
+
+    fn one() -> Cost {
+        Cost { nodes: 1, bytes: 0 }
+    }
+
+    fn times(self, count: usize) -> Cost {
+        Cost {
+            nodes: self.nodes.saturating_mul(count),
+            bytes: self.bytes.saturating_mul(count),
+        }
+    }
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
 }
 
 /// Whether strings in an `includes` section become include records.
@@ -39,15 +93,9 @@ enum Mode {
 
 type Result<T> = std::result::Result<T, DefinitionsError>;
 
-impl Default for Expander {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Expander {
-    pub fn new() -> Self {
-        Expander { produced: 0 }
+impl<'b> Expander<'b> {
+    pub fn new(budget: &'b mut Budget) -> Self {
+        Expander { budget }
     }
 
     /// Expand a section value (`environments`, `builds`, ...).
@@ -118,15 +166,27 @@ impl Expander {
     }
 
     fn spend(&mut self, count: usize, path: &DocPath, mark: Mark) -> Result<()> {
-        self.produced = self.produced.saturating_add(count);
-        if self.produced > MAX_EXPANDED_NODES {
-            return Err(invalid_at(
-                format!("macro expansion produces more than {MAX_EXPANDED_NODES} values"),
-                path,
-                mark,
-            ));
-        }
-        Ok(())
+        self.spend_cost(
+            Cost {
+                nodes: count,
+                bytes: 0,
+            },
+            path,
+            mark,
+        )
+    }
+
+    /// Charge a copy of `cost` before making it.
+    fn spend_cost(&mut self, cost: Cost, path: &DocPath, mark: Mark) -> Result<()> {
+        self.budget
+            .charge(Counter::ExpandedNodes, cost.nodes)
+            .and_then(|()| self.budget.charge(Counter::ExpandedBytes, cost.bytes))
+            .map_err(|e| limit_at(e, path, mark))
+    }
+
+    /// Charge a copy of the whole scope (for `define`, `foreach` and include records).
+    fn spend_scope(&mut self, scope: &Scope, path: &DocPath, mark: Mark) -> Result<()> {
+        self.spend_cost(Cost::of_entries(scope.iter()), path, mark)
     }
 
     fn walk(
@@ -142,6 +202,7 @@ impl Expander {
             Value::Str(text) => {
                 if mode == Mode::Includes && !vardef {
                     let expanded = self.substitute_node(text, scope, path, node.mark)?;
+                    self.spend_scope(scope, path, node.mark)?;
                     return Ok(include_record(expanded, scope_map(scope), node.mark));
                 }
                 self.substitute_node(text, scope, path, node.mark)
@@ -172,6 +233,7 @@ impl Expander {
         if let (true, Some(define), Some(body)) =
             (has(&["define", "in"]), map.get("define"), map.get("in"))
         {
+            self.spend_scope(scope, path, mark)?;
             let mut inner = scope.clone();
             self.define_into(define, &mut inner, &path.key("define"))?;
             return self.walk(body, &inner, mode, vardef, &path.key("in"));
@@ -247,6 +309,7 @@ impl Expander {
     ) -> Result<Node> {
         let expanded_path =
             self.walk(include_path, scope, Mode::Plain, false, &path.key("path"))?;
+        self.spend_scope(scope, path, mark)?;
         let mut variables = scope_map(scope);
         if let Some(user) = map.get("variables") {
             let expanded = self.walk(user, scope, Mode::Plain, false, &path.key("variables"))?;
@@ -289,6 +352,7 @@ impl Expander {
         };
         let over_path = path.key("over");
         let children = self.walk(over, scope, mode, vardef, &over_path)?;
+        let extra_cost = Cost::of_entries(extra.iter());
         let mut out = Vec::new();
         for child in flatten(children) {
             let Value::Map(mut child_map) = child.value else {
@@ -301,6 +365,7 @@ impl Expander {
                     child.mark,
                 ));
             };
+            self.spend_cost(extra_cost, path, child.mark)?;
             for (k, v) in &extra {
                 if child_map.contains_key(k) {
                     return Err(invalid_at(
@@ -311,7 +376,6 @@ impl Expander {
                 }
                 child_map.insert(k.clone(), v.clone());
             }
-            self.spend(extra.len(), path, child.mark)?;
             out.push(Node::new(Value::Map(child_map), child.mark));
         }
         Ok(Node::new(Value::List(out), over.mark))
@@ -341,9 +405,11 @@ impl Expander {
         }
         let each_path = path.key("foreach");
         let each_value = self.walk(each, scope, Mode::Plain, true, &each_path)?;
-        let iterations = iterations(each_value, &each_path)?;
+        let iterations = self.iterations(each_value, &each_path)?;
+        let scope_cost = Cost::of_entries(scope.iter());
         let mut result: Option<Node> = None;
         for iteration in iterations {
+            self.spend_cost(scope_cost, &each_path, mark)?;
             let mut inner = scope.clone();
             for (name, value) in iteration {
                 if inner.contains_key(&name) {
@@ -494,7 +560,10 @@ impl Expander {
             }
         };
         match entries.get(&lookup) {
-            Some(found) => Ok(found.clone()),
+            Some(found) => {
+                self.spend_cost(Cost::of(found), &table_path, found.mark)?;
+                Ok(found.clone())
+            }
             None => Err(invalid_at(
                 format!(
                     "Can't find lookup key '{lookup}' amongst: {:?}",
@@ -506,7 +575,8 @@ impl Expander {
         }
     }
 
-    /// §3.3 substitution of one string.
+    /// §3.3 substitution of one string. The length of each replacement is computed before
+    /// it is made: no string passes [`MAX_VALUE_BYTES`].
     fn substitute_node(
         &mut self,
         text: &str,
@@ -515,6 +585,14 @@ impl Expander {
         mark: Mark,
     ) -> Result<Node> {
         if !has_reference(text) {
+            self.spend_cost(
+                Cost {
+                    nodes: 0,
+                    bytes: text.len(),
+                },
+                path,
+                mark,
+            )?;
             return Ok(Node::str(text, mark));
         }
         let mut current = text.to_owned();
@@ -523,14 +601,17 @@ impl Expander {
                 break;
             }
             let pattern = format!("${{{name}}}");
-            if !current.contains(&pattern) {
+            let occurrences = current.matches(&pattern).count();
+            self.budget
+                .charge(Counter::SubstitutionWork, current.len())
+                .map_err(|e| limit_at(e, path, mark))?;
+            if occurrences == 0 {
                 continue;
             }
-            match value.python_str() {
-                Some(replacement) => current = current.replace(&pattern, &replacement),
-                None => {
+            match &value.value {
+                Value::List(_) | Value::Map(_) | Value::Null => {
                     if current == pattern {
-                        self.spend(value.size(), path, mark)?;
+                        self.spend_cost(Cost::of(value), path, mark)?;
                         return Ok(value.clone());
                     }
                     return Err(invalid_at(
@@ -542,17 +623,115 @@ impl Expander {
                         mark,
                     ));
                 }
-            }
-            if current.len() > 1_000_000 {
-                return Err(invalid_at(
-                    "substitution produces a string longer than 1 MB",
-                    path,
-                    mark,
-                ));
+                _ => {
+                    let replacement = value.python_str().unwrap_or_default();
+                    let grown = occurrences.saturating_mul(replacement.len());
+                    let new_len =
+                        (current.len() - occurrences * pattern.len()).saturating_add(grown);
+                    if new_len > MAX_VALUE_BYTES {
+                        return Err(limit_at(
+                            value_too_large(&format!("substituting '{name}'")),
+                            path,
+                            mark,
+                        ));
+                    }
+                    self.budget
+                        .charge(Counter::SubstitutionWork, new_len)
+                        .map_err(|e| limit_at(e, path, mark))?;
+                    current = current.replace(&pattern, &replacement);
+                }
             }
         }
+        self.spend_cost(
+            Cost {
+                nodes: 0,
+                bytes: current.len(),
+            },
+            path,
+            mark,
+        )?;
         Ok(Node::str(current, mark))
     }
+
+    /// The iteration variable sets of a `foreach` operand (§3.4), charged before they
+    /// are built (a product of axes multiplies them).
+    fn iterations(&mut self, each: Node, path: &DocPath) -> Result<Vec<Vec<(String, Node)>>> {
+        match each.value {
+            Value::Map(axes) => {
+                let mut product: Vec<Vec<(String, Node)>> = vec![Vec::new()];
+                let mut product_cost = Cost::default();
+                for (name, values) in axes {
+                    let values = match values.value {
+                        Value::List(items) => items,
+                        Value::Null => Vec::new(),
+                        _ => vec![values],
+                    };
+                    let count = product.len().saturating_mul(values.len());
+                    let values_cost = values.iter().fold(Cost::default(), |acc, v| {
+                        acc + Cost::of(v)
+                            + Cost {
+                                nodes: 0,
+                                bytes: name.len(),
+                            }
+                    });
+                    let next_cost =
+                        product_cost.times(values.len()) + values_cost.times(product.len());
+                    self.spend_cost(next_cost, path, each.mark)?;
+                    let mut next = Vec::with_capacity(count);
+                    for prefix in &product {
+                        for value in &values {
+                            let mut combo = prefix.clone();
+                            combo.push((name.clone(), value.clone()));
+                            next.push(combo);
+                        }
+                    }
+                    product = next;
+                    product_cost = next_cost;
+                }
+                Ok(product)
+            }
+            Value::List(_) => {
+                let mut out = Vec::new();
+                for element in flatten(each) {
+                    match element.value {
+                        Value::Map(vars) => out.push(vars.into_iter().collect()),
+                        Value::Str(s) => {
+                            return Err(invalid_at(
+                                format!("Can't repeat a string: '{s}'"),
+                                path,
+                                element.mark,
+                            ))
+                        }
+                        _ => {
+                            return Err(invalid_at(
+                                format!(
+                                    "Can't repeat {}: foreach elements must be maps",
+                                    element.to_json()
+                                ),
+                                path,
+                                element.mark,
+                            ))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Value::Null => Ok(Vec::new()),
+            _ => Err(invalid_at(
+                format!(
+                    "Can't iterate over {}: foreach needs a map or a list",
+                    each.to_json()
+                ),
+                path,
+                each.mark,
+            )),
+        }
+    }
+}
+
+/// A passed limit as an error at `path` and `mark`.
+fn limit_at(error: LimitExceeded, path: &DocPath, mark: Mark) -> DefinitionsError {
+    invalid_at(error.message, path, mark)
 }
 
 fn duplicate_key(key: &str, path: &DocPath, mark: Mark) -> DefinitionsError {
@@ -627,72 +806,4 @@ pub fn flatten(node: Node) -> Vec<Node> {
         }
     }
     out
-}
-
-/// The iteration variable sets of a `foreach` operand (§3.4).
-fn iterations(each: Node, path: &DocPath) -> Result<Vec<Vec<(String, Node)>>> {
-    match each.value {
-        Value::Map(axes) => {
-            let mut product: Vec<Vec<(String, Node)>> = vec![Vec::new()];
-            for (name, values) in axes {
-                let values = match values.value {
-                    Value::List(items) => items,
-                    Value::Null => Vec::new(),
-                    _ => vec![values],
-                };
-                let mut next = Vec::with_capacity(product.len().saturating_mul(values.len()));
-                for prefix in &product {
-                    for value in &values {
-                        let mut combo = prefix.clone();
-                        combo.push((name.clone(), value.clone()));
-                        next.push(combo);
-                    }
-                }
-                if next.len() > MAX_EXPANDED_NODES {
-                    return Err(invalid_at(
-                        "foreach has too many iterations",
-                        path,
-                        each.mark,
-                    ));
-                }
-                product = next;
-            }
-            Ok(product)
-        }
-        Value::List(_) => {
-            let mut out = Vec::new();
-            for element in flatten(each) {
-                match element.value {
-                    Value::Map(vars) => out.push(vars.into_iter().collect()),
-                    Value::Str(s) => {
-                        return Err(invalid_at(
-                            format!("Can't repeat a string: '{s}'"),
-                            path,
-                            element.mark,
-                        ))
-                    }
-                    _ => {
-                        return Err(invalid_at(
-                            format!(
-                                "Can't repeat {}: foreach elements must be maps",
-                                element.to_json()
-                            ),
-                            path,
-                            element.mark,
-                        ))
-                    }
-                }
-            }
-            Ok(out)
-        }
-        Value::Null => Ok(Vec::new()),
-        _ => Err(invalid_at(
-            format!(
-                "Can't iterate over {}: foreach needs a map or a list",
-                each.to_json()
-            ),
-            path,
-            each.mark,
-        )),
-    }
 }

@@ -80,7 +80,13 @@ impl DefinitionsSource for MemorySource {
     }
 
     fn read_file(&self, commit: &CommitRef, path: &str) -> Result<Option<String>, SourceError> {
-        Ok(self.files(commit)?.get(path).cloned())
+        match self.files(commit)?.get(path) {
+            Some(text) => {
+                SourceError::check_size(path, text.len() as u64)?;
+                Ok(Some(text.clone()))
+            }
+            None => Ok(None),
+        }
     }
 
     fn last_commit_touching(

@@ -12,6 +12,7 @@ mod environments;
 pub mod error;
 pub mod glob;
 pub mod identity;
+pub mod limits;
 mod loader;
 mod macros;
 pub mod memory;
@@ -42,7 +43,7 @@ pub use source::{CommitRef, DefinitionsSource, SourceError};
 ///   placeholder ([`ResolvedCommit::head_placeholder`]).
 /// - `Err(DefinitionsError::Pending)` when a referenced repo or commit is not available.
 /// - `Err(DefinitionsError::Invalid)` when the commit is untestable, with the message and
-///   its location.
+///   its location; also when the definitions pass one of the [`limits`].
 pub fn resolve_commit(
     target: &CommitRef,
     source: &dyn DefinitionsSource,
@@ -70,14 +71,14 @@ pub struct FileSummary {
 /// macros expand to. `path` picks YAML or JSON by its extension. `Ok(None)` for an empty
 /// file.
 pub fn expand_file(text: &str, path: &str) -> Result<Option<serde_json::Value>, DefinitionsError> {
-    let expanded = parse::expand_file(text, path, Default::default())?;
+    let expanded = parse::expand_file(text, path, Default::default(), &mut limits::Budget::new())?;
     Ok(expanded.map(|(map, mark)| node::Node::new(node::Value::Map(map), mark).to_json()))
 }
 
 /// Parse and decode one file's text (`path` picks YAML or JSON by its extension).
 /// `Ok(None)` for an empty file.
 pub fn check_file(text: &str, path: &str) -> Result<Option<FileSummary>, DefinitionsError> {
-    let parsed = parse::parse_file(text, path, Default::default())?;
+    let parsed = parse::parse_file(text, path, Default::default(), &mut limits::Budget::new())?;
     Ok(parsed.map(|file| FileSummary {
         repos: file.repos.keys().cloned().collect(),
         includes: file.includes.iter().map(|i| i.path.clone()).collect(),

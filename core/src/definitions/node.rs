@@ -123,15 +123,6 @@ impl Node {
             _ => None,
         }
     }
-
-    /// Count of nodes in the tree (for expansion budgets).
-    pub fn size(&self) -> usize {
-        match &self.value {
-            Value::List(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Value::Map(map) => 1 + map.values().map(Node::size).sum::<usize>(),
-            _ => 1,
-        }
-    }
 }
 
 /// Python 2 `str(float)`-like formatting: `1.0`, `1.5`, `1e+20`, `inf`, `nan`.

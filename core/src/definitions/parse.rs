@@ -1,8 +1,10 @@
 //! One file from text to [`RawFile`]: load (YAML or JSON by extension), run the top-level
 //! `define` chain, expand each section (§3.1) ([`expand_file`]), check `looper_version`,
-//! decode the schema.
+//! decode the schema. The text's size is checked first, and loading and expansion are
+//! charged to the resolution's [`Budget`] (H4).
 
 use super::error::{invalid_at, DefinitionsError};
+use super::limits::{check_file_size, Budget};
 use super::macros::{Expander, Scope};
 use super::node::{Map, Mark, Value};
 use super::path::DocPath;
@@ -17,8 +19,9 @@ pub fn parse_file(
     text: &str,
     file_path: &str,
     scope: Scope,
+    budget: &mut Budget,
 ) -> Result<Option<RawFile>, DefinitionsError> {
-    let Some((mut expanded, root_mark)) = expand_file(text, file_path, scope)? else {
+    let Some((mut expanded, root_mark)) = expand_file(text, file_path, scope, budget)? else {
         return Ok(None);
     };
     check_version(&expanded, root_mark)?;
@@ -31,9 +34,12 @@ pub fn expand_file(
     text: &str,
     file_path: &str,
     scope: Scope,
+    budget: &mut Budget,
 ) -> Result<Option<(Map, Mark)>, DefinitionsError> {
+    check_file_size(file_path, text.len() as u64)
+        .map_err(|e| DefinitionsError::invalid(e.message))?;
     let root = if file_path.ends_with(".yml") || file_path.ends_with(".yaml") {
-        load_yaml(text)
+        load_yaml(text, budget)
     } else if file_path.ends_with(".json") {
         load_json(text)
     } else {
@@ -59,7 +65,7 @@ pub fn expand_file(
         }
     };
     let mut scope = scope;
-    let mut expander = Expander::new();
+    let mut expander = Expander::new(budget);
     let path = DocPath::Root;
     loop {
         let is_define =

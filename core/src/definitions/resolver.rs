@@ -1,6 +1,7 @@
 //! The resolution phase (§11 steps 4–6): environments, definitions, dependencies,
 //! `prioritize`/`disabled`, identity hashes; memoised per commit, with guards against
-//! cycles between commits, environments, builds and variables.
+//! cycles between commits, environments, builds and variables. Everything a resolver reads
+//! and builds is charged to its one [`Budget`] (H4).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use super::environments::{linearize, EnvNode};
 use super::error::DefinitionsError;
 use super::glob::fnmatch;
 use super::identity::{definition_hash, environment_hash, DefinitionIdentity};
+use super::limits::{check_file_size, Budget, Counter, LimitExceeded};
 use super::loader::{error_at, load_commit, CommitLoader, Declared, Loaded};
 use super::model::{
     DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image, ResolvedCommit,
@@ -21,7 +23,7 @@ use super::node::{FastHashMap as HashMap, FastHashSet as HashSet};
 use super::schema::{Origin, RawDefinition, RawEnvironment, RawImage};
 use super::source::{CommitRef, DefinitionsSource};
 use super::stages::{assemble, check_artifacts};
-use super::variables::{resolve as resolve_variables, substitute, substitute_cow};
+use super::variables::{resolve_within, substitute_within};
 
 type Result<T> = std::result::Result<T, DefinitionsError>;
 
@@ -33,11 +35,16 @@ pub struct Resolver<'s> {
     resolved: HashMap<CommitRef, Arc<ResolvedCommit>>,
     loading: HashSet<CommitRef>,
     resolving: Vec<CommitRef>,
+    budget: Budget,
 }
 
 impl CommitLoader for Resolver<'_> {
     fn source(&self) -> &dyn DefinitionsSource {
         self.source
+    }
+
+    fn budget(&mut self) -> &mut Budget {
+        &mut self.budget
     }
 
     fn load(&mut self, commit: &CommitRef) -> Result<Arc<Loaded>> {
@@ -102,7 +109,29 @@ impl<'s> Resolver<'s> {
             resolved: HashMap::default(),
             loading: HashSet::default(),
             resolving: Vec::new(),
+            budget: Budget::new(),
         }
+    }
+
+    /// What this resolver has spent of the cumulative [`limits`](super::limits).
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Substitute `vars` into `text`, charging the work and the result.
+    fn substitute(&mut self, text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+        let out = substitute_within(text, vars, &mut self.budget)
+            .map_err(limit_error)?
+            .into_owned();
+        self.charge_resolved(out.len())?;
+        Ok(out)
+    }
+
+    /// Charge `bytes` of resolved text, before it is copied when the caller can.
+    fn charge_resolved(&mut self, bytes: usize) -> Result<()> {
+        self.budget
+            .charge(Counter::ResolvedBytes, bytes)
+            .map_err(limit_error)
     }
 
     /// Only the repo references of a commit (parsed and imports resolved, includes merged).
@@ -414,8 +443,32 @@ impl<'s> Resolver<'s> {
             // No root in the chain: a mixin, kept merged for other commits (§5.5).
             _ => None,
         };
-        let variables =
-            resolve_variables(&variables, &BTreeMap::new()).map_err(|c| at(c.to_string()))?;
+        let variables = resolve_within(&variables, &BTreeMap::new(), &mut self.budget)
+            .map_err(|e| at(e.to_string()))?;
+        let image_bytes = match &root {
+            Some((
+                _,
+                Image::Docker {
+                    dockerfile_contents,
+                    ..
+                },
+            )) => dockerfile_contents.len(),
+            Some((
+                _,
+                Image::Ami {
+                    setup_script_contents,
+                    ..
+                },
+            )) => setup_script_contents.len(),
+            None => 0,
+        };
+        self.charge_resolved(
+            map_bytes(&variables)
+                + image_bytes
+                + 2 * joined_setup.len()
+                + stages_bytes(&test_stages),
+        )
+        .map_err(|e| e.in_file(&located_file))?;
         if let (false, Some((_, image))) = (joined_setup.is_empty(), &mut root) {
             match image {
                 Image::Docker {
@@ -442,7 +495,9 @@ impl<'s> Resolver<'s> {
             },
         )) = &mut root
         {
-            *setup_script_contents = substitute(setup_script_contents, &variables);
+            *setup_script_contents = self
+                .substitute(setup_script_contents, &variables)
+                .map_err(|e| e.in_file(&located_file))?;
         }
         let mut resolved_deps: IndexMap<String, ResolvedDependency> = IndexMap::new();
         for (raw_key, dep) in dependencies {
@@ -451,10 +506,14 @@ impl<'s> Resolver<'s> {
                     resolved_deps.insert(raw_key, resolved);
                 }
                 EnvDependency::Raw(value) => {
-                    let dep_key = substitute(&raw_key, &variables);
+                    let dep_key = self
+                        .substitute(&raw_key, &variables)
+                        .map_err(|e| e.in_file(&located_file))?;
                     check_key(&dep_key)
                         .map_err(|m| at(format!("environment {key}, dependency {raw_key}: {m}")))?;
-                    let value = substitute(&value, &variables);
+                    let value = self
+                        .substitute(&value, &variables)
+                        .map_err(|e| e.in_file(&located_file))?;
                     let parsed = parse_dependency(&value, Declarer::Environment, &|r| {
                         loaded.repos.contains_key(r)
                     })
@@ -518,6 +577,12 @@ impl<'s> Resolver<'s> {
             RawImage::Dockerfile(path) => {
                 let clean = path.trim_start_matches('/');
                 match self.source.read_file(commit, clean) {
+                    Ok(Some(text)) if text.len() > super::limits::MAX_FILE_BYTES => {
+                        return Err(check_file_size(clean, text.len() as u64)
+                            .err()
+                            .map(|e| e.message)
+                            .unwrap_or_default())
+                    }
                     Ok(Some(text)) => Image::Docker {
                         dockerfile_contents: text,
                         dockerfile: Some(path.clone()),
@@ -719,6 +784,8 @@ impl<'s> Resolver<'s> {
             )));
         };
 
+        // Each definition holds its own copy of its variables: charged before copying.
+        self.charge_resolved(map_bytes(&environment.variables))?;
         let variables = if raw.variables.is_empty() {
             environment.variables.clone()
         } else {
@@ -726,10 +793,14 @@ impl<'s> Resolver<'s> {
             for (k, v) in &raw.variables {
                 merged.insert(k.clone(), v.clone());
             }
-            resolve_variables(&merged, &BTreeMap::new())
-                .map_err(|c| DefinitionsError::invalid(c.to_string()))?
+            let resolved = resolve_within(&merged, &BTreeMap::new(), &mut self.budget)
+                .map_err(|e| DefinitionsError::invalid(e.to_string()))?;
+            self.charge_resolved(
+                map_bytes(&resolved).saturating_sub(map_bytes(&environment.variables)),
+            )?;
+            resolved
         };
-        let configuration = substitute(
+        let configuration = self.substitute(
             if !raw.configuration.is_empty() {
                 &raw.configuration
             } else if !environment.defaults.configuration.is_empty() {
@@ -738,15 +809,15 @@ impl<'s> Resolver<'s> {
                 environment_name
             },
             &variables,
-        );
-        let project = substitute(
+        )?;
+        let project = self.substitute(
             if raw.project.is_empty() {
                 raw.name.split('/').next().unwrap_or(&raw.name)
             } else {
                 &raw.project
             },
             &variables,
-        );
+        )?;
         let pick = |own: u64, default: u64| if own != 0 { own } else { default };
         let defaults = &environment.defaults;
         let is_build = raw.kind == DefinitionKind::Build;
@@ -758,6 +829,7 @@ impl<'s> Resolver<'s> {
                 &raw.command,
                 "",
                 &variables,
+                &mut self.budget,
             ),
             _ => assemble(
                 raw.kind,
@@ -766,16 +838,19 @@ impl<'s> Resolver<'s> {
                 &raw.command,
                 &raw.cleanup,
                 &variables,
+                &mut self.budget,
             ),
-        };
+        }
+        .map_err(limit_error)?;
         if raw.kind != DefinitionKind::Deployment {
             check_artifacts(&raw.name, &stages).map_err(DefinitionsError::invalid)?;
         }
         let mut dependencies = IndexMap::with_capacity(raw.dependencies.len());
         for (raw_key, raw_value) in &raw.dependencies {
-            let key = substitute(raw_key, &variables);
+            let key = self.substitute(raw_key, &variables)?;
             check_key(&key).map_err(DefinitionsError::invalid)?;
-            let value = substitute_cow(raw_value, &variables);
+            let value =
+                substitute_within(raw_value, &variables, &mut self.budget).map_err(limit_error)?;
             let resolved = match state.definition_dependencies.get(value.as_ref()) {
                 Some(done) => done.clone(),
                 None => {
@@ -847,6 +922,35 @@ impl<'s> Resolver<'s> {
         });
         Ok(definition)
     }
+}
+
+fn limit_error(error: LimitExceeded) -> DefinitionsError {
+    DefinitionsError::invalid(error.message)
+}
+
+/// Bytes of the names and values of a variable set.
+fn map_bytes(vars: &BTreeMap<String, String>) -> usize {
+    vars.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// Bytes of text in `stages`.
+fn stages_bytes(stages: &[Stage]) -> usize {
+    stages
+        .iter()
+        .map(|stage| {
+            let artifacts: usize = stage
+                .artifacts
+                .iter()
+                .map(|a| {
+                    a.name.len()
+                        + a.directory.len()
+                        + a.include_patterns.iter().map(String::len).sum::<usize>()
+                        + a.exclude_patterns.iter().map(String::len).sum::<usize>()
+                })
+                .sum();
+            stage.command.len() + stage.cleanup.len() + artifacts
+        })
+        .sum()
 }
 
 /// First `/`-prefix of `name` that is a definition wins; the rest is the artifact (§6).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::discovery;
+use super::limits::check_file_size;
 
 /// A commit of a named repo. Repo names may contain `/` (`ufora/test-looper`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,9 +39,24 @@ pub enum SourceError {
     /// The repo is known but the commit is not (yet): *pending*.
     #[error("unknown commit {repo}/{commit}")]
     UnknownCommit { repo: String, commit: String },
+    /// The file is larger than [`MAX_FILE_BYTES`](super::limits::MAX_FILE_BYTES): makes the
+    /// commit untestable (H4). Build it with [`SourceError::file_too_large`].
+    #[error("{message}")]
+    FileTooLarge { path: String, message: String },
     /// Anything else (I/O, corrupt object...): makes the commit untestable.
     #[error("{0}")]
     Other(String),
+}
+
+impl SourceError {
+    /// `Err(FileTooLarge)` when a file of `bytes` bytes is over the file size limit: for
+    /// sources to call with the size they know *before* reading the file.
+    pub fn check_size(path: &str, bytes: u64) -> Result<(), SourceError> {
+        check_file_size(path, bytes).map_err(|e| SourceError::FileTooLarge {
+            path: path.to_owned(),
+            message: e.message,
+        })
+    }
 }
 
 /// Read access to commits of named repos.
@@ -49,6 +65,9 @@ pub trait DefinitionsSource {
     fn list_files(&self, commit: &CommitRef) -> Result<Vec<String>, SourceError>;
 
     /// The text of a file at the commit; `Ok(None)` when the commit has no such file.
+    /// A file larger than [`MAX_FILE_BYTES`](super::limits::MAX_FILE_BYTES) must not be read
+    /// whole: answer [`SourceError::check_size`]'s error, from its size, instead (the
+    /// resolver checks the text's size again either way).
     fn read_file(&self, commit: &CommitRef, path: &str) -> Result<Option<String>, SourceError>;
 
     /// The most recent commit at or before `commit` that touched `path` (a file or a

@@ -1,11 +1,13 @@
 //! Stages and artifacts (§7): the implicit `command`/`cleanup` stage, the final stage list
 //! (environment stages, then the definition's, stably sorted by `order`), substitution of
 //! stage text, and the artifact rules (unique names; the unnamed artifact only alone).
+//! Substitution is bounded by the resolution's [`Budget`] (H4).
 
 use std::collections::BTreeMap;
 
+use super::limits::{Budget, Counter, LimitExceeded};
 use super::model::{Artifact, DefinitionKind, Stage};
-use super::variables::substitute;
+use super::variables::substitute_within;
 
 /// `order` of the implicit stage made from `command`/`cleanup`.
 pub const SHORTHAND_ORDER: f64 = 1e9;
@@ -18,54 +20,65 @@ pub fn assemble(
     command: &str,
     cleanup: &str,
     variables: &BTreeMap<String, String>,
-) -> Vec<Stage> {
+    budget: &mut Budget,
+) -> Result<Vec<Stage>, LimitExceeded> {
+    // Each substituted text is charged to the resolved bytes as it is made.
+    let mut substitute = |text: &str| {
+        let out = substitute_within(text, variables, budget)?.into_owned();
+        budget.charge(Counter::ResolvedBytes, out.len())?;
+        Ok(out)
+    };
     // Each stage is copied once, substituted; substitution never changes `order`, so
     // sorting afterwards gives the same list as sorting first.
     let mut stages: Vec<Stage> =
         Vec::with_capacity(environment_stages.len() + own_stages.len() + 1);
-    stages.extend(environment_stages.iter().chain(own_stages).map(|stage| {
-        Stage {
-            command: substitute(&stage.command, variables),
-            cleanup: substitute(&stage.cleanup, variables),
-            order: stage.order,
-            artifacts: stage
-                .artifacts
-                .iter()
-                .map(|artifact| Artifact {
-                    name: substitute(&artifact.name, variables),
-                    directory: substitute(&artifact.directory, variables),
-                    include_patterns: substitute_all(&artifact.include_patterns, variables),
-                    exclude_patterns: substitute_all(&artifact.exclude_patterns, variables),
-                    format: artifact.format,
-                })
-                .collect(),
+    for stage in environment_stages.iter().chain(own_stages) {
+        let mut artifacts = Vec::with_capacity(stage.artifacts.len());
+        for artifact in &stage.artifacts {
+            artifacts.push(Artifact {
+                name: substitute(&artifact.name)?,
+                directory: substitute(&artifact.directory)?,
+                include_patterns: substitute_all(&artifact.include_patterns, &mut substitute)?,
+                exclude_patterns: substitute_all(&artifact.exclude_patterns, &mut substitute)?,
+                format: artifact.format,
+            });
         }
-    }));
+        stages.push(Stage {
+            command: substitute(&stage.command)?,
+            cleanup: substitute(&stage.cleanup)?,
+            order: stage.order,
+            artifacts,
+        });
+    }
     if !command.is_empty() || !cleanup.is_empty() {
         let output_directory = match kind {
             DefinitionKind::Build => Some("${TEST_BUILD_OUTPUT_DIR}"),
             DefinitionKind::Test => Some("${TEST_OUTPUT_DIR}"),
             DefinitionKind::Deployment => None,
         };
+        let artifacts = match output_directory {
+            Some(directory) => vec![Artifact {
+                directory: substitute(directory)?,
+                ..Artifact::default()
+            }],
+            None => Vec::new(),
+        };
         stages.push(Stage {
-            command: substitute(command, variables),
-            cleanup: substitute(cleanup, variables),
+            command: substitute(command)?,
+            cleanup: substitute(cleanup)?,
             order: SHORTHAND_ORDER,
-            artifacts: output_directory
-                .map(|directory| Artifact {
-                    directory: substitute(directory, variables),
-                    ..Artifact::default()
-                })
-                .into_iter()
-                .collect(),
+            artifacts,
         });
     }
     stages.sort_by(|a, b| a.order.total_cmp(&b.order));
-    stages
+    Ok(stages)
 }
 
-fn substitute_all(texts: &[String], variables: &BTreeMap<String, String>) -> Vec<String> {
-    texts.iter().map(|t| substitute(t, variables)).collect()
+fn substitute_all(
+    texts: &[String],
+    substitute: &mut impl FnMut(&str) -> Result<String, LimitExceeded>,
+) -> Result<Vec<String>, LimitExceeded> {
+    texts.iter().map(|t| substitute(t)).collect()
 }
 
 /// Check the artifact rules for definition `name`.
@@ -120,7 +133,16 @@ mod tests {
     fn e17_order_and_e16_artifacts() {
         let env = [stage("envstage", 0.0, &[])];
         let own = [stage("early", -1.0, &[]), stage("mid", 5.0, &["a"])];
-        let stages = assemble(DefinitionKind::Build, &env, &own, "", "", &BTreeMap::new());
+        let stages = assemble(
+            DefinitionKind::Build,
+            &env,
+            &own,
+            "",
+            "",
+            &BTreeMap::new(),
+            &mut Budget::new(),
+        )
+        .expect("small");
         let commands: Vec<&str> = stages.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(commands, ["early", "envstage", "mid"]);
         assert!(check_artifacts("y/linux", &stages).is_ok());
@@ -136,7 +158,9 @@ mod tests {
             "cmd",
             "",
             &BTreeMap::new(),
-        );
+            &mut Budget::new(),
+        )
+        .expect("small");
         assert!(check_artifacts("t", &mixed)
             .unwrap_err()
             .contains("can only define the unnamed artifact if it defines no others"));

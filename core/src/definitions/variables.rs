@@ -3,8 +3,17 @@
 //! `${${A}${B}}` work. Only names matching `[A-Za-z0-9_-]+` take part in the reference
 //! graph; undefined references stay literal. Also the runtime variables (§10) and the
 //! reserved names users may not define (§15.20).
+//!
+//! Every replacement computes its result's length first: no value passes
+//! [`MAX_VALUE_BYTES`], a variable set [`MAX_VARIABLES_BYTES`], and the scanning and writing
+//! are charged to the resolution's [`Budget`] (H4: `V1: "${V0}${V0}"`, ... doubles per line).
 
 use std::collections::BTreeMap;
+
+use super::limits::{
+    show_bytes, value_too_large, Budget, Counter, LimitExceeded, MAX_VALUE_BYTES,
+    MAX_VARIABLES_BYTES,
+};
 
 /// Variables set by the worker at run time (§10). Users can't define these names.
 pub const RUNTIME_VARIABLES: &[&str] = &[
@@ -151,16 +160,29 @@ fn may_reference_any(text: &str, vars: &BTreeMap<String, String>) -> bool {
 /// [`substitute`] in one left-to-right pass, when that gives the same result as replacing
 /// one variable at a time in name order: no value contains `$`, `{` or `}` (so a
 /// replacement can't form or break another reference), no name contains `}`, and no
-/// reference in `text` nests a `$`. `None` when those don't hold.
-fn substitute_single_pass(text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+/// reference in `text` nests a `$`. `Ok(None)` when those don't hold. The output is checked
+/// against [`MAX_VALUE_BYTES`] before each piece is added.
+fn substitute_single_pass(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    budget: &mut Budget,
+) -> Result<Option<String>, LimitExceeded> {
     if vars
         .iter()
         .any(|(name, value)| name.contains('}') || value.contains(['$', '{', '}']))
     {
-        return None;
+        return Ok(None);
     }
-    let mut out = String::with_capacity(text.len() + 32);
+    budget.charge(Counter::SubstitutionWork, text.len())?;
+    let mut out = String::with_capacity(text.len().min(MAX_VALUE_BYTES) + 32);
     let mut rest = text;
+    let push = |out: &mut String, piece: &str, name: &str| {
+        if out.len().saturating_add(piece.len()) > MAX_VALUE_BYTES {
+            return Err(too_large_text(name));
+        }
+        out.push_str(piece);
+        Ok(())
+    };
     while let Some(at) = find_reference_start(rest) {
         let after = &rest[at + 2..];
         let Some(end) = after.find('}') else {
@@ -168,39 +190,96 @@ fn substitute_single_pass(text: &str, vars: &BTreeMap<String, String>) -> Option
         };
         let name = &after[..end];
         if name.contains('$') {
-            return None;
+            return Ok(None);
         }
-        out.push_str(&rest[..at]);
+        push(&mut out, &rest[..at], name)?;
         match vars.get(name) {
-            Some(value) => out.push_str(value),
-            None => out.push_str(&rest[at..at + 2 + end + 1]),
+            Some(value) => push(&mut out, value, name)?,
+            None => push(&mut out, &rest[at..at + 2 + end + 1], name)?,
         }
         rest = &after[end + 1..];
     }
-    out.push_str(rest);
-    Some(out)
+    push(&mut out, rest, "")?;
+    budget.charge(Counter::SubstitutionWork, out.len())?;
+    Ok(Some(out))
 }
 
-/// Replace every `${name}` of `name` in `text`; `None` when there is none.
-fn replace_var(text: &str, name: &str, value: &str) -> Option<String> {
+fn too_large_text(name: &str) -> LimitExceeded {
+    if name.is_empty() {
+        value_too_large("a substituted text")
+    } else {
+        value_too_large(&format!("text substituted with variable {name}"))
+    }
+}
+
+/// Replace every `${name}` of `name` in `text`; `Ok(None)` when there is none. The result's
+/// length is computed before it is built: past [`MAX_VALUE_BYTES`] this fails with the
+/// error `too_large` gives, and nothing is allocated. Scanning and writing are charged to
+/// `budget`'s substitution work.
+fn replace_var(
+    text: &str,
+    name: &str,
+    value: &str,
+    budget: &mut Budget,
+    too_large: &dyn Fn() -> LimitExceeded,
+) -> Result<Option<String>, LimitExceeded> {
+    budget.charge(Counter::SubstitutionWork, text.len())?;
     if !contains_reference(text, name) {
-        return None;
+        return Ok(None);
     }
     let pattern = format!("${{{name}}}");
-    Some(text.replace(&pattern, value))
+    let occurrences = text.matches(&pattern).count();
+    let new_len = (text.len() - occurrences * pattern.len())
+        .saturating_add(occurrences.saturating_mul(value.len()));
+    if new_len > MAX_VALUE_BYTES {
+        return Err(too_large());
+    }
+    budget.charge(Counter::SubstitutionWork, new_len)?;
+    Ok(Some(text.replace(&pattern, value)))
+}
+
+/// Why a variable set could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VariablesError {
+    #[error("{0}")]
+    Cycle(VariableCycle),
+    /// A value, the whole set or the work passed one of the [`limits`](super::limits).
+    #[error("{0}")]
+    Limit(LimitExceeded),
+}
+
+impl From<LimitExceeded> for VariablesError {
+    fn from(error: LimitExceeded) -> Self {
+        VariablesError::Limit(error)
+    }
 }
 
 /// Resolve chained references among `vars`, then substitute `extra` (runtime variables) into
-/// every value and add them (§8.2). Repeats to a fixpoint.
+/// every value and add them (§8.2). Repeats to a fixpoint. Bounded: no value may pass
+/// [`MAX_VALUE_BYTES`], all values together [`MAX_VARIABLES_BYTES`], and the work
+/// [`MAX_SUBSTITUTION_WORK_BYTES`](super::limits::MAX_SUBSTITUTION_WORK_BYTES) (H4).
 pub fn resolve(
     vars: &BTreeMap<String, String>,
     extra: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, VariableCycle> {
+) -> Result<BTreeMap<String, String>, VariablesError> {
+    resolve_within(vars, extra, &mut Budget::new())
+}
+
+/// [`resolve`], charging the work to a resolution's `budget`.
+pub(crate) fn resolve_within(
+    vars: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+    budget: &mut Budget,
+) -> Result<BTreeMap<String, String>, VariablesError> {
     let mut current = vars.clone();
+    let mut total = total_bytes(&current);
+    if total > MAX_VARIABLES_BYTES {
+        return Err(variables_too_large().into());
+    }
     // Bounded: every round that changes something removes at least one `${` reference
     // or adds a computed one; hostile inputs stop at the bound instead of looping.
     for _round in 0..64 {
-        let next = resolve_once(&current, extra)?;
+        let next = resolve_once(&current, extra, &mut total, budget)?;
         if next == current {
             return Ok(next);
         }
@@ -209,10 +288,50 @@ pub fn resolve(
     Ok(current)
 }
 
+/// Bytes of the values of `vars`.
+fn total_bytes(vars: &BTreeMap<String, String>) -> usize {
+    vars.values().map(String::len).sum()
+}
+
+fn variables_too_large() -> LimitExceeded {
+    LimitExceeded::new(format!(
+        "variables expand to more than {} in total (limit)",
+        show_bytes(MAX_VARIABLES_BYTES)
+    ))
+}
+
+/// Replace `${name}` by `value` in every value of `values` that may still hold a reference,
+/// keeping `total` (the bytes of all values) within [`MAX_VARIABLES_BYTES`].
+fn replace_everywhere(
+    values: &mut BTreeMap<String, String>,
+    name: &str,
+    value: &str,
+    total: &mut usize,
+    budget: &mut Budget,
+) -> Result<(), LimitExceeded> {
+    for (owner, other) in values.iter_mut() {
+        if !has_reference(other) {
+            continue;
+        }
+        let too_large = || value_too_large(&format!("variable {owner}"));
+        if let Some(replaced) = replace_var(other, name, value, budget, &too_large)? {
+            let grown_total = (*total - other.len()).saturating_add(replaced.len());
+            if grown_total > MAX_VARIABLES_BYTES {
+                return Err(variables_too_large());
+            }
+            *total = grown_total;
+            *other = replaced;
+        }
+    }
+    Ok(())
+}
+
 fn resolve_once(
     vars: &BTreeMap<String, String>,
     extra: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, VariableCycle> {
+    total: &mut usize,
+    budget: &mut Budget,
+) -> Result<BTreeMap<String, String>, VariablesError> {
     let mut values = vars.clone();
     if values.values().any(|v| has_reference(v)) {
         // Level of each graph variable: 0 without references, else 1 + max level of refs.
@@ -248,58 +367,39 @@ fn resolve_once(
                 .filter(|n| !level.contains_key(*n))
                 .map(|n| (*n).to_owned())
                 .collect();
-            return Err(VariableCycle { names });
+            return Err(VariablesError::Cycle(VariableCycle { names }));
         }
         let mut by_level: Vec<(&str, usize)> = level.iter().map(|(n, l)| (*n, *l)).collect();
         by_level.sort_by_key(|(n, l)| (*l, *n));
         for (name, _) in by_level {
             let value = values[name].clone();
-            for other in values.values_mut() {
-                if let Some(replaced) = replace_var(other, name, &value) {
-                    *other = replaced;
-                }
-            }
+            replace_everywhere(&mut values, name, &value, total, budget)?;
         }
     }
     for (name, value) in extra {
-        for other in values.values_mut() {
-            if let Some(replaced) = replace_var(other, name, value) {
-                *other = replaced;
-            }
-        }
+        replace_everywhere(&mut values, name, value, total, budget)?;
     }
     for (name, value) in extra {
-        values.insert(name.clone(), value.clone());
+        *total = total.saturating_add(value.len());
+        if let Some(old) = values.insert(name.clone(), value.clone()) {
+            *total -= old.len();
+        }
     }
     Ok(values)
 }
 
-/// [`substitute`] in place: `text` is only rebuilt when a variable occurs in it.
-pub fn substitute_in_place(text: &mut String, vars: &BTreeMap<String, String>) {
-    if may_reference_any(text, vars) {
-        *text = substitute(text, vars);
-    }
-}
-
-/// [`substitute`], borrowing `text` when no variable occurs in it.
-pub fn substitute_cow<'t>(
+/// [`substitute`], borrowing `text` when no variable occurs in it and charging the work to
+/// a resolution's `budget`.
+pub(crate) fn substitute_within<'t>(
     text: &'t str,
     vars: &BTreeMap<String, String>,
-) -> std::borrow::Cow<'t, str> {
-    if may_reference_any(text, vars) {
-        std::borrow::Cow::Owned(substitute(text, vars))
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
-}
-
-/// Substitute every variable of `vars` into `text` (plain textual `${name}` replacement).
-pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
+    budget: &mut Budget,
+) -> Result<std::borrow::Cow<'t, str>, LimitExceeded> {
     if !may_reference_any(text, vars) {
-        return text.to_owned();
+        return Ok(std::borrow::Cow::Borrowed(text));
     }
-    if let Some(replaced) = substitute_single_pass(text, vars) {
-        return replaced;
+    if let Some(replaced) = substitute_single_pass(text, vars, budget)? {
+        return Ok(std::borrow::Cow::Owned(replaced));
     }
     let mut out: Option<String> = None;
     for (name, value) in vars {
@@ -307,11 +407,21 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
         if !has_reference(current) {
             break;
         }
-        if let Some(replaced) = replace_var(current, name, value) {
+        if let Some(replaced) = replace_var(current, name, value, budget, &|| too_large_text(name))?
+        {
             out = Some(replaced);
         }
     }
-    out.unwrap_or_else(|| text.to_owned())
+    Ok(match out {
+        Some(replaced) => std::borrow::Cow::Owned(replaced),
+        None => std::borrow::Cow::Borrowed(text),
+    })
+}
+
+/// Substitute every variable of `vars` into `text` (plain textual `${name}` replacement).
+/// Fails, before building it, when the result would pass [`MAX_VALUE_BYTES`].
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, LimitExceeded> {
+    substitute_within(text, vars, &mut Budget::new()).map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -379,11 +489,19 @@ mod tests {
         ] {
             let mut sequential = text.to_owned();
             for (name, value) in &vars {
-                if let Some(replaced) = replace_var(&sequential, name, value) {
+                let mut budget = Budget::new();
+                let too_large = || value_too_large(name);
+                if let Some(replaced) =
+                    replace_var(&sequential, name, value, &mut budget, &too_large).expect("small")
+                {
                     sequential = replaced;
                 }
             }
-            assert_eq!(substitute(text, &vars), sequential, "{text:?}");
+            assert_eq!(
+                substitute(text, &vars).expect("small"),
+                sequential,
+                "{text:?}"
+            );
         }
     }
 
@@ -391,5 +509,52 @@ mod tests {
     fn undefined_references_stay() {
         let resolved = resolve(&map(&[("A", "${NOPE}-x")]), &BTreeMap::new()).expect("ok");
         assert_eq!(resolved["A"], "${NOPE}-x");
+    }
+
+    /// H4 trigger A: `V_n = V_{n-1}V_{n-1}` doubles per line; it fails at the first value
+    /// over 1 MiB, naming it, having built nothing larger.
+    #[test]
+    fn exponential_chain_fails_at_the_value_limit() {
+        let mut vars = map(&[("V0", "aaaaaaaaaaaaaaaa")]);
+        for i in 1..=40 {
+            vars.insert(format!("V{i}"), format!("${{V{}}}${{V{}}}", i - 1, i - 1));
+        }
+        let mut budget = Budget::new();
+        let error = resolve_within(&vars, &BTreeMap::new(), &mut budget).unwrap_err();
+        // 16 * 2^16 = 1 MiB is the last size allowed.
+        assert_eq!(
+            error.to_string(),
+            "variable V17 expands to more than 1 MiB (limit)"
+        );
+        // Bounded work: a few MiB scanned and written, not 16 GiB.
+        assert!(budget.spent(Counter::SubstitutionWork) < 64 << 20);
+    }
+
+    /// Many values that each stay under 1 MiB still fail on the set's total.
+    #[test]
+    fn wide_sets_fail_at_the_total_limit() {
+        let mut vars = map(&[("BASE", &"b".repeat(512 << 10))]);
+        for i in 0..40 {
+            vars.insert(format!("COPY{i:02}"), "${BASE}".into());
+        }
+        let error = resolve(&vars, &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "variables expand to more than 16 MiB in total (limit)"
+        );
+    }
+
+    #[test]
+    fn substitution_fails_before_building_a_large_text() {
+        let vars = map(&[("A", &"a".repeat(1 << 10))]);
+        let text = "${A}".repeat(2 << 10);
+        assert_eq!(
+            substitute(&text, &vars).unwrap_err().to_string(),
+            "text substituted with variable A expands to more than 1 MiB (limit)"
+        );
+        // The sequential path (a value holding `$`) is bounded the same way.
+        let vars = map(&[("A", &"$".repeat(1 << 10))]);
+        assert!(substitute(&text, &vars).is_err());
+        assert_eq!(substitute("${A}", &vars).expect("small").len(), 1 << 10);
     }
 }

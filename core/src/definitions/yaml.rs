@@ -12,8 +12,10 @@
 //!
 //! Explicit standard tags (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`) are honoured;
 //! any other tag is rejected (no object construction). Anchors and aliases work, `<<` merge
-//! keys are supported (explicit keys win), duplicate keys are an error, and the size of
-//! the tree after alias expansion is capped so "billion laughs" files fail cleanly.
+//! keys are supported (explicit keys win), duplicate keys are an error, and the tree after
+//! alias expansion is charged to the resolution's [`Budget`] in values *and* bytes of text
+//! (every alias copy, and the copy kept for each anchor) before it is built, so "billion
+//! laughs" and alias bombs of long strings fail cleanly (H4).
 //! Non-ASCII text is kept as UTF-8.
 
 use std::collections::HashMap;
@@ -21,10 +23,9 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::limits::{Budget, Counter};
 use super::node::{Map, Mark, Node, Value};
 
-/// Maximum number of nodes in a loaded tree (after alias expansion).
-pub const MAX_NODES: usize = 20_000_000;
 /// Maximum nesting depth of a loaded tree.
 pub const MAX_DEPTH: usize = 200;
 
@@ -35,9 +36,10 @@ pub struct LoadError {
     pub mark: Mark,
 }
 
-/// Parse YAML text. Empty text or text with only comments gives `Null`.
-pub fn load_yaml(text: &str) -> Result<Node, LoadError> {
-    let mut builder = TreeBuilder::default();
+/// Parse YAML text, charging the tree to `budget`. Empty text or text with only comments
+/// gives `Null`.
+pub fn load_yaml(text: &str, budget: &mut Budget) -> Result<Node, LoadError> {
+    let mut builder = TreeBuilder::new(budget);
     let mut parser = Parser::new_from_str(text);
     let outcome = parser.load(&mut builder, true);
     if let Some(error) = builder.error {
@@ -60,7 +62,8 @@ pub fn load_yaml(text: &str) -> Result<Node, LoadError> {
         .unwrap_or_else(|| Node::new(Value::Null, Mark::default())))
 }
 
-/// Parse JSON text.
+/// Parse JSON text (no aliases: the tree is no larger than the text, which is bounded by
+/// the file size limit).
 pub fn load_json(text: &str) -> Result<Node, LoadError> {
     if text.trim().is_empty() {
         return Ok(Node::new(Value::Null, Mark::default()));
@@ -99,32 +102,54 @@ enum Frame {
     },
 }
 
-/// Node count and height of the subtree built so far in a frame (kept incrementally so
-/// closing a collection does not walk its subtree again).
+/// Node count, text bytes (scalars and keys) and height of a subtree: kept incrementally
+/// so closing a collection or copying an alias does not walk the subtree again.
 #[derive(Clone, Copy, Default)]
 struct Extent {
     size: usize,
+    bytes: usize,
     height: usize,
 }
 
 impl Extent {
-    fn add_child(&mut self, size: usize, height: usize) {
-        self.size = self.size.saturating_add(size);
-        self.height = self.height.max(height);
+    fn add_child(&mut self, child: Extent) {
+        self.size = self.size.saturating_add(child.size);
+        self.bytes = self.bytes.saturating_add(child.bytes);
+        self.height = self.height.max(child.height);
+    }
+
+    fn of_scalar(value: &Value) -> Extent {
+        let bytes = match value {
+            Value::Str(s) => s.len(),
+            _ => 0,
+        };
+        Extent {
+            size: 1,
+            bytes,
+            height: 0,
+        }
+    }
+
+    /// The extent of a finished collection whose children add up to `self`.
+    fn closed(self) -> Extent {
+        Extent {
+            size: self.size.saturating_add(1),
+            bytes: self.bytes,
+            height: self.height + 1,
+        }
     }
 }
 
-#[derive(Default)]
-struct TreeBuilder {
+struct TreeBuilder<'b> {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize, usize)>,
+    anchors: HashMap<usize, (Node, Extent)>,
     root: Option<Node>,
     documents: usize,
-    nodes: usize,
+    budget: &'b mut Budget,
     error: Option<LoadError>,
 }
 
-impl MarkedEventReceiver for TreeBuilder {
+impl MarkedEventReceiver for TreeBuilder<'_> {
     fn on_event(&mut self, event: Event, marker: Marker) {
         if self.error.is_some() {
             return;
@@ -135,7 +160,18 @@ impl MarkedEventReceiver for TreeBuilder {
     }
 }
 
-impl TreeBuilder {
+impl<'b> TreeBuilder<'b> {
+    fn new(budget: &'b mut Budget) -> Self {
+        TreeBuilder {
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            root: None,
+            documents: 0,
+            budget,
+            error: None,
+        }
+    }
+
     fn handle(&mut self, event: Event, mark: Mark) -> Result<(), LoadError> {
         match event {
             Event::DocumentStart => {
@@ -143,8 +179,15 @@ impl TreeBuilder {
                 Ok(())
             }
             Event::Scalar(text, style, anchor, tag) => {
+                // Charged before the text is typed (and copied by a `!!str` tag).
+                self.charge(
+                    Extent::of_scalar(&Value::Str(String::new())),
+                    text.len(),
+                    mark,
+                )?;
                 let value = scalar_value(text, style, tag.as_ref(), mark)?;
-                self.finish(Node::new(value, mark), anchor, 1, 0)
+                let extent = Extent::of_scalar(&value);
+                self.finish(Node::new(value, mark), anchor, extent)
             }
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_ref(), "seq", mark)?;
@@ -178,12 +221,10 @@ impl TreeBuilder {
                     mark,
                     anchor,
                     extent,
-                }) => self.finish(
-                    Node::new(Value::List(items), mark),
-                    anchor,
-                    extent.size.saturating_add(1),
-                    extent.height + 1,
-                ),
+                }) => {
+                    self.charge(Extent::default().closed(), 0, mark)?;
+                    self.finish(Node::new(Value::List(items), mark), anchor, extent.closed())
+                }
                 _ => Err(err("unbalanced sequence end", mark)),
             },
             Event::MappingEnd => match self.stack.pop() {
@@ -195,26 +236,29 @@ impl TreeBuilder {
                     extent,
                     ..
                 }) => {
-                    let (size, height) = if merges.is_empty() {
-                        (extent.size.saturating_add(1), extent.height + 1)
+                    self.charge(Extent::default().closed(), 0, mark)?;
+                    let extent = if merges.is_empty() {
+                        extent.closed()
                     } else {
+                        // The merged maps were charged when they were built or aliased.
                         apply_merge_keys(&mut map, merges, mark)?;
-                        let size = 1 + map.values().map(Node::size).sum::<usize>();
-                        let height = 1 + map.values().map(height_of).max().unwrap_or(0);
-                        (size, height)
+                        map_extent(&map)
                     };
-                    self.finish(Node::new(Value::Map(map), mark), anchor, size, height)
+                    self.finish(Node::new(Value::Map(map), mark), anchor, extent)
                 }
                 _ => Err(err("unbalanced mapping end", mark)),
             },
             Event::Alias(id) => {
-                let (node, size, height) = self
+                let extent = self
                     .anchors
                     .get(&id)
-                    .cloned()
+                    .map(|(_, extent)| *extent)
                     .ok_or_else(|| err("alias to an unknown anchor", mark))?;
-                self.check_depth(self.stack.len() + height, mark)?;
-                self.finish(node, 0, size, height)
+                self.check_depth(self.stack.len() + extent.height, mark)?;
+                // The copy is charged in full before it is made (H4).
+                self.charge(extent, 0, mark)?;
+                let node = self.anchors[&id].0.clone();
+                self.finish(node, 0, extent)
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => Ok(()),
         }
@@ -230,22 +274,21 @@ impl TreeBuilder {
         Ok(())
     }
 
-    fn finish(
-        &mut self,
-        node: Node,
-        anchor: usize,
-        size: usize,
-        height: usize,
-    ) -> Result<(), LoadError> {
-        self.nodes = self.nodes.saturating_add(size);
-        if self.nodes > MAX_NODES {
-            return Err(err(
-                &format!("the document expands to more than {MAX_NODES} values (aliases?)"),
-                node.mark,
-            ));
-        }
+    /// Charge `extent` (plus `extra_bytes` of text) to the budget, before building it.
+    fn charge(&mut self, extent: Extent, extra_bytes: usize, mark: Mark) -> Result<(), LoadError> {
+        let bytes = extent.bytes.saturating_add(extra_bytes);
+        self.budget
+            .charge(Counter::YamlNodes, extent.size)
+            .and_then(|()| self.budget.charge(Counter::YamlBytes, bytes))
+            .map_err(|e| err(&e.message, mark))
+    }
+
+    /// Place a built node (its `extent` already charged) in its parent; an anchored node
+    /// is copied once more for later aliases, and that copy is charged too.
+    fn finish(&mut self, node: Node, anchor: usize, extent: Extent) -> Result<(), LoadError> {
         if anchor > 0 {
-            self.anchors.insert(anchor, (node.clone(), size, height));
+            self.charge(extent, 0, node.mark)?;
+            self.anchors.insert(anchor, (node.clone(), extent));
         }
         match self.stack.last_mut() {
             None => {
@@ -254,8 +297,12 @@ impl TreeBuilder {
                 }
                 Ok(())
             }
-            Some(Frame::List { items, extent, .. }) => {
-                extent.add_child(size, height);
+            Some(Frame::List {
+                items,
+                extent: frame,
+                ..
+            }) => {
+                frame.add_child(extent);
                 items.push(node);
                 Ok(())
             }
@@ -263,12 +310,14 @@ impl TreeBuilder {
                 map,
                 merges,
                 pending_key,
-                extent,
+                extent: frame,
                 ..
             }) => match pending_key.take() {
                 None => {
                     let is_merge = is_plain_merge_marker(&node);
                     let key = key_text(node)?;
+                    // Keys are copied with their map by an alias: count their text.
+                    frame.bytes = frame.bytes.saturating_add(key.len());
                     *pending_key = Some((key, is_merge));
                     Ok(())
                 }
@@ -277,7 +326,7 @@ impl TreeBuilder {
                     Ok(())
                 }
                 Some((key, false)) => {
-                    extent.add_child(size, height);
+                    frame.add_child(extent);
                     match map.entry(key) {
                         indexmap::map::Entry::Occupied(entry) => {
                             Err(err(&format!("duplicate key {:?}", entry.key()), node.mark))
@@ -293,12 +342,29 @@ impl TreeBuilder {
     }
 }
 
-fn height_of(node: &Node) -> usize {
+/// The extent of a built tree, by walking it (only after `<<` merge keys).
+fn extent_of(node: &Node) -> Extent {
     match &node.value {
-        Value::List(items) => 1 + items.iter().map(height_of).max().unwrap_or(0),
-        Value::Map(map) => 1 + map.values().map(height_of).max().unwrap_or(0),
-        _ => 0,
+        Value::List(items) => items
+            .iter()
+            .fold(Extent::default(), |mut acc, item| {
+                acc.add_child(extent_of(item));
+                acc
+            })
+            .closed(),
+        Value::Map(map) => map_extent(map),
+        value => Extent::of_scalar(value),
     }
+}
+
+fn map_extent(map: &Map) -> Extent {
+    map.iter()
+        .fold(Extent::default(), |mut acc, (key, value)| {
+            acc.bytes = acc.bytes.saturating_add(key.len());
+            acc.add_child(extent_of(value));
+            acc
+        })
+        .closed()
 }
 
 fn is_plain_merge_marker(node: &Node) -> bool {
@@ -553,6 +619,10 @@ fn resolve_float(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    fn load(text: &str) -> Result<Node, LoadError> {
+        load_yaml(text, &mut Budget::new())
+    }
+
     fn scalar(text: &str) -> Value {
         resolve_plain(text.to_owned(), Mark::default()).expect("valid scalar")
     }
@@ -577,7 +647,7 @@ mod tests {
 
     #[test]
     fn quoted_scalars_stay_strings_and_marks_are_recorded() {
-        let node = load_yaml("a: 'yes'\nb:\n  - 010\n").expect("loads");
+        let node = load("a: 'yes'\nb:\n  - 010\n").expect("loads");
         let Value::Map(map) = &node.value else {
             panic!("map expected")
         };
@@ -591,14 +661,14 @@ mod tests {
 
     #[test]
     fn comments_only_is_null_and_duplicates_fail() {
-        assert_eq!(load_yaml("# nothing\n").expect("loads").value, Value::Null);
-        assert!(load_yaml("a: 1\na: 2\n").is_err());
-        assert!(load_yaml("a: !!python/object:os.system x\n").is_err());
+        assert_eq!(load("# nothing\n").expect("loads").value, Value::Null);
+        assert!(load("a: 1\na: 2\n").is_err());
+        assert!(load("a: !!python/object:os.system x\n").is_err());
     }
 
     #[test]
     fn anchors_aliases_and_merge_keys() {
-        let node = load_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n").expect("loads");
+        let node = load("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n").expect("loads");
         let Value::Map(map) = &node.value else {
             panic!("map expected")
         };
@@ -616,6 +686,39 @@ mod tests {
             let prev = format!("*a{}", i - 1);
             text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
         }
-        assert!(load_yaml(&text).is_err());
+        let mut budget = Budget::new();
+        let error = load_yaml(&text, &mut budget).unwrap_err();
+        assert!(
+            error.message.contains("more than 1000000 values"),
+            "{error:?}"
+        );
+        // Bounded work: never more than the limit was built.
+        assert!(budget.spent(Counter::YamlNodes) <= crate::definitions::limits::MAX_YAML_NODES);
+    }
+
+    /// H4 trigger B: each alias of a long string counts its bytes, not one value.
+    #[test]
+    fn alias_bomb_of_long_strings_fails_by_bytes() {
+        let long = "a".repeat(1 << 20);
+        let mut text = format!("s: &s \"{long}\"\nl: [");
+        text.push_str(&vec!["*s"; 100_000].join(", "));
+        text.push_str("]\n");
+        let mut budget = Budget::new();
+        let error = load_yaml(&text, &mut budget).unwrap_err();
+        assert!(
+            error.message.contains("MiB of text (aliases?)"),
+            "{error:?}"
+        );
+        assert!(budget.spent(Counter::YamlBytes) <= crate::definitions::limits::MAX_YAML_BYTES);
+        assert!(budget.spent(Counter::YamlNodes) < 100);
+    }
+
+    #[test]
+    fn merge_keys_and_aliases_are_charged() {
+        let mut budget = Budget::new();
+        load_yaml("b: &b {xx: 1}\nd: {<<: *b}\ne: *b\n", &mut budget).expect("loads");
+        // Text as read: b, xx, 1, d, <<, e (8 bytes); copies of {xx: 1} (its key text, 2
+        // bytes): the anchor's, the alias in d, the alias in e.
+        assert_eq!(budget.spent(Counter::YamlBytes), 8 + 3 * 2);
     }
 }

@@ -1,12 +1,14 @@
 //! [`DefinitionsSource`] over the repo store, so `resolve_commit` can read any commit of any
 //! watched repo. Definitions-file lookups (per tree) and "last commit touching" answers (per
 //! commit and path) are cached in [`DefinitionsCaches`], shared across scans: both are
-//! content-addressed, so they never go stale.
+//! content-addressed, so they never go stale. A file over the definitions' size limit is
+//! refused from its size in the object header, never read whole (H4).
 
 use super::{files, store::RepoStore, GitError};
-use git2::{Oid, Repository};
+use git2::{ObjectType, Oid, Repository};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Mutex;
 use test_looper_core::definitions::{CommitRef, DefinitionsSource, SourceError};
@@ -104,12 +106,27 @@ impl DefinitionsSource for GitDefinitionsSource<'_> {
 
     fn read_file(&self, commit: &CommitRef, path: &str) -> Result<Option<String>, SourceError> {
         self.with_tree(commit, |repo, tree| {
-            match files::read_blob(repo, tree, path) {
-                None => Ok(None),
-                Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-                    SourceError::Other(format!("{path} at {commit} is not valid UTF-8"))
-                }),
+            let Some(clean) = files::normalize_path(path) else {
+                return Ok(None);
+            };
+            let Ok(entry) = tree.get_path(Path::new(&clean)) else {
+                return Ok(None);
+            };
+            if entry.kind() != Some(ObjectType::Blob) {
+                return Ok(None);
             }
+            // The size from the object header first: a huge blob is never loaded (H4).
+            let (size, _) = repo
+                .odb()
+                .and_then(|odb| odb.read_header(entry.id()))
+                .map_err(|e| SourceError::Other(e.message().to_owned()))?;
+            SourceError::check_size(path, size as u64)?;
+            let Ok(blob) = repo.find_blob(entry.id()) else {
+                return Ok(None);
+            };
+            String::from_utf8(blob.content().to_vec())
+                .map(Some)
+                .map_err(|_| SourceError::Other(format!("{path} at {commit} is not valid UTF-8")))
         })
     }
 

@@ -126,11 +126,8 @@ pub fn job_variables(
         u64::from(shape.ram_gb),
         Some(shape.id),
     );
-    resolve(&definition.variables, &runtime).unwrap_or_else(|cycle| {
-        log(&format!(
-            "variable cycle {:?}; variables used unresolved\n",
-            cycle.names
-        ));
+    resolve(&definition.variables, &runtime).unwrap_or_else(|error| {
+        log(&format!("{error}; variables used unresolved\n"));
         let mut env = definition.variables.clone();
         env.extend(runtime.clone());
         env

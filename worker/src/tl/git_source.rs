@@ -1,6 +1,7 @@
 //! A [`DefinitionsSource`] over local git repositories (libgit2, no subprocess): the
 //! checkout `tl` runs in, plus referenced repos found by name under a directory (`DIR/<name>`,
-//! where names may contain `/`).
+//! where names may contain `/`). A file over the definitions' size limit is refused from
+//! its size in the object header, never read whole (H4).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -111,6 +112,15 @@ impl DefinitionsSource for GitSource {
         let Some(id) = entry_id(&found, path)? else {
             return Ok(None);
         };
+        // The size from the object header first: a huge blob is never loaded (H4).
+        let (size, kind) = repo
+            .odb()
+            .and_then(|odb| odb.read_header(id))
+            .map_err(other)?;
+        if kind != git2::ObjectType::Blob {
+            return Ok(None);
+        }
+        SourceError::check_size(path, size as u64)?;
         let Ok(blob) = repo.find_blob(id) else {
             return Ok(None);
         };
