@@ -27,7 +27,8 @@
 //! environment identity (its hex text), resolved variables (no runtime variables), the
 //! sorted and substituted stages, dependencies in resolved form, the resources (timeout,
 //! min cores, max cores, min RAM, min disk, max retries, retry wait) and exposed ports
-//! (a map of name to port). A `Source` dependency's commit is the last commit touching
+//! (a map of name to port), then, only when `docker_socket` is true, the tag byte `1` (so
+//! identities of definitions without it are unchanged). A `Source` dependency's commit is the last commit touching
 //! its path.
 //!
 //! Not included: the repo and commit that declare the definition (so a build without
@@ -246,6 +247,8 @@ pub struct DefinitionIdentity<'a> {
     pub max_retries: u64,
     pub retry_wait_seconds: u64,
     pub port_expose: &'a indexmap::IndexMap<String, u64>,
+    /// Whether the job's containers get the scoped Docker socket.
+    pub docker_socket: bool,
 }
 
 /// Identity of a definition.
@@ -285,6 +288,10 @@ pub fn definition_hash(input: &DefinitionIdentity<'_>) -> String {
         encoder.str(name);
         encoder.uint(port);
     }
+    // Last and only when set: a trailing byte cannot be confused with any other field.
+    if input.docker_socket {
+        encoder.tag(1);
+    }
     encoder.finish()
 }
 
@@ -315,6 +322,7 @@ mod tests {
             max_retries: 0,
             retry_wait_seconds: 0,
             port_expose: ports,
+            docker_socket: false,
         }
     }
 
@@ -363,5 +371,35 @@ mod tests {
         let hash = |deps| definition_hash(&identity(&variables, &stages, deps, &ports));
         assert_eq!(hash(&forward), hash(&backward));
         assert_ne!(hash(&forward), hash(&other));
+    }
+
+    #[test]
+    fn the_docker_socket_opt_in_changes_the_identity_only_when_set() {
+        let (variables, stages, deps, ports) = (
+            BTreeMap::new(),
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+        );
+        let without = identity(&variables, &stages, &deps, &ports);
+        let with = DefinitionIdentity {
+            docker_socket: true,
+            ..identity(&variables, &stages, &deps, &ports)
+        };
+        assert_ne!(definition_hash(&without), definition_hash(&with));
+        // Definitions without the key keep the identity they had before it existed.
+        let mut encoder = Encoder::new(DEFINITION_DOMAIN);
+        encoder.tag(0);
+        for text in ["b/linux", "b", "linux", "e"] {
+            encoder.str(text);
+        }
+        encoder.string_map(&variables);
+        encoder.stages(&stages);
+        encoder.dependencies(deps.iter());
+        for _ in 0..7 {
+            encoder.uint(0);
+        }
+        encoder.len(0);
+        assert_eq!(definition_hash(&without), encoder.finish());
     }
 }

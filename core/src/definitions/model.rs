@@ -262,6 +262,10 @@ pub struct ResolvedDefinition {
     pub disabled: bool,
     /// Deployments only: ports to publish, by name.
     pub port_expose: IndexMap<String, u64>,
+    /// `docker_socket: true`: the job's containers get the scoped Docker socket (H5);
+    /// without it they get no Docker API at all.
+    #[serde(default)]
+    pub docker_socket: bool,
 }
 
 impl ResolvedDefinition {

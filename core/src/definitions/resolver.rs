@@ -901,6 +901,7 @@ impl<'s> Resolver<'s> {
                     || (!loaded.prioritize.is_empty()
                         && !loaded.prioritize.iter().any(|g| fnmatch(g, &raw.name)))),
             port_expose: raw.port_expose.clone(),
+            docker_socket: raw.docker_socket,
         };
         definition.hash = definition_hash(&DefinitionIdentity {
             kind: definition.kind,
@@ -919,6 +920,7 @@ impl<'s> Resolver<'s> {
             max_retries: definition.max_retries,
             retry_wait_seconds: definition.retry_wait_seconds,
             port_expose: &definition.port_expose,
+            docker_socket: definition.docker_socket,
         });
         Ok(definition)
     }

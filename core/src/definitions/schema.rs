@@ -138,6 +138,8 @@ pub struct RawDefinition {
     pub max_retries: u64,
     pub retry_wait_seconds: u64,
     pub port_expose: IndexMap<String, u64>,
+    /// `docker_socket: true`: the job's containers get the scoped Docker socket (H5).
+    pub docker_socket: bool,
     pub origin: Origin,
 }
 
@@ -186,6 +188,7 @@ const DEFINITION_COMMON: &[&str] = &[
     "max_cores",
     "min_ram_gb",
     "min_disk_gb",
+    "docker_socket",
 ];
 const RUNNABLE: &[&str] = &["command", "cleanup", "stages", "disabled"];
 const BUILD_ONLY: &[&str] = &["max_retries", "retry_wait_seconds"];
@@ -1038,6 +1041,10 @@ fn decode_definition_fields(
         max_retries: int(map, "max_retries")?,
         retry_wait_seconds: int(map, "retry_wait_seconds")?,
         port_expose,
+        docker_socket: small_map_get(map, "docker_socket")
+            .map(|d| bool_field(d, "docker_socket", &path.key("docker_socket")))
+            .transpose()?
+            .unwrap_or(false),
         origin: Origin {
             document_path: path.render(),
             mark,

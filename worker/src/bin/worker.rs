@@ -44,6 +44,13 @@ struct Args {
     /// machine pool holds the other end, so a worker never outlives its server.
     #[arg(long)]
     exit_when_stdin_closes: bool,
+    /// Sandbox (H5): `opt-in` gives the scoped Docker socket to jobs whose definition has
+    /// `docker_socket: true`; `forbid` never gives it (such jobs fail as infrastructure errors).
+    #[arg(long, env = "TEST_LOOPER_DOCKER_SOCKET", default_value = "opt-in")]
+    docker_socket: test_looper_worker::executor::sandbox::DockerSocketPolicy,
+    /// Sandbox: processes per container.
+    #[arg(long, env = "TEST_LOOPER_PIDS_LIMIT", default_value_t = test_looper_worker::executor::sandbox::DEFAULT_PIDS_LIMIT)]
+    pids_limit: i64,
 }
 
 /// Resolves when standard input reaches end of file (or fails).
@@ -107,6 +114,10 @@ async fn main() -> anyhow::Result<()> {
         scope: args.scope,
         machine_id: args.machine_id.clone(),
         images: ImageCache::default(),
+        sandbox: test_looper_worker::executor::sandbox::Sandbox {
+            docker_socket: args.docker_socket,
+            pids_limit: args.pids_limit.max(1),
+        },
     };
     let settings = DaemonSettings {
         socket_url,

@@ -1,8 +1,13 @@
 //! Runs one shell command in a fresh container of the environment image: the run's directories
-//! mounted, the run's variables as the environment, CPU and memory limits, output streamed to
-//! the log as it is produced, a deadline, and the container always removed.
+//! mounted, the run's variables as the environment, CPU and memory limits plus the sandbox's
+//! (pid limit, `no-new-privileges`, dropped capabilities), output streamed to the log as it is
+//! produced (decoded incrementally, so a character split across chunks survives), a deadline,
+//! and the container always removed. The script itself was written before the run's first
+//! container started (`command/` is mounted read-only), never here.
 
 use super::dirs::RunDirs;
+use super::sandbox::Sandbox;
+use super::utf8_stream::Utf8Stream;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -25,9 +30,8 @@ pub enum CommandEnd {
 /// Everything needed to start one command.
 pub struct CommandSpec<'a> {
     pub image: &'a str,
-    /// Name of the script under the run's `command` directory.
+    /// Name of the script (already written) under the run's `command` directory.
     pub script_name: &'a str,
-    pub script: &'a str,
     pub env: &'a BTreeMap<String, String>,
     pub labels: &'a HashMap<String, String>,
     /// `host:container` binds on top of the run's directories (the scoped Docker socket).
@@ -36,6 +40,7 @@ pub struct CommandSpec<'a> {
     pub cores: u32,
     pub ram_gb: u32,
     pub deadline: Instant,
+    pub sandbox: &'a Sandbox,
 }
 
 /// Runs `spec` and streams its output to `log`. The container is removed on every path.
@@ -46,10 +51,8 @@ pub async fn run_command(
     log: &(dyn Fn(&str) + Send + Sync),
     cancelled: &tokio_util::sync::CancellationToken,
 ) -> Result<CommandEnd, bollard::errors::Error> {
-    let script_path = dirs.command().join(spec.script_name);
-    std::fs::write(&script_path, spec.script).map_err(bollard::errors::Error::from)?;
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let host_config = HostConfig {
+    let mut host_config = HostConfig {
         binds: Some(
             dirs.binds()
                 .into_iter()
@@ -62,6 +65,7 @@ pub async fn run_command(
         init: Some(true),
         ..Default::default()
     };
+    spec.sandbox.harden(&mut host_config);
     let body = ContainerCreateBody {
         image: Some(spec.image.to_string()),
         cmd: Some(vec![
@@ -112,15 +116,17 @@ async fn drive(
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await?;
     let pump = async {
+        let mut text = Utf8Stream::default();
         while let Some(chunk) = output.next().await {
             match chunk {
-                Ok(chunk) => log(&String::from_utf8_lossy(&chunk.into_bytes())),
+                Ok(chunk) => log(&text.push(&chunk.into_bytes())),
                 Err(error) => {
                     tracing::debug!(%error, "attach stream ended");
                     break;
                 }
             }
         }
+        log(&text.finish());
     };
     let wait = async {
         // The output ends when the process does; then ask for the exit code.

@@ -10,8 +10,9 @@
 //! raw output. Input and resizes arrive on a channel; a shutdown is a cancellation token. The
 //! container, its scoped-Docker siblings and its directory are removed on every path.
 
+use super::confined::ConfinedDir;
 use super::dirs::{remove_tree, RunDirs};
-use super::docker_proxy::{start_for_run, DockerProxy, CONTAINER_SOCKET};
+use super::docker_proxy::{scoped_docker_for, DockerProxy, CONTAINER_SOCKET};
 use super::prepare::{prepare_environment, substitute, JobShape, PreparedEnvironment};
 use super::reaper::container_labels;
 use super::tty_container::{PublishedPort, TtyContainer, TtyEnd, TtySpec};
@@ -148,13 +149,14 @@ pub async fn run_deployment(
             )
         }
     };
-    let proxy = match start_for_run(&dirs, &executor.scope, &executor.machine_id, id) {
-        Ok(proxy) => Some(proxy),
-        Err(error) => {
-            banners.line(&format!(
-                "scoped docker unavailable ({error}); no docker socket mounted"
-            ));
-            None
+    // Scoped Docker (H5): only when the definition asks for it and the worker allows it.
+    let proxy = match scoped_docker_for(executor, &dirs, definition, id) {
+        Ok(proxy) => proxy,
+        Err(message) => {
+            if let Err(error) = remove_tree(&dirs.root) {
+                tracing::warn!(%error, path = %dirs.root.display(), "could not remove deployment directory");
+            }
+            return failed(&banners, message);
         }
     };
     let end = Deployment {
@@ -280,6 +282,7 @@ impl Deployment<'_> {
                 .iter()
                 .map(|(name, port)| (name.clone(), *port))
                 .collect(),
+            sandbox: &self.executor.sandbox,
         };
         let started = tokio::select! {
             started = TtyContainer::start(&self.executor.docker, spec) => started,
@@ -307,11 +310,14 @@ impl Deployment<'_> {
     }
 
     /// Writes one script per stage command and cleanup, and the container's entry script that
-    /// runs them (deployments only) and then execs the interactive shell; returns the entry
-    /// script's name.
-    fn write_scripts(&self, env: &BTreeMap<String, String>) -> std::io::Result<String> {
+    /// runs them (deployments only) and then execs the interactive shell, before the container
+    /// starts (`command/` is mounted read-only); returns the entry script's name.
+    fn write_scripts(
+        &self,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, super::confined::ConfinedError> {
         let definition = &self.assignment.definition;
-        let command_dir = self.dirs.command();
+        let command_dir = ConfinedDir::open_root(&self.dirs.command())?;
         let mut scripts = Vec::new();
         for (index, stage) in definition.stages.iter().enumerate() {
             for (what, text) in [("command", &stage.command), ("cleanup", &stage.cleanup)] {
@@ -323,14 +329,14 @@ impl Deployment<'_> {
                 if !script.ends_with('\n') {
                     script.push('\n');
                 }
-                std::fs::write(command_dir.join(&name), script)?;
+                command_dir.create_file(&name, script.as_bytes(), 0o644)?;
                 scripts.push(name);
             }
         }
         let run_stages = definition.kind == DefinitionKind::Deployment;
         let entry = entry_script(&definition.stages, run_stages, &scripts);
         let name = "deployment_shell.sh".to_string();
-        std::fs::write(command_dir.join(&name), entry)?;
+        command_dir.create_file(&name, entry.as_bytes(), 0o644)?;
         Ok(name)
     }
 }

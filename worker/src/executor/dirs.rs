@@ -2,6 +2,10 @@
 //!
 //! Layout: `<storage>/runs/<run id>/{test_inputs,scratch,output,build_output,ccache,command,src,packages}`.
 //! Container paths are the fixed ones of the runtime contract (`/test_looper/...`).
+//! `command/` is mounted read-only: the worker writes every script of a job before its first
+//! container starts, so no container can plant a link where a later script goes (H6).
+//! [`RunDirs::host_path`] is lexical only: files a container wrote are opened through
+//! [`super::confined`], which follows no link.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -52,11 +56,14 @@ impl RunDirs {
         self.root.join("packages")
     }
 
-    /// `host:container` bind specifications.
+    /// `host:container[:ro]` bind specifications (`command/` read-only).
     pub fn binds(&self) -> Vec<String> {
         MOUNTS
             .iter()
-            .map(|(sub, container)| format!("{}:{container}", self.root.join(sub).display()))
+            .map(|(sub, container)| {
+                let mode = if *sub == "command" { ":ro" } else { "" };
+                format!("{}:{container}{mode}", self.root.join(sub).display())
+            })
             .collect()
     }
 

@@ -12,9 +12,11 @@
 //! Deployments ([`run_deployment`]) share the preparation (`prepare.rs`) and then serve one
 //! interactive container (`deployment.rs`, `tty_container.rs`).
 
+pub mod confined;
 pub mod container;
 pub mod deployment;
 pub mod dirs;
+pub mod docker_policy;
 pub mod docker_proxy;
 pub mod image;
 pub mod inputs;
@@ -23,7 +25,9 @@ pub mod prepare;
 pub mod reaper;
 pub mod results;
 mod run;
+pub mod sandbox;
 pub mod tty_container;
+pub mod utf8_stream;
 
 pub use deployment::{run_deployment, DeploymentEnd, DeploymentEvent};
 pub use inputs::SourceFetcher;
@@ -60,6 +64,8 @@ pub struct Executor {
     pub scope: String,
     pub machine_id: String,
     pub images: image::ImageCache,
+    /// The Docker socket policy and container limits of this worker.
+    pub sandbox: sandbox::Sandbox,
 }
 
 impl Executor {
@@ -68,6 +74,12 @@ impl Executor {
     pub async fn reap_leftovers(&self) -> Result<usize, bollard::errors::Error> {
         let removed =
             reaper::remove_labelled(&self.docker, reaper::WORKER_LABEL, &self.machine_id).await?;
+        reaper::remove_labelled_networks_and_volumes(
+            &self.docker,
+            reaper::WORKER_LABEL,
+            &self.machine_id,
+        )
+        .await;
         let runs = self.storage.join("runs");
         if let Err(error) = dirs::remove_tree(&runs) {
             tracing::warn!(%error, path = %runs.display(), "could not remove old run directories");

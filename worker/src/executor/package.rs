@@ -1,7 +1,9 @@
 //! Artifact packaging: a directory (filtered by include/exclude globs) into a gzip tarball,
 //! and safe extraction of tarballs into an input directory. Blocking; call from
-//! `spawn_blocking`.
+//! `spawn_blocking`. Packing walks the directory through [`super::confined`]: links are stored
+//! as links and never followed, so a test cannot pack host files into its artifact (H6).
 
+use super::confined::{ConfinedDir, EntryKind};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::fs::File;
@@ -17,37 +19,75 @@ pub fn pack_directory(
     exclude: &[String],
     dest: &Path,
 ) -> std::io::Result<usize> {
+    pack_directory_below(dir, Path::new(""), include, exclude, dest)
+}
+
+/// [`pack_directory`] of `root/relative`, where no component of `relative` (nor anything
+/// inside it) is followed if it is a link: a linked directory is an error.
+pub fn pack_directory_below(
+    root: &Path,
+    relative: &Path,
+    include: &[String],
+    exclude: &[String],
+    dest: &Path,
+) -> std::io::Result<usize> {
+    let start = match ConfinedDir::open_root(root).and_then(|r| r.open_dir(relative)) {
+        Ok(dir) => Some(dir),
+        Err(error) if error.is_not_found() => None,
+        Err(error) => return Err(std::io::Error::other(error.to_string())),
+    };
     let file = File::create(dest)?;
     let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
-    builder.follow_symlinks(false);
     let mut count = 0;
-    if dir.is_dir() {
-        let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
-        while let Some(current) = pending.pop() {
-            let mut entries: Vec<_> = std::fs::read_dir(&current)?.collect::<Result<_, _>>()?;
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                let path = entry.path();
-                let relative = path
-                    .strip_prefix(dir)
-                    .map_err(std::io::Error::other)?
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    builder.append_dir(&relative, &path)?;
-                    pending.push(path);
-                } else if kind.is_symlink() {
-                    builder.append_path_with_name(&path, &relative)?;
-                } else if kind.is_file() {
+    let mut pending: Vec<(PathBuf, ConfinedDir)> =
+        start.into_iter().map(|d| (PathBuf::new(), d)).collect();
+    while let Some((prefix, current)) = pending.pop() {
+        for (name, kind) in current
+            .entries()
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+        {
+            let path = prefix.join(&name);
+            let relative = path.to_string_lossy().replace('\\', "/");
+            match kind {
+                EntryKind::Dir => {
+                    let Ok(sub) = current.open_dir(Path::new(&name)) else {
+                        continue;
+                    };
+                    let mut header = tar::Header::new_gnu();
+                    header.set_metadata(&sub.metadata()?);
+                    builder.append_data(&mut header, &relative, std::io::empty())?;
+                    pending.push((path, sub));
+                }
+                EntryKind::Symlink => {
+                    let target = current
+                        .read_link(&name)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let mut header = tar::Header::new_gnu();
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    builder.append_link(&mut header, &relative, &target)?;
+                }
+                EntryKind::File => {
                     let included =
                         include.is_empty() || include.iter().any(|p| fnmatch(p, &relative));
                     let excluded = exclude.iter().any(|p| fnmatch(p, &relative));
-                    if included && !excluded {
-                        builder.append_path_with_name(&path, &relative)?;
-                        count += 1;
+                    if !included || excluded {
+                        continue;
                     }
+                    // Swapped for something else meanwhile: skipped, never followed.
+                    let Ok(file) = current.open_file(Path::new(&name)) else {
+                        continue;
+                    };
+                    let metadata = file.metadata()?;
+                    let mut header = tar::Header::new_gnu();
+                    header.set_metadata(&metadata);
+                    // A file that grows meanwhile is cut at the size in its header.
+                    let data = std::io::Read::take(file, metadata.len());
+                    builder.append_data(&mut header, &relative, data)?;
+                    count += 1;
                 }
+                EntryKind::Other => {}
             }
         }
     }

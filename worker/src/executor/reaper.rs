@@ -1,7 +1,11 @@
 //! Container labels that identify what a worker started, and the reaper that removes
-//! leftovers (after a `kill -9` of the worker, its containers outlive it).
+//! leftovers (after a `kill -9` of the worker, its containers outlive it), and the networks
+//! and volumes jobs created through their scoped socket.
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
 use bollard::Docker;
 use std::collections::HashMap;
 
@@ -70,4 +74,37 @@ pub async fn remove_labelled(
         tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(round))).await;
     }
     Ok(removed)
+}
+
+/// Removes every network and volume with `label=value` (what a job created through its
+/// scoped socket). Failures are only logged: they hold no running process.
+pub async fn remove_labelled_networks_and_volumes(docker: &Docker, label: &str, value: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+    let options = ListNetworksOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    match docker.list_networks(Some(options)).await {
+        Ok(networks) => {
+            for id in networks.into_iter().filter_map(|n| n.id) {
+                if let Err(error) = docker.remove_network(&id).await {
+                    tracing::warn!(%id, %error, "could not remove a job's network");
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not list a job's networks"),
+    }
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    match docker.list_volumes(Some(options)).await {
+        Ok(listed) => {
+            for volume in listed.volumes.unwrap_or_default() {
+                let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                if let Err(error) = docker.remove_volume(&volume.name, Some(options)).await {
+                    tracing::warn!(name = %volume.name, %error, "could not remove a job's volume");
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not list a job's volumes"),
+    }
 }

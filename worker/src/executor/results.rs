@@ -1,38 +1,129 @@
 //! Per-test-case results of a run: `testSummary.json` and JUnit XML files found in the test
 //! output directory. Whether the run passed is decided by exit codes, never here.
+//!
+//! Everything is opened through [`super::confined`] (no link is followed, H6) and read with a
+//! size limit (L12): a file past it is ignored with a note in the run's log.
 
+use super::confined::{read_bounded, walk_files, ConfinedDir, ConfinedError};
 use std::path::{Path, PathBuf};
 use test_looper_core::protocol::TestCaseResult;
+
+/// Largest `testSummary.json` read.
+pub const MAX_SUMMARY_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest JUnit XML file read.
+pub const MAX_JUNIT_BYTES: u64 = 16 * 1024 * 1024;
+/// JUnit XML bytes read per run, all files together.
+pub const MAX_JUNIT_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Per-case results plus the host paths of each case's individual logs, and notes for the log.
 #[derive(Debug, Default)]
 pub struct CaseReport {
     pub cases: Vec<TestCaseResult>,
-    /// (case name, host path of a log file to upload).
+    /// (case name, host path of a log file to upload): a regular file below the run's
+    /// directory reached through no link; open it with [`super::confined`] again to upload.
     pub logs: Vec<(String, PathBuf)>,
     pub notes: Vec<String>,
 }
 
-/// Reads `testSummary.json` (if present) and every `*.xml` JUnit report under `output_dir`.
+/// Reads `testSummary.json` (if present) and every `*.xml` JUnit report under `output_dir`,
+/// which is below `root` (the run's directory; nothing outside it is ever opened).
 /// `host_path` maps container paths named in `testSummary.json` to host paths.
-pub fn collect_cases(output_dir: &Path, host_path: &dyn Fn(&str) -> Option<PathBuf>) -> CaseReport {
+pub fn collect_cases(
+    root: &Path,
+    output_dir: &Path,
+    host_path: &dyn Fn(&str) -> Option<PathBuf>,
+) -> CaseReport {
     let mut report = CaseReport::default();
-    let summary = output_dir.join("testSummary.json");
-    if summary.is_file() {
-        read_summary(&summary, host_path, &mut report);
+    let confined = match ConfinedDir::open_root(root) {
+        Ok(confined) => confined,
+        Err(error) => {
+            report
+                .notes
+                .push(format!("could not read the test results: {error}"));
+            return report;
+        }
+    };
+    let Ok(output) = output_dir.strip_prefix(root) else {
+        report.notes.push(format!(
+            "the output directory {} is outside the run directory",
+            output_dir.display()
+        ));
+        return report;
+    };
+    match confined.open_file(&output.join("testSummary.json")) {
+        Ok(file) => match read_bounded(file, Path::new("testSummary.json"), MAX_SUMMARY_BYTES) {
+            Ok(bytes) => read_summary(&bytes, &confined, root, host_path, &mut report),
+            Err(error) => report
+                .notes
+                .push(format!("{}: individual results ignored", describe(&error))),
+        },
+        Err(error) if error.is_not_found() => {}
+        Err(error) => report.notes.push(format!(
+            "testSummary.json: {}; individual results ignored",
+            describe(&error)
+        )),
     }
-    for xml in xml_files(output_dir) {
-        read_junit(&xml, output_dir, &mut report);
-    }
+    read_junit_files(&confined, output, &mut report);
     report
 }
 
-fn read_summary(path: &Path, host_path: &dyn Fn(&str) -> Option<PathBuf>, report: &mut CaseReport) {
-    let parsed = std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| {
-            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
-        });
+/// A confinement error for the run's log (names relative to the output directory).
+fn describe(error: &ConfinedError) -> String {
+    match error {
+        ConfinedError::TooLarge(name, limit) => {
+            format!("{name} is larger than {} MiB", limit / (1024 * 1024))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every `*.xml` file under `output` (relative to `confined`), in path order, read within the
+/// limits.
+fn read_junit_files(confined: &ConfinedDir, output: &Path, report: &mut CaseReport) {
+    let mut found: Vec<(PathBuf, std::fs::File)> = Vec::new();
+    let walked = walk_files(confined, output, &mut |path, file| {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+        {
+            found.push((path.to_path_buf(), file));
+        }
+    });
+    if let Err(error) = walked {
+        report
+            .notes
+            .push(format!("could not list the output directory: {error}"));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut budget = MAX_JUNIT_TOTAL_BYTES;
+    for (path, file) in found {
+        let display = path.display().to_string();
+        if budget == 0 {
+            report.notes.push(format!(
+                "{display}: ignored, the JUnit reports of this run exceed {} MiB together",
+                MAX_JUNIT_TOTAL_BYTES / (1024 * 1024)
+            ));
+            continue;
+        }
+        let limit = MAX_JUNIT_BYTES.min(budget);
+        match read_bounded(file, &path, limit) {
+            Ok(bytes) => {
+                budget -= bytes.len() as u64;
+                read_junit(&bytes, &display, report);
+            }
+            Err(error) => report.notes.push(format!("{}; ignored", describe(&error))),
+        }
+    }
+}
+
+fn read_summary(
+    bytes: &[u8],
+    confined: &ConfinedDir,
+    root: &Path,
+    host_path: &dyn Fn(&str) -> Option<PathBuf>,
+    report: &mut CaseReport,
+) {
+    let parsed = serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string());
     let object = match parsed {
         Ok(serde_json::Value::Object(object)) => object,
         Ok(_) => {
@@ -81,14 +172,25 @@ fn read_summary(path: &Path, host_path: &dyn Fn(&str) -> Option<PathBuf>, report
         let mut passed = passed;
         let mut has_logs = false;
         for log in logs {
-            match host_path(&log).filter(|p| p.is_file()) {
-                Some(host) => {
+            let Some(host) = host_path(&log) else {
+                report.notes.push(format!(
+                    "testSummary.json: log {log:?} of {name:?} is not under a mounted directory; the case is recorded as a failure"
+                ));
+                passed = false;
+                continue;
+            };
+            let opened = match host.strip_prefix(root) {
+                Ok(relative) => confined.open_file(relative).map(drop),
+                Err(_) => Err(ConfinedError::Outside(log.clone())),
+            };
+            match opened {
+                Ok(()) => {
                     has_logs = true;
                     report.logs.push((name.clone(), host));
                 }
-                None => {
+                Err(error) => {
                     report.notes.push(format!(
-                        "testSummary.json: log {log:?} of {name:?} is not a file under a mounted directory; the case is recorded as a failure"
+                        "testSummary.json: log {log:?} of {name:?} was not read ({error}); the case is recorded as a failure"
                     ));
                     passed = false;
                 }
@@ -102,20 +204,8 @@ fn read_summary(path: &Path, host_path: &dyn Fn(&str) -> Option<PathBuf>, report
     }
 }
 
-fn read_junit(path: &Path, output_dir: &Path, report: &mut CaseReport) {
-    let display = path
-        .strip_prefix(output_dir)
-        .unwrap_or(path)
-        .display()
-        .to_string();
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(error) => {
-            report.notes.push(format!("{display}: {error}"));
-            return;
-        }
-    };
-    let suites = match junit_parser::from_reader(std::io::BufReader::new(file)) {
+fn read_junit(bytes: &[u8], display: &str, report: &mut CaseReport) {
+    let suites = match junit_parser::from_reader(bytes) {
         Ok(suites) => suites,
         Err(error) => {
             report
@@ -155,34 +245,6 @@ fn read_junit(path: &Path, output_dir: &Path, report: &mut CaseReport) {
     }
 }
 
-/// Every `*.xml` file under `dir`, sorted.
-fn xml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(path),
-                Ok(kind)
-                    if kind.is_file()
-                        && path
-                            .extension()
-                            .is_some_and(|e| e.eq_ignore_ascii_case("xml")) =>
-                {
-                    found.push(path);
-                }
-                _ => {}
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,7 +266,7 @@ mod tests {
         .unwrap();
         let log_for = log.clone();
         let map = move |p: &str| (p == "/c/case.log").then(|| log_for.clone());
-        let mut report = collect_cases(dir.path(), &map);
+        let mut report = collect_cases(dir.path(), dir.path(), &map);
         report.cases.sort_by(|a, b| a.name.cmp(&b.name));
         let got: Vec<(&str, bool, bool)> = report
             .cases
@@ -230,7 +292,7 @@ mod tests {
     fn a_broken_summary_drops_everything_with_a_note() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("testSummary.json"), "[1,2").unwrap();
-        let report = collect_cases(dir.path(), &no_paths);
+        let report = collect_cases(dir.path(), dir.path(), &no_paths);
         assert!(report.cases.is_empty());
         assert_eq!(report.notes.len(), 1);
     }
@@ -249,12 +311,64 @@ mod tests {
 </testsuite></testsuites>"#,
         )
         .unwrap();
-        let report = collect_cases(dir.path(), &no_paths);
+        let report = collect_cases(dir.path(), dir.path(), &no_paths);
         let got: Vec<(&str, bool)> = report
             .cases
             .iter()
             .map(|c| (c.name.as_str(), c.passed))
             .collect();
         assert_eq!(got, vec![("math.Add.small", true), ("math.Add.big", false)]);
+    }
+
+    #[test]
+    fn planted_links_are_refused_and_big_files_ignored() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let output = root.join("output");
+        std::fs::create_dir_all(&output).unwrap();
+        symlink("/etc/hostname", output.join("e")).unwrap();
+        std::fs::write(
+            output.join("testSummary.json"),
+            r#"{"t": {"success": true, "logs": ["/o/e"]}}"#,
+        )
+        .unwrap();
+        let host = output.join("e");
+        let map = move |p: &str| (p == "/o/e").then(|| host.clone());
+        let report = collect_cases(root, &output, &map);
+        assert_eq!(report.cases.len(), 1);
+        assert!(!report.cases[0].passed);
+        assert!(report.logs.is_empty());
+        assert!(
+            report.notes[0].contains("symbolic link"),
+            "{:?}",
+            report.notes
+        );
+
+        // A linked summary is not read at all.
+        std::fs::remove_file(output.join("testSummary.json")).unwrap();
+        std::fs::write(root.join("real.json"), r#"{"x": true}"#).unwrap();
+        symlink(root.join("real.json"), output.join("testSummary.json")).unwrap();
+        let report = collect_cases(root, &output, &no_paths);
+        assert!(report.cases.is_empty());
+        assert!(
+            report.notes[0].contains("symbolic link"),
+            "{:?}",
+            report.notes
+        );
+
+        // Past the limit: a note, no parse.
+        std::fs::remove_file(output.join("testSummary.json")).unwrap();
+        let file = std::fs::File::create(output.join("testSummary.json")).unwrap();
+        file.set_len(MAX_SUMMARY_BYTES + 1).unwrap();
+        let file = std::fs::File::create(output.join("big.xml")).unwrap();
+        file.set_len(MAX_JUNIT_BYTES + 1).unwrap();
+        let report = collect_cases(root, &output, &no_paths);
+        assert!(report.cases.is_empty());
+        assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+        assert!(report
+            .notes
+            .iter()
+            .all(|n| n.contains("larger than 16 MiB")));
     }
 }

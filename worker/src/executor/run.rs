@@ -1,10 +1,11 @@
 //! One run from assignment to outcome (see the module docs of [`super`]).
 
+use super::confined::{open_file_beneath, walk_files, ConfinedDir};
 use super::container::{run_command, CommandEnd, CommandSpec};
 use super::dirs::{join_inside, RunDirs};
-use super::docker_proxy::{start_for_run, DockerProxy, CONTAINER_SOCKET};
+use super::docker_proxy::{scoped_docker_for, DockerProxy, CONTAINER_SOCKET};
 use super::inputs::build_artifact_file;
-use super::package::pack_directory;
+use super::package::pack_directory_below;
 use super::prepare::{
     prepare_environment, substitute, JobShape, PrepareFailure, PreparedEnvironment,
 };
@@ -84,28 +85,33 @@ pub async fn run_assignment(
         events,
         file: Mutex::new(std::fs::File::create(&log_path).ok()),
     };
-    // Scoped Docker (5.8): the run's commands reach the engine only through this proxy.
-    let proxy = match start_for_run(&dirs, &executor.scope, &executor.machine_id, run_id) {
-        Ok(proxy) => Some(proxy),
-        Err(error) => {
-            log.write(&format!(
-                "scoped docker unavailable for this run ({error}); no docker socket mounted\n"
-            ));
-            None
-        }
-    };
-    let docker_binds: Vec<String> = proxy.iter().map(DockerProxy::container_bind).collect();
-    let mut outcome = Run {
-        executor,
-        assignment,
-        dirs: &dirs,
-        log: &log,
-        cancel,
-        artifacts: Vec::new(),
-        docker_binds,
-    }
-    .execute()
-    .await;
+    // Scoped Docker (H5): only when the definition asks for it and the worker allows it; the
+    // run's commands then reach the engine only through this proxy.
+    let (mut outcome, proxy) =
+        match scoped_docker_for(executor, &dirs, &assignment.definition, run_id) {
+            Ok(proxy) => {
+                let docker_binds: Vec<String> =
+                    proxy.iter().map(DockerProxy::container_bind).collect();
+                let run = Run {
+                    executor,
+                    assignment,
+                    dirs: &dirs,
+                    log: &log,
+                    cancel,
+                    artifacts: Vec::new(),
+                    docker_binds,
+                };
+                (run.execute().await, proxy)
+            }
+            Err(message) => (
+                RunOutcome {
+                    result: failed(FailureReason::Infrastructure, message),
+                    test_cases: Vec::new(),
+                    artifacts: Vec::new(),
+                },
+                None,
+            ),
+        };
     if let Some(proxy) = proxy {
         match proxy.finish(&executor.docker).await {
             Ok(0) => {}
@@ -201,6 +207,12 @@ impl Run<'_> {
                 }
             };
         self.log(&preamble(&env, &image));
+        if let Err(error) = write_scripts(self.dirs, &definition.stages, &env) {
+            return self.outcome(failed(
+                FailureReason::Infrastructure,
+                format!("could not write the run's scripts: {error}"),
+            ));
+        }
 
         let timeout = match (self.assignment.timeout_seconds, definition.timeout) {
             (0, 0) => DEFAULT_TIMEOUT_SECONDS,
@@ -225,15 +237,7 @@ impl Run<'_> {
                     stage.command.trim()
                 ));
                 let end = self
-                    .command(
-                        &image,
-                        &env,
-                        &labels,
-                        "cmd",
-                        index,
-                        &stage.command,
-                        deadline,
-                    )
+                    .command(&image, &env, &labels, "cmd", index, deadline)
                     .await;
                 stage_failure = self.judge(end, index, "command", timeout, is_build);
             }
@@ -246,15 +250,7 @@ impl Run<'_> {
                 let cleanup_deadline =
                     Instant::now() + Duration::from_secs(CLEANUP_TIMEOUT_SECONDS);
                 let end = self
-                    .command(
-                        &image,
-                        &env,
-                        &labels,
-                        "cleanup",
-                        index,
-                        &stage.cleanup,
-                        cleanup_deadline,
-                    )
+                    .command(&image, &env, &labels, "cleanup", index, cleanup_deadline)
                     .await;
                 let cleanup_failure =
                     self.judge(end, index, "cleanup", CLEANUP_TIMEOUT_SECONDS, is_build);
@@ -283,7 +279,8 @@ impl Run<'_> {
         if !is_build {
             self.keep_output_files().await;
             let dirs = self.dirs.clone();
-            let report = collect_cases(&self.dirs.output(), &|p| dirs.host_path(p));
+            let report =
+                collect_cases(&self.dirs.root, &self.dirs.output(), &|p| dirs.host_path(p));
             for note in &report.notes {
                 self.log(&format!("{note}\n"));
             }
@@ -335,18 +332,15 @@ impl Run<'_> {
         labels: &HashMap<String, String>,
         what: &str,
         index: usize,
-        command: &str,
         deadline: Instant,
     ) -> Result<CommandEnd, String> {
-        let script = substitute(command, env);
         let mut env = env.clone();
         if !self.docker_binds.is_empty() {
             env.insert("DOCKER_HOST".into(), format!("unix://{CONTAINER_SOCKET}"));
         }
         let spec = CommandSpec {
             image,
-            script_name: &format!("{what}_{index}.sh"),
-            script: &script,
+            script_name: &script_name(what, index),
             env: &env,
             labels,
             extra_binds: &self.docker_binds,
@@ -357,6 +351,7 @@ impl Run<'_> {
             cores: self.assignment.cores,
             ram_gb: self.assignment.ram_gb,
             deadline,
+            sandbox: &self.executor.sandbox,
         };
         let log_fn = |text: &str| self.log.write(text);
         run_command(
@@ -449,13 +444,18 @@ impl Run<'_> {
             artifact.include_patterns.clone(),
             artifact.exclude_patterns.clone(),
         );
-        let (dir, dest) = (host_dir.clone(), tarball.clone());
-        let count =
-            tokio::task::spawn_blocking(move || pack_directory(&dir, &include, &exclude, &dest))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("pack {}: {e}", host_dir.display()))?;
-        if !host_dir.is_dir() {
+        let relative = host_dir
+            .strip_prefix(&self.dirs.root)
+            .map_err(|_| format!("artifact directory {directory} is outside the run directory"))?
+            .to_path_buf();
+        let (root, dest) = (self.dirs.root.clone(), tarball.clone());
+        let count = tokio::task::spawn_blocking(move || {
+            pack_directory_below(&root, &relative, &include, &exclude, &dest)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("pack {directory}: {e}"))?;
+        if std::fs::symlink_metadata(&host_dir).is_err() {
             self.log(&format!("warning: artifact directory {directory} does not exist; storing an empty artifact\n"));
         }
         let key = if is_build {
@@ -483,44 +483,64 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Stores every file of `TEST_OUTPUT_DIR` as `output/<relative path>`.
+    /// Stores every regular file of `TEST_OUTPUT_DIR` as `output/<relative path>` (links and
+    /// special files are skipped, never followed).
     async fn keep_output_files(&self) {
+        let mut found: Vec<std::path::PathBuf> = Vec::new();
+        let walked = ConfinedDir::open_root(&self.dirs.root).and_then(|root| {
+            walk_files(&root, Path::new("output"), &mut |path, _| {
+                found.push(path.to_path_buf())
+            })
+        });
+        if let Err(error) = walked {
+            self.log(&format!("could not list the output directory: {error}\n"));
+        }
         let root = self.dirs.output();
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                match entry.file_type() {
-                    Ok(kind) if kind.is_dir() => pending.push(path),
-                    Ok(kind) if kind.is_file() => {
-                        let Ok(relative) = path.strip_prefix(&root) else {
-                            continue;
-                        };
-                        let name =
-                            format!("output/{}", relative.to_string_lossy().replace('\\', "/"));
-                        if let Err(message) = self.store_run_file(&name, &path).await {
-                            self.log(&format!("could not keep {name}: {message}\n"));
-                        }
-                    }
-                    _ => {}
-                }
+        for relative in found {
+            let name = format!("output/{}", relative.to_string_lossy().replace('\\', "/"));
+            if let Err(message) = self.store_run_file(&name, &root.join(&relative)).await {
+                self.log(&format!("could not keep {name}: {message}\n"));
             }
         }
     }
 
+    /// Stores the file at host path `path` (below the run's directory, reached through no
+    /// link) as the run artifact `name`.
     async fn store_run_file(&self, name: &str, path: &Path) -> Result<(), String> {
         let key = ArtifactKey::run(&self.assignment.test_hash, &self.assignment.run_id, name)
             .map_err(|e| e.to_string())?;
+        let file = open_file_beneath(&self.dirs.root, path).map_err(|e| e.to_string())?;
         self.executor
             .store
-            .put_file(&key, path)
+            .put_reader(&key, Box::pin(tokio::fs::File::from_std(file)))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// The script of stage `index`'s command (`cmd`) or cleanup (`cleanup`).
+fn script_name(what: &str, index: usize) -> String {
+    format!("{what}_{index}.sh")
+}
+
+/// Writes every stage's command and cleanup script into `command/`, before the run's first
+/// container starts (the directory is mounted read-only, so nothing can be planted there).
+fn write_scripts(
+    dirs: &RunDirs,
+    stages: &[test_looper_core::definitions::Stage],
+    env: &BTreeMap<String, String>,
+) -> Result<(), super::confined::ConfinedError> {
+    let scripts = ConfinedDir::open_root(&dirs.command())?;
+    for (index, stage) in stages.iter().enumerate() {
+        for (what, text) in [("cmd", &stage.command), ("cleanup", &stage.cleanup)] {
+            if !text.trim().is_empty() {
+                let script = substitute(text, env);
+                scripts.create_file(&script_name(what, index), script.as_bytes(), 0o644)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The header of the run's log: image and variables.

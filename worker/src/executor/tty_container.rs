@@ -1,7 +1,8 @@
 //! One interactive container: created with a TTY and an open stdin, attached before it starts
 //! (so no output is missed), its published ports read back; then its output is pumped to a
 //! sink in coalesced chunks while keystrokes go to its stdin and resizes to its TTY, until the
-//! process ends or a shutdown is requested. The caller removes it with [`TtyContainer::remove`].
+//! process ends or a shutdown is requested. The container gets the sandbox's limits. The
+//! caller removes it with [`TtyContainer::remove`].
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
@@ -36,6 +37,7 @@ pub struct TtySpec<'a> {
     pub ram_gb: u32,
     /// Ports to publish on 127.0.0.1 (random host ports), by name.
     pub ports: Vec<(String, u64)>,
+    pub sandbox: &'a super::sandbox::Sandbox,
 }
 
 /// Where a declared port landed on the host.
@@ -88,7 +90,7 @@ impl TtyContainer {
                 (key.clone(), Some(vec![binding]))
             })
             .collect();
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             binds: Some(spec.binds.clone()),
             nano_cpus: (spec.cores > 0).then(|| i64::from(spec.cores) * 1_000_000_000),
             memory: (spec.ram_gb > 0).then(|| i64::from(spec.ram_gb) * 1024 * 1024 * 1024),
@@ -97,6 +99,7 @@ impl TtyContainer {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             ..Default::default()
         };
+        spec.sandbox.harden(&mut host_config);
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             cmd: Some(spec.cmd.clone()),
