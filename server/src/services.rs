@@ -78,6 +78,12 @@ impl Services {
                 idle_timeout: Duration::from_secs(local.idle_timeout_seconds),
                 artifacts: self.store_config.clone(),
                 capacity: local_capacity(local),
+                heartbeat: Duration::from_secs(
+                    config.machine_management.heartbeat_interval_seconds(),
+                ),
+                heartbeat_timeout: Duration::from_secs(
+                    config.machine_management.heartbeat_timeout_seconds,
+                ),
             };
             self.pool = Some(LocalPool::start(self.scheduler.clone(), settings).await?);
             tracing::info!(scope = %local.docker_scope, "local machine pool started");
@@ -112,6 +118,10 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         hardware,
         os_configs,
         id_prefix: id_prefix(),
+        heartbeat_timeout_ms: config
+            .machine_management
+            .heartbeat_timeout_seconds
+            .saturating_mul(1000),
         ..SchedulerConfig::default()
     };
     let scheduler =

@@ -87,6 +87,10 @@ pub struct PoolOptions {
     pub max_cores: u32,
     pub max_ram_gb: u32,
     pub idle_timeout_seconds: u64,
+    /// `machine_management.heartbeat_timeout_seconds`.
+    pub heartbeat_timeout_seconds: u64,
+    /// Start the local pool (off: only workers the test starts itself connect).
+    pub start_pool: bool,
 }
 
 impl Default for PoolOptions {
@@ -96,6 +100,8 @@ impl Default for PoolOptions {
             max_cores: 2,
             max_ram_gb: 2,
             idle_timeout_seconds: 60,
+            heartbeat_timeout_seconds: 60,
+            start_pool: true,
         }
     }
 }
@@ -147,6 +153,7 @@ artifacts:
   local_disk:
     path: {dir}/artifacts
 machine_management:
+  heartbeat_timeout_seconds: {heartbeat_timeout}
   local_docker:
     local_storage_path: {dir}/workers
     docker_scope: {scope}
@@ -157,6 +164,7 @@ machine_management:
             dir = dir.path().display(),
             redis = redis.url(),
             idle = pool.idle_timeout_seconds,
+            heartbeat_timeout = pool.heartbeat_timeout_seconds,
             binary = worker_binary().display(),
             workers = pool.max_workers,
             cores = pool.max_cores,
@@ -172,10 +180,12 @@ machine_management:
         let handle = server.handle();
         actix_web::rt::spawn(server);
         let base_url = services::own_url(&addrs);
-        services
-            .start_machine_pool(&context, &base_url)
-            .await
-            .expect("machine pool");
+        if pool.start_pool {
+            services
+                .start_machine_pool(&context, &base_url)
+                .await
+                .expect("machine pool");
+        }
         Install {
             redis,
             dir,
@@ -185,6 +195,30 @@ machine_management:
             base_url,
             handle,
         }
+    }
+
+    /// Starts an install whose repo `repo` holds `yml` as its definitions file on `master`,
+    /// waits for the first scan and puts the branch under test. Returns the commit too.
+    pub async fn start_enabled(
+        repo: &str,
+        yml: &str,
+        scope_prefix: &str,
+        pool: PoolOptions,
+    ) -> (Install, String) {
+        let (redis, dir) = Install::prepare();
+        let (_repo, commit) = make_repo(
+            dir.path(),
+            repo,
+            &[("testlooper.yml".to_string(), yml.to_string())],
+        );
+        let install = Install::start(redis, dir, scope_prefix, pool).await;
+        install.wait_for_branch(repo, "master").await;
+        install
+            .scheduler()
+            .set_branch_under_test(repo, "master", true)
+            .await
+            .expect("enable the branch");
+        (install, commit)
     }
 
     pub fn scheduler(&self) -> &Arc<Scheduler> {
@@ -251,4 +285,13 @@ pub fn make_repo(dir: &Path, name: &str, files: &[(String, String)]) -> (GitRepo
         .collect();
     let oid = repo.commit("master", "suite", &borrowed);
     (repo, oid.to_string())
+}
+
+/// A definitions file with one test `<name>/linux` that runs `command` in the base image.
+pub fn one_test_yml(name: &str, command: &str) -> String {
+    format!(
+        "looper_version: 4\nenvironments:\n  linux:\n    platform: linux\n    image:\n      \
+         dockerfile_contents: |\n        FROM test-looper/base:1\ntests:\n  {name}/linux:\n    \
+         environment: linux\n    command: {command}\n"
+    )
 }

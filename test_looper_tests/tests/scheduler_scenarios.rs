@@ -253,6 +253,9 @@ async fn s6_build_retries_honour_the_wait() {
     assert_eq!(second.attempt, 2);
     harness.set_secs(170);
     finish(&scheduler, &second, false).await;
+    // The idle worker keeps beating (a silent machine is dropped at the heartbeat timeout).
+    harness.set_secs(200);
+    idle_beat(&scheduler, "m1").await;
     harness.set_secs(240);
     scheduler.expire().await.unwrap();
     let third = run_of(scheduler.next_work("m1").await.unwrap());
@@ -514,8 +517,10 @@ async fn s11_silent_run_is_lost_once_and_retried() {
         scheduler.heartbeat(&beat).await.unwrap(),
         HeartbeatReply::Continue
     );
+    idle_beat(&scheduler, "m2").await;
     assert_eq!(scheduler.next_deadline().await, Some(T0 + 90_000));
     harness.set_secs(89);
+    idle_beat(&scheduler, "m2").await;
     scheduler.expire().await.unwrap();
     assert_eq!(test_of(&scheduler, "r", "c", "T").await.counts.running, 1);
     harness.set_secs(91);
@@ -772,4 +777,16 @@ async fn state_versions_name_only_the_parts_a_step_touched() {
         .await
         .unwrap();
     assert!(scheduler.changed_since(&[StatePart::Branches { repo: "r".into() }], before));
+}
+
+/// An idle worker's heartbeat.
+async fn idle_beat(scheduler: &test_looper_server::scheduler::Scheduler, machine: &str) {
+    let beat = Heartbeat {
+        machine_id: machine.into(),
+        run_id: None,
+    };
+    assert_eq!(
+        scheduler.heartbeat(&beat).await.unwrap(),
+        HeartbeatReply::Continue
+    );
 }

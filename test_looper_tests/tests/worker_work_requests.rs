@@ -8,7 +8,9 @@ mod worker_support;
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
-use test_looper_core::protocol::{MachineInfo, OsConfig, ServerToWorker, WorkerToServer};
+use test_looper_core::protocol::{
+    MachineInfo, OsConfig, ServerToWorker, WorkerToServer, HEARTBEAT_INTERVAL_SECONDS,
+};
 use test_looper_tests::DockerEngine;
 use test_looper_worker::daemon::{run_daemon, DaemonSettings};
 use tokio::net::TcpListener;
@@ -53,6 +55,7 @@ async fn a_push_while_a_request_is_unanswered_sends_no_second_request() {
             os: OsConfig::LinuxDocker,
         },
         idle_exit: None,
+        heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
     };
     let executor = worker_support::executor(engine.client(), dir.path(), "requests", machine_id);
     let daemon = tokio::spawn(run_daemon(settings, executor));

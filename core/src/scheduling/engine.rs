@@ -198,7 +198,9 @@ impl Engine {
             }
             engine.load_run(run);
         }
-        for machine in snapshot.machines {
+        for mut machine in snapshot.machines {
+            // Like its runs, a machine of a previous server life gets a fresh deadline.
+            machine.last_heartbeat = now;
             engine
                 .machines
                 .insert(machine.info.machine_id.clone(), machine);

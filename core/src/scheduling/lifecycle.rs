@@ -1,6 +1,12 @@
 //! Machines and the run lifecycle: registration, work selection (deployments, then builds,
 //! first runs, repeat runs), heartbeats, artifact reports, idempotent completion,
-//! cancellation, lost runs and the time-driven deadlines (heartbeat expiry, build retry).
+//! cancellation, lost runs and the time-driven deadlines (heartbeat expiry of runs and of
+//! machines, build retry).
+//!
+//! A machine is listed only while it is alive: it leaves when its pool says it is gone,
+//! when its session closes while it holds nothing, and when it has not been heard from for
+//! the heartbeat timeout (workers beat while idle too). A run it held is then lost (once)
+//! and offered again.
 
 use super::changes::Cancellation;
 use super::engine::{Engine, TestIdx};
@@ -56,18 +62,43 @@ impl Engine {
     /// The machine is gone (terminated by its pool): its run is lost and retried.
     pub fn machine_gone(&mut self, machine_id: &str, now: Millis) {
         self.now = now;
-        if let Some(machine) = self.machines.remove(machine_id) {
-            self.changes.machines.insert(machine_id.into());
-            if let Some(busy) = machine.busy_with {
-                if self.active_runs.contains(&busy) {
-                    self.end_active_run(&busy, RunState::Lost, "machine terminated", false);
-                } else if let Some(deployment) = self.deployments.get_mut(&busy) {
+        self.drop_machine(machine_id, "machine terminated");
+        self.settle();
+    }
+
+    /// The machine's session closed. Holding nothing, it leaves at once; holding a run or a
+    /// deployment it stays until its heartbeat deadline, so that a worker that reconnects
+    /// in time keeps its work.
+    pub fn machine_disconnected(&mut self, machine_id: &str, now: Millis) {
+        self.now = now;
+        let holds_work = self.machines.get(machine_id).is_some_and(|machine| {
+            machine.busy_with.as_ref().is_some_and(|busy| {
+                self.active_runs.contains(busy)
+                    || self.deployments.get(busy).is_some_and(|d| d.alive)
+            })
+        });
+        if !holds_work {
+            self.drop_machine(machine_id, "machine disconnected");
+            self.settle();
+        }
+    }
+
+    /// Forgets a machine; a run it held is lost (a deployment it served ends).
+    fn drop_machine(&mut self, machine_id: &str, reason: &str) {
+        let Some(machine) = self.machines.remove(machine_id) else {
+            return;
+        };
+        self.changes.machines.insert(machine_id.into());
+        if let Some(busy) = machine.busy_with {
+            if self.active_runs.contains(&busy) {
+                self.end_active_run(&busy, RunState::Lost, reason, false);
+            } else if let Some(deployment) = self.deployments.get_mut(&busy) {
+                if deployment.alive {
                     deployment.alive = false;
                     self.changes.deployments.insert(busy);
                 }
             }
         }
-        self.settle();
     }
 
     /// The highest-priority work this machine can run, or `None`. A machine that asks
@@ -432,8 +463,8 @@ impl Engine {
     }
 
     /// Applies every deadline that has passed: runs silent for longer than the heartbeat
-    /// timeout are lost (and their tests offered again); failed builds whose retry wait is
-    /// over become runnable.
+    /// timeout are lost (and their tests offered again), machines silent that long are
+    /// dropped; failed builds whose retry wait is over become runnable.
     pub fn expire(&mut self, now: Millis) {
         self.now = now;
         let timeout = self.config.heartbeat_timeout_ms;
@@ -450,6 +481,15 @@ impl Engine {
         for run_id in lost {
             self.end_active_run(&run_id, RunState::Lost, "no heartbeat", true);
         }
+        let silent: Vec<String> = self
+            .machines
+            .values()
+            .filter(|machine| machine.last_heartbeat.saturating_add(timeout) <= now)
+            .map(|machine| machine.info.machine_id.clone())
+            .collect();
+        for machine_id in silent {
+            self.drop_machine(&machine_id, "machine stopped heartbeating");
+        }
         let waiting: Vec<TestIdx> = self.waiting_retry.iter().copied().collect();
         for test in waiting {
             self.mark_state(test);
@@ -465,6 +505,11 @@ impl Engine {
             .iter()
             .filter_map(|run_id| self.runs.get(run_id))
             .map(|run| run.last_heartbeat.saturating_add(timeout))
+            .chain(
+                self.machines
+                    .values()
+                    .map(|machine| machine.last_heartbeat.saturating_add(timeout)),
+            )
             .min();
         let retry = self
             .waiting_retry

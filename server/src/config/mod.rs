@@ -90,6 +90,15 @@ impl Config {
                 ));
             }
         }
+        if mm.heartbeat_timeout_seconds < 4 {
+            return Err(invalid(
+                "machine_management",
+                format!(
+                    "heartbeat_timeout_seconds {} must be at least 4",
+                    mm.heartbeat_timeout_seconds
+                ),
+            ));
+        }
         if let Some(aws) = &mm.aws {
             if aws.instance_types.is_empty() {
                 return Err(invalid(

@@ -189,11 +189,24 @@ pub struct StaticCredentials {
 }
 
 /// Exactly one machine pool.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineManagementSection {
     pub local_docker: Option<LocalDockerMachines>,
     pub aws: Option<AwsMachines>,
+    /// A run or machine not heard from for this long is lost (the run is retried), and a
+    /// pool worker that silent is killed and replaced. Local workers heartbeat every
+    /// `max(1, min(10, timeout / 6))` seconds; workers started by hand every 10 s by default
+    /// (`--heartbeat-seconds`).
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout_seconds: u64,
+}
+
+impl MachineManagementSection {
+    /// How often local pool workers heartbeat.
+    pub fn heartbeat_interval_seconds(&self) -> u64 {
+        (self.heartbeat_timeout_seconds / 6).clamp(1, 10)
+    }
 }
 
 /// Caps shared by every machine pool; 0 means "no cap".
@@ -340,6 +353,9 @@ fn default_remote_fetch_interval_seconds() -> u64 {
 }
 fn default_docker_scope() -> String {
     "test_looper".into()
+}
+fn default_heartbeat_timeout() -> u64 {
+    60
 }
 fn default_idle_timeout() -> u64 {
     300

@@ -5,8 +5,14 @@
 //!   workers exits; there is no polling loop.
 //! - Each worker gets one machine shape (`--cores`, `--ram-gb`), its own storage directory
 //!   `<local_storage_path>/<machine id>`, the install's `docker_scope` (container label
-//!   `test-looper.scope=<scope>` and name prefix), the artifact store, and
-//!   `--idle-exit-seconds <idle_timeout_seconds>`: an idle worker leaves by itself.
+//!   `test-looper.scope=<scope>` and name prefix), the artifact store, its heartbeat
+//!   interval, and `--idle-exit-seconds <idle_timeout_seconds>`: an idle worker leaves by
+//!   itself.
+//! - Its environment is cleared: it gets only what it needs ([`worker_environment`]). The
+//!   worker token and the artifact store settings (S3 credentials, M5) travel in the
+//!   environment, never on the command line.
+//! - A worker the scheduler has not heard from for the heartbeat timeout (hung, stopped, or
+//!   never registered) is killed, and so replaced like any worker that ends.
 //! - The pool holds each worker's stdin; closing it (a stop, or the server going away for
 //!   any reason) makes the worker remove its containers and exit.
 //! - Whenever a worker process ends (idle exit, stop, crash, `kill -9`), the pool removes the
@@ -32,7 +38,8 @@ use test_looper_worker::executor::reaper::{remove_labelled, SCOPE_LABEL, WORKER_
 use thiserror::Error;
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 /// Why the pool could not start.
 #[derive(Debug, Error)]
@@ -68,6 +75,10 @@ pub struct LocalPoolSettings {
     pub idle_timeout: Duration,
     pub artifacts: StoreConfig,
     pub capacity: Capacity,
+    /// How often workers heartbeat.
+    pub heartbeat: Duration,
+    /// A worker not heard from for this long is killed (the scheduler's heartbeat timeout).
+    pub heartbeat_timeout: Duration,
 }
 
 /// A worker process of the pool.
@@ -84,6 +95,10 @@ struct Slot {
     pid: Option<u32>,
     stdin: Option<ChildStdin>,
     stopping: bool,
+    /// The last time the worker was known alive: started, or its machine's last heartbeat.
+    last_alive: Instant,
+    /// Kills the process (taken when used).
+    kill: Option<oneshot::Sender<()>>,
 }
 
 struct Inner {
@@ -238,6 +253,42 @@ impl Inner {
         }
     }
 
+    /// Refreshes each worker's liveness from its machine's last heartbeat and kills those
+    /// silent for the heartbeat timeout. Returns when the next one would be due.
+    async fn kill_silent(self: &Arc<Self>) -> Option<Instant> {
+        let (now_ms, heartbeats) = self
+            .scheduler
+            .read(|engine| {
+                let heartbeats: BTreeMap<String, u64> = engine
+                    .machines()
+                    .into_iter()
+                    .map(|machine| (machine.info.machine_id, machine.last_heartbeat))
+                    .collect();
+                (self.scheduler.now(), heartbeats)
+            })
+            .await;
+        let timeout = self.settings.heartbeat_timeout;
+        let now = Instant::now();
+        let mut next_due: Option<Instant> = None;
+        for (machine_id, slot) in self.lock().iter_mut() {
+            if let Some(last) = heartbeats.get(machine_id) {
+                let age = Duration::from_millis(now_ms.saturating_sub(*last));
+                if let Some(heard) = now.checked_sub(age) {
+                    slot.last_alive = slot.last_alive.max(heard);
+                }
+            }
+            let due = slot.last_alive + timeout;
+            if due > now {
+                next_due = Some(next_due.map_or(due, |next| next.min(due)));
+            } else if let Some(kill) = slot.kill.take() {
+                tracing::warn!(%machine_id, pid = ?slot.pid, silent_for = ?now - slot.last_alive,
+                    "worker silent past the heartbeat timeout: killing it");
+                let _ = kill.send(());
+            }
+        }
+        next_due
+    }
+
     fn boot(self: &Arc<Self>, shape: HardwareConfig) {
         let number = self.sequence.fetch_add(1, Ordering::Relaxed);
         let machine_id = format!(
@@ -256,8 +307,8 @@ impl Inner {
             .arg(&storage)
             .arg("--scope")
             .arg(&self.settings.scope)
-            .arg("--artifacts")
-            .arg(&self.artifacts_json)
+            .arg("--heartbeat-seconds")
+            .arg(self.settings.heartbeat.as_secs().max(1).to_string())
             .arg("--cores")
             .arg(shape.cores.to_string())
             .arg("--ram-gb")
@@ -266,11 +317,16 @@ impl Inner {
             .arg(self.settings.idle_timeout.as_secs().max(1).to_string())
             .arg("--exit-when-stdin-closes")
             .stdin(Stdio::piped())
-            .kill_on_drop(false);
-        match &self.settings.token {
-            Some(token) => command.env("TEST_LOOPER_WORKER_TOKEN", token),
-            None => command.env_remove("TEST_LOOPER_WORKER_TOKEN"),
-        };
+            .kill_on_drop(false)
+            .env_clear()
+            .envs(worker_environment(
+                std::env::vars_os(),
+                &self.settings.artifacts,
+            ))
+            .env("TEST_LOOPER_ARTIFACTS", &self.artifacts_json);
+        if let Some(token) = &self.settings.token {
+            command.env("TEST_LOOPER_WORKER_TOKEN", token);
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -279,6 +335,7 @@ impl Inner {
             }
         };
         tracing::info!(%machine_id, cores = shape.cores, ram_gb = shape.ram_gb, pid = ?child.id(), "worker started");
+        let (kill, killed) = oneshot::channel();
         self.lock().insert(
             machine_id.clone(),
             Slot {
@@ -286,11 +343,21 @@ impl Inner {
                 pid: child.id(),
                 stdin: child.stdin.take(),
                 stopping: false,
+                last_alive: Instant::now(),
+                kill: Some(kill),
             },
         );
         let inner = self.clone();
         tokio::spawn(async move {
-            let status = child.wait().await;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                Ok(()) = killed => {
+                    if let Err(error) = child.start_kill() {
+                        tracing::warn!(%machine_id, %error, "could not kill a worker");
+                    }
+                    child.wait().await
+                }
+            };
             inner.worker_exited(&machine_id, status).await;
         });
     }
@@ -344,10 +411,20 @@ fn relevant(event: &FeedEvent) -> bool {
 async fn serve(inner: Arc<Inner>) {
     let mut feed = inner.scheduler.subscribe();
     loop {
+        let next_check = inner.kill_silent().await;
         inner.reconcile().await;
-        // Sleep until something that can change the plan happens.
+        // Sleep until something that can change the plan happens, or a worker's heartbeat
+        // deadline.
+        let check = async move {
+            match next_check {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(check);
         loop {
             let wanted = tokio::select! {
+                _ = &mut check => true,
                 event = feed.recv() => match event {
                     Ok(event) => relevant(&event),
                     Err(RecvError::Lagged(_)) => true,
@@ -367,5 +444,105 @@ async fn serve(inner: Arc<Inner>) {
                 Err(TryRecvError::Closed) => return,
             }
         }
+    }
+}
+
+/// Variables of the server's environment a worker gets (everything else is cleared):
+/// the executable search path and home, logging, the Docker engine's address, time zone and
+/// locale, the instance-metadata switch, and the standard AWS variables when the artifact
+/// store is S3 without static credentials (its credentials then come from there).
+pub fn worker_environment(
+    server_env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    artifacts: &StoreConfig,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    const KEPT: [&str; 13] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TMPDIR",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        "DOCKER_HOST",
+        "DOCKER_CERT_PATH",
+        "DOCKER_TLS_VERIFY",
+        "AWS_EC2_METADATA_DISABLED",
+    ];
+    let aws_chain = matches!(
+        artifacts,
+        StoreConfig::S3 {
+            credentials: None,
+            ..
+        }
+    );
+    server_env
+        .into_iter()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|name| KEPT.contains(&name) || (aws_chain && name.starts_with("AWS_")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(env: Vec<(std::ffi::OsString, std::ffi::OsString)>) -> Vec<String> {
+        let mut names: Vec<String> = env
+            .into_iter()
+            .map(|(name, _)| name.into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_worker_gets_only_the_variables_it_needs() {
+        let server: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("RUST_LOG", "info"),
+            ("DOCKER_HOST", "unix:///run/docker.sock"),
+            ("TEST_LOOPER_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("AWS_SECRET_ACCESS_KEY", "aws"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.into(), value.into()))
+        .collect();
+        let disk = StoreConfig::LocalDisk {
+            path: "/srv/artifacts".into(),
+        };
+        assert_eq!(
+            names(worker_environment(server.clone(), &disk)),
+            ["DOCKER_HOST", "HOME", "PATH", "RUST_LOG"]
+        );
+        let s3 = |credentials| StoreConfig::S3 {
+            bucket: "b".into(),
+            region: "r".into(),
+            key_prefix: String::new(),
+            endpoint_url: None,
+            credentials,
+        };
+        assert_eq!(
+            names(worker_environment(
+                server.clone(),
+                &s3(Some(("id".into(), "key".into())))
+            )),
+            ["DOCKER_HOST", "HOME", "PATH", "RUST_LOG"]
+        );
+        assert_eq!(
+            names(worker_environment(server, &s3(None))),
+            [
+                "AWS_SECRET_ACCESS_KEY",
+                "DOCKER_HOST",
+                "HOME",
+                "PATH",
+                "RUST_LOG"
+            ]
+        );
     }
 }

@@ -365,6 +365,12 @@ impl Scheduler {
             .await
     }
 
+    /// The machine's session closed (it leaves unless it holds work; see the engine).
+    pub async fn machine_disconnected(&self, machine_id: &str) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.machine_disconnected(machine_id, now))
+            .await
+    }
+
     pub async fn next_work(&self, machine_id: &str) -> Result<Option<Work>, SchedulerError> {
         Ok(self
             .apply(|engine, now| engine.next_work(machine_id, now))

@@ -123,6 +123,11 @@ async fn run_session(
     }
     tracing::info!(machine = ?worker.machine_id, "worker disconnected");
     worker.release_routes();
+    if let Some(machine_id) = &worker.machine_id {
+        if let Err(error) = worker.scheduler.machine_disconnected(machine_id).await {
+            tracing::warn!(%error, %machine_id, "could not record a worker's disconnection");
+        }
+    }
     let _ = session.close(None).await;
 }
 

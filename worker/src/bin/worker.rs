@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use test_looper_artifacts::{open_store, StoreConfig};
-use test_looper_core::protocol::{MachineInfo, OsConfig};
+use test_looper_core::protocol::{MachineInfo, OsConfig, HEARTBEAT_INTERVAL_SECONDS};
 use test_looper_worker::daemon::{http_sources::HttpSources, run_daemon, DaemonSettings};
 use test_looper_worker::executor::{image::ImageCache, Executor};
 
@@ -29,7 +29,8 @@ struct Args {
     #[arg(long, env = "TEST_LOOPER_DOCKER_SCOPE", default_value = "test_looper")]
     scope: String,
     /// Artifact store as JSON, e.g. {"kind":"local_disk","path":"/srv/artifacts"}.
-    #[arg(long, env = "TEST_LOOPER_ARTIFACTS")]
+    /// Holds credentials for S3: pass it by environment, never on the command line (M5).
+    #[arg(long, env = "TEST_LOOPER_ARTIFACTS", hide_env_values = true)]
     artifacts: String,
     /// Cores offered (default: all).
     #[arg(long)]
@@ -40,6 +41,11 @@ struct Args {
     /// Exit after this many idle seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_exit_seconds: u64,
+    /// Heartbeat (and completion resend) interval in seconds; keep it well under the
+    /// server's heartbeat timeout.
+    #[arg(long, env = "TEST_LOOPER_HEARTBEAT_SECONDS", default_value_t = HEARTBEAT_INTERVAL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_seconds: u64,
     /// Exit (removing this worker's containers first) when standard input closes: the local
     /// machine pool holds the other end, so a worker never outlives its server.
     #[arg(long)]
@@ -53,17 +59,22 @@ struct Args {
     pids_limit: i64,
 }
 
-/// Resolves when standard input reaches end of file (or fails).
-async fn stdin_closed() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buffer = [0u8; 256];
-    loop {
-        match stdin.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+/// Watches standard input on a plain thread (tokio's stdin reads on a blocking thread that
+/// a runtime cannot shut down while the read waits, which kept an idle worker's process
+/// alive after `idle: exiting`). Fires `closed` at end of file (or a read error).
+fn watch_stdin(closed: tokio::sync::oneshot::Sender<()>) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buffer = [0u8; 256];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
-    }
+        let _ = closed.send(());
+    });
 }
 
 fn machine_ram_gb() -> u32 {
@@ -79,14 +90,40 @@ fn machine_ram_gb() -> u32 {
         .unwrap_or(1)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long the runtime may take to stop its remaining tasks once the daemon is done.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(serve(args));
+    // Never wait for a task (or a blocking read) that does not end by itself: the pool
+    // counts this process until it has exited.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(error) => {
+            tracing::error!("{error:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let store_config: StoreConfig = serde_json::from_str(&args.artifacts)?;
     let store = open_store(&store_config).await?;
     let docker = bollard::Docker::connect_with_local_defaults()?;
@@ -130,14 +167,17 @@ async fn main() -> anyhow::Result<()> {
         },
         idle_exit: (args.idle_exit_seconds > 0)
             .then(|| Duration::from_secs(args.idle_exit_seconds)),
+        heartbeat: Duration::from_secs(args.heartbeat_seconds),
     };
     if !args.exit_when_stdin_closes {
         return run_daemon(settings, executor).await;
     }
     let reaper = executor.clone();
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel();
+    watch_stdin(closed);
     tokio::select! {
         result = run_daemon(settings, executor) => result,
-        _ = stdin_closed() => {
+        _ = stdin_closed => {
             tracing::info!("the machine pool went away: removing containers and exiting");
             if let Err(error) = reaper.reap_leftovers().await {
                 tracing::warn!(%error, "could not remove this worker's containers");

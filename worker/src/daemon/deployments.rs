@@ -66,8 +66,22 @@ async fn serve(
         else {
             continue;
         };
-        for (offset, chunk) in current.output.push(&data) {
-            guard.send(terminal_output(&id, offset, &chunk));
+        let chunks = current.output.push(&data);
+        let outbox = guard.outbox.clone();
+        drop(guard);
+        // Waits for room in the session's queue (never holding the state): a slow link
+        // slows the reading of the container's output instead of growing a queue. Without
+        // a session the tail is resent after the reconnect.
+        if let Some(outbox) = outbox {
+            for (offset, chunk) in chunks {
+                if outbox
+                    .send(terminal_output(&id, offset, &chunk))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
         }
     }
     let end = task.await.unwrap_or_else(|error| DeploymentEnd::Failed {

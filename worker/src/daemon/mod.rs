@@ -1,14 +1,18 @@
 //! The worker daemon: one websocket session with the server at a time, reconnecting with
 //! backoff; the executor runs assignments in the background while the session forwards their
 //! log chunks, artifact reports and completion. After a reconnect (or a server restart) the
-//! daemon registers again and replays its run: heartbeat, the whole log with offsets (the
-//! server keeps only what is new), the artifacts, and an unacknowledged completion.
+//! daemon registers again and replays its run: heartbeat, the artifacts, the log with
+//! offsets from what the server is known to have (the server keeps only what is new; the
+//! worker holds a bounded tail in memory and reads older bytes from the run's log file),
+//! and an unacknowledged completion (also resent every heartbeat interval until
+//! acknowledged).
 //! Deployments are served the same way (`deployments.rs`): heartbeats with the deployment
 //! id, terminal output with offsets (its tail resent after a reconnect), input forwarded to
 //! the container.
 
 mod deployments;
 pub mod http_sources;
+pub mod run_log;
 mod session;
 pub mod state;
 pub mod terminal_tail;
@@ -18,6 +22,8 @@ use state::WorkerState;
 use std::sync::Arc;
 use std::time::Duration;
 use test_looper_core::protocol::MachineInfo;
+#[cfg(doc)]
+use test_looper_core::protocol::HEARTBEAT_INTERVAL_SECONDS;
 use tokio::sync::Mutex;
 
 /// How to reach the server.
@@ -29,6 +35,9 @@ pub struct DaemonSettings {
     pub machine: MachineInfo,
     /// Exit after this long without work (local pool workers); `None`: never.
     pub idle_exit: Option<Duration>,
+    /// Heartbeat interval (also the completion resend interval);
+    /// [`HEARTBEAT_INTERVAL_SECONDS`] by default.
+    pub heartbeat: Duration,
 }
 
 /// Runs the daemon until it is idle for `idle_exit` (or forever).

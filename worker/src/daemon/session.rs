@@ -1,8 +1,14 @@
 //! One websocket session: register, replay the current run or deployment, then serve
 //! assignments, cancellations, terminal input and acknowledgements until the connection drops.
+//! Heartbeats go out every interval: naming the run (also a finished one whose completion is
+//! not acknowledged yet), the deployment, or nothing when idle (so the server can tell a
+//! live idle machine from a gone one). The run's log is pulled from [`RunLog`] as the link
+//! accepts it, and its completion is sent once the log is out, then resent every interval
+//! until acknowledged (M3).
 
 use super::deployments::{self, terminal_output};
-use super::state::{CurrentRun, WorkerState};
+use super::run_log::RunLog;
+use super::state::{CurrentRun, WorkerState, OUTBOX_CAPACITY};
 use super::DaemonSettings;
 use crate::executor::{run_assignment, Executor, RunEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -10,16 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use test_looper_core::protocol::{
     ArtifactUploaded, Assignment, Completion, CompletionAck, Heartbeat, HeartbeatReply,
-    ServerToWorker, Work, WorkerToServer, HEARTBEAT_INTERVAL_SECONDS,
+    ServerToWorker, Work, WorkerToServer,
 };
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// Largest log text sent in one frame.
-const MAX_LOG_FRAME: usize = 1024 * 1024;
+/// Log frames written per turn of the session loop (the rest on the next turns, so that
+/// a long replay does not hold up heartbeats and replies).
+const LOG_FRAMES_PER_TURN: usize = 4;
 /// While idle, ask for work this often even without a `WorkAvailable` push (safety net).
 const IDLE_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -43,26 +50,25 @@ pub async fn run_session(
     }
     let (socket, _) = tokio_tungstenite::connect_async(request).await?;
     let (mut sink, mut stream) = socket.split();
-    // Everything the session sends goes through one queue, drained by the select loop.
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<WorkerToServer>();
+    // Control messages go through one bounded queue, drained by the select loop; log text
+    // is pulled from the state by `pump`.
+    let (outbox, mut outgoing) = mpsc::channel::<WorkerToServer>(OUTBOX_CAPACITY);
     let machine_id = settings.machine.machine_id.clone();
+    let wake = state.lock().await.wake.clone();
 
-    outbox.send(WorkerToServer::Register {
+    outbox.try_send(WorkerToServer::Register {
         machine: settings.machine.clone(),
     })?;
-    replay(&state, &outbox, &machine_id).await;
+    replay(&state, outbox, &machine_id).await;
     tracing::info!(url = %settings.socket_url, "connected to the server");
 
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS));
+    let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_since = Instant::now();
     let mut last_request = Instant::now();
     loop {
         tokio::select! {
-            Some(message) = outgoing.recv() => {
-                let text = serde_json::to_string(&message)?;
-                sink.send(Message::text(text)).await?;
-            }
+            Some(message) = outgoing.recv() => write(&state, &mut sink, message).await?,
             frame = stream.next() => {
                 let Some(frame) = frame else { return Ok(SessionEnd::Closed) };
                 let text = match frame? {
@@ -77,115 +83,185 @@ pub async fn run_session(
                         continue;
                     }
                 };
-                handle(message, settings, &executor, &state, &outbox).await;
+                handle(message, settings, &executor, &state).await;
                 if state.lock().await.is_busy() {
                     idle_since = Instant::now();
                 }
             }
             _ = heartbeat.tick() => {
-                let guard = state.lock().await;
-                match (guard.heartbeat_id(), guard.is_busy()) {
-                    (Some(run_id), _) => {
-                        // Idle time counts from the end of the work, not from its start.
-                        idle_since = Instant::now();
-                        outbox.send(WorkerToServer::Heartbeat(Heartbeat {
-                            machine_id: machine_id.clone(),
-                            run_id: Some(run_id),
-                        }))?;
+                let mut guard = state.lock().await;
+                let busy = guard.is_busy();
+                let run_id = guard.heartbeat_id();
+                if busy || run_id.is_some() {
+                    // Idle time counts from the end of the work, not from its start.
+                    idle_since = Instant::now();
+                }
+                // Idle machines beat too: the server drops a machine that stays silent.
+                guard.send(WorkerToServer::Heartbeat(Heartbeat {
+                    machine_id: machine_id.clone(),
+                    run_id,
+                }));
+                if !busy {
+                    if let Some(limit) = settings.idle_exit {
+                        if idle_since.elapsed() >= limit {
+                            drop(guard);
+                            let _ = sink.send(Message::Close(None)).await;
+                            return Ok(SessionEnd::IdleExit);
+                        }
                     }
-                    (None, true) => idle_since = Instant::now(),
-                    (None, false) => {
-                        drop(guard);
-                        if let Some(limit) = settings.idle_exit {
-                            if idle_since.elapsed() >= limit {
-                                let _ = sink.send(Message::Close(None)).await;
-                                return Ok(SessionEnd::IdleExit);
-                            }
-                        }
-                        if last_request.elapsed() >= IDLE_REQUEST_INTERVAL {
-                            last_request = Instant::now();
-                            state.lock().await.request_work(&machine_id);
-                        }
+                    if last_request.elapsed() >= IDLE_REQUEST_INTERVAL {
+                        last_request = Instant::now();
+                        guard.request_work(&machine_id);
                     }
                 }
             }
+            _ = wake.notified() => {}
         }
+        if state.lock().await.outbox_overflowed {
+            anyhow::bail!("the outgoing queue overflowed");
+        }
+        pump(&state, &mut sink, &mut outgoing, settings.heartbeat, &wake).await?;
     }
 }
 
-/// After (re)connecting: the current run's heartbeat, log, artifacts and outcome; or the
-/// current deployment's heartbeat and output tail; or (a reported deployment exit and) a
-/// request for work.
+/// Writes one message to the link (noting a heartbeat's log offset, see
+/// [`WorkerState::beat_sent`]).
+async fn write<S>(
+    state: &Mutex<WorkerState>,
+    sink: &mut S,
+    message: WorkerToServer,
+) -> anyhow::Result<()>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let WorkerToServer::Heartbeat(beat) = &message {
+        state.lock().await.beat_sent(beat.run_id.as_deref());
+    }
+    sink.send(Message::text(serde_json::to_string(&message)?))
+        .await?;
+    Ok(())
+}
+
+/// Writes the current run's unsent log (a few frames per turn), then, once the log and the
+/// queued reports are out, its completion if it was not sent within the last `resend_after`.
+async fn pump<S>(
+    state: &Mutex<WorkerState>,
+    sink: &mut S,
+    outgoing: &mut mpsc::Receiver<WorkerToServer>,
+    resend_after: Duration,
+    wake: &Notify,
+) -> anyhow::Result<()>
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    for _ in 0..LOG_FRAMES_PER_TURN {
+        let frame = {
+            let mut guard = state.lock().await;
+            let Some(run) = guard.current.as_mut() else {
+                return Ok(());
+            };
+            match run.log.next_frame() {
+                Some((offset, text)) => WorkerToServer::Log {
+                    run_id: run.assignment.run_id.clone(),
+                    offset,
+                    text,
+                },
+                None => break,
+            }
+        };
+        sink.send(Message::text(serde_json::to_string(&frame)?))
+            .await?;
+    }
+    let completion = {
+        let mut guard = state.lock().await;
+        let Some(run) = guard.current.as_mut() else {
+            return Ok(());
+        };
+        if !run.log.drained() {
+            // More log next turn.
+            wake.notify_one();
+            return Ok(());
+        }
+        let due = run
+            .completion_sent
+            .is_none_or(|sent| sent.elapsed() >= resend_after);
+        match (&run.outcome, due) {
+            (Some(outcome), true) => {
+                if run.completion_sent.is_some() {
+                    tracing::info!(run_id = %run.assignment.run_id, "completion not acknowledged yet: resending it");
+                }
+                run.completion_sent = Some(Instant::now());
+                WorkerToServer::Completed(Completion {
+                    run_id: run.assignment.run_id.clone(),
+                    outcome: outcome.clone(),
+                })
+            }
+            _ => return Ok(()),
+        }
+    };
+    // Artifact reports queued before the outcome go first.
+    while let Ok(message) = outgoing.try_recv() {
+        write(state, sink, message).await?;
+    }
+    write(state, sink, completion).await
+}
+
+/// After (re)connecting: the current run's heartbeat, artifacts, log (from what the server
+/// is known to have) and outcome; or the current deployment's heartbeat and output tail; or
+/// (a reported deployment exit and) a request for work.
 async fn replay(
     state: &Mutex<WorkerState>,
-    outbox: &mpsc::UnboundedSender<WorkerToServer>,
+    outbox: mpsc::Sender<WorkerToServer>,
     machine_id: &str,
 ) {
     let mut guard = state.lock().await;
-    guard.outbox = Some(outbox.clone());
+    guard.outbox = Some(outbox);
+    guard.outbox_overflowed = false;
+    guard.beats.clear();
+    guard.beats_untracked = false;
     // A request sent on an earlier session is answered on none.
     guard.work_requested = false;
     if let Some(deployment) = &guard.deployment {
         let deployment_id = deployment.assignment.deployment_id.clone();
-        let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
+        let resend: Vec<WorkerToServer> = deployment
+            .output
+            .resend()
+            .into_iter()
+            .map(|(offset, chunk)| terminal_output(&deployment_id, offset, &chunk))
+            .collect();
+        guard.send(WorkerToServer::Heartbeat(Heartbeat {
             machine_id: machine_id.to_string(),
-            run_id: Some(deployment_id.clone()),
+            run_id: Some(deployment_id),
         }));
-        for (offset, chunk) in deployment.output.resend() {
-            let _ = outbox.send(terminal_output(&deployment_id, offset, &chunk));
+        for message in resend {
+            guard.send(message);
         }
         return;
     }
-    let Some(run) = &guard.current else {
-        if let Some(deployment_id) = &guard.exited_deployment {
-            let _ = outbox.send(WorkerToServer::DeploymentExited {
-                deployment_id: deployment_id.clone(),
-            });
+    let Some(run) = guard.current.as_mut() else {
+        if let Some(deployment_id) = guard.exited_deployment.clone() {
+            guard.send(WorkerToServer::DeploymentExited { deployment_id });
         }
         guard.request_work(machine_id);
         return;
     };
+    run.log.rewind();
+    run.completion_sent = None;
     let run_id = run.assignment.run_id.clone();
-    if run.outcome.is_none() {
-        let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
-            machine_id: machine_id.to_string(),
-            run_id: Some(run_id.clone()),
-        }));
-    }
-    for (offset, text) in log_frames(&run.log) {
-        let _ = outbox.send(WorkerToServer::Log {
+    let artifacts = run.artifacts.clone();
+    guard.send(WorkerToServer::Heartbeat(Heartbeat {
+        machine_id: machine_id.to_string(),
+        run_id: Some(run_id.clone()),
+    }));
+    for artifact in artifacts {
+        guard.send(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
             run_id: run_id.clone(),
-            offset,
-            text,
-        });
-    }
-    for artifact in &run.artifacts {
-        let _ = outbox.send(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
-            run_id: run_id.clone(),
-            artifact: artifact.clone(),
+            artifact,
         }));
     }
-    if let Some(outcome) = &run.outcome {
-        let _ = outbox.send(WorkerToServer::Completed(Completion {
-            run_id,
-            outcome: outcome.clone(),
-        }));
-    }
-}
-
-/// `log` cut into frames at char boundaries, with their byte offsets.
-fn log_frames(log: &str) -> Vec<(u64, String)> {
-    let mut frames = Vec::new();
-    let mut start = 0;
-    while start < log.len() {
-        let mut end = (start + MAX_LOG_FRAME).min(log.len());
-        while !log.is_char_boundary(end) {
-            end -= 1;
-        }
-        frames.push((start as u64, log[start..end].to_string()));
-        start = end;
-    }
-    frames
+    guard.wake.notify_one();
 }
 
 async fn handle(
@@ -193,7 +269,6 @@ async fn handle(
     settings: &DaemonSettings,
     executor: &Arc<Executor>,
     state: &Arc<Mutex<WorkerState>>,
-    outbox: &mpsc::UnboundedSender<WorkerToServer>,
 ) {
     let machine_id = settings.machine.machine_id.clone();
     match message {
@@ -208,16 +283,17 @@ async fn handle(
             let cancel = CancellationToken::new();
             guard.current = Some(CurrentRun {
                 assignment: (*assignment).clone(),
-                log: String::new(),
+                log: RunLog::new(Some(run_log_file(&executor.storage, &assignment.run_id))),
                 artifacts: Vec::new(),
                 outcome: None,
+                completion_sent: None,
                 cancel: cancel.clone(),
             });
-            drop(guard);
-            let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
+            guard.send(WorkerToServer::Heartbeat(Heartbeat {
                 machine_id,
                 run_id: Some(assignment.run_id.clone()),
             }));
+            drop(guard);
             tokio::spawn(execute(
                 executor.clone(),
                 *assignment,
@@ -230,36 +306,39 @@ async fn handle(
             let deployment_id = deployment.deployment_id.clone();
             if deployments::start(executor.clone(), *deployment, state.clone()).await {
                 tracing::info!(%deployment_id, "deployment started");
-                let _ = outbox.send(WorkerToServer::Heartbeat(Heartbeat {
-                    machine_id,
-                    run_id: Some(deployment_id),
-                }));
+                state
+                    .lock()
+                    .await
+                    .send(WorkerToServer::Heartbeat(Heartbeat {
+                        machine_id,
+                        run_id: Some(deployment_id),
+                    }));
             } else {
                 tracing::warn!(%deployment_id, "deployment while busy ignored");
             }
         }
         ServerToWorker::NoWork => state.lock().await.work_answered(),
         ServerToWorker::WorkAvailable => state.lock().await.request_work(&machine_id),
-        ServerToWorker::HeartbeatReply(HeartbeatReply::Continue) => {}
+        ServerToWorker::HeartbeatReply(HeartbeatReply::Continue) => {
+            state.lock().await.beat_answered();
+        }
         ServerToWorker::HeartbeatReply(HeartbeatReply::UnknownMachine) => {
-            let _ = outbox.send(WorkerToServer::Register {
+            let mut guard = state.lock().await;
+            guard.beat_answered();
+            // Dropped by the server (silent too long, or its session closed): register
+            // again, and ask for work if idle.
+            guard.send(WorkerToServer::Register {
                 machine: settings.machine.clone(),
             });
+            guard.request_work(&machine_id);
         }
-        ServerToWorker::HeartbeatReply(HeartbeatReply::Cancel { run_id, reason })
-        | ServerToWorker::Cancel { run_id, reason } => {
-            let guard = state.lock().await;
-            if let Some(run) = guard
-                .current
-                .as_ref()
-                .filter(|r| r.assignment.run_id == run_id)
-            {
-                tracing::info!(%run_id, %reason, "run cancelled by the server");
-                run.cancel.cancel();
-            } else if let Some(deployment) = guard.deployment(&run_id) {
-                tracing::info!(deployment_id = %run_id, %reason, "deployment cancelled by the server");
-                deployment.shutdown.cancel();
-            }
+        ServerToWorker::HeartbeatReply(HeartbeatReply::Cancel { run_id, reason }) => {
+            let mut guard = state.lock().await;
+            guard.beat_answered();
+            cancel(&guard, &run_id, &reason);
+        }
+        ServerToWorker::Cancel { run_id, reason } => {
+            cancel(&*state.lock().await, &run_id, &reason);
         }
         ServerToWorker::ArtifactAck { run_id, ack } => {
             tracing::debug!(%run_id, ?ack, "artifact acknowledged");
@@ -299,7 +378,33 @@ async fn handle(
     }
 }
 
-/// Runs an assignment, mirroring its events into the state and the outbox.
+/// The server cancelled `run_id` (a run or a deployment) with `reason`. A finished run
+/// has nothing left to stop (its completion is still sent until acknowledged).
+fn cancel(state: &WorkerState, run_id: &str, reason: &str) {
+    if let Some(run) = state
+        .current
+        .as_ref()
+        .filter(|r| r.assignment.run_id == run_id && r.outcome.is_none())
+    {
+        tracing::info!(%run_id, %reason, "run cancelled by the server");
+        run.cancel.cancel();
+    } else if let Some(deployment) = state.deployment(run_id) {
+        tracing::info!(deployment_id = %run_id, %reason, "deployment cancelled by the server");
+        deployment.shutdown.cancel();
+    }
+}
+
+/// Where the executor keeps the whole log of `run_id` while it runs (`run.rs`); the live
+/// log replays bytes older than its in-memory tail from there.
+fn run_log_file(storage: &std::path::Path, run_id: &str) -> std::path::PathBuf {
+    storage
+        .join("runs")
+        .join(run_id)
+        .join("test_looper_log.txt")
+}
+
+/// Runs an assignment, mirroring its events into the state (log text into the run's
+/// [`RunLog`], pulled by the session; artifact reports into the outbox).
 async fn execute(
     executor: Arc<Executor>,
     assignment: Assignment,
@@ -313,54 +418,38 @@ async fn execute(
         let assignment = assignment.clone();
         tokio::spawn(async move { run_assignment(&executor, &assignment, events, cancel).await })
     };
+    // Unbounded, but drained at once into the bounded log tail: this loop never waits on
+    // the network.
     while let Some(first) = received.recv().await {
-        // Coalesce whatever is queued into as few frames as possible.
         let mut batch = vec![first];
         while let Ok(more) = received.try_recv() {
             batch.push(more);
         }
         let mut guard = state.lock().await;
-        let mut messages = Vec::new();
-        let Some(current) = guard.current.as_mut() else {
+        let Some(current) = guard
+            .current
+            .as_mut()
+            .filter(|r| r.assignment.run_id == run_id)
+        else {
             continue;
         };
-        let mut pending_log = String::new();
-        let mut log_offset = current.log.len() as u64;
+        let mut reports = Vec::new();
         for event in batch {
             match event {
-                RunEvent::Log(text) => {
-                    current.log.push_str(&text);
-                    pending_log.push_str(&text);
-                }
+                RunEvent::Log(text) => current.log.push(&text),
                 RunEvent::ArtifactUploaded(name) => {
-                    if !pending_log.is_empty() {
-                        let text = std::mem::take(&mut pending_log);
-                        let len = text.len() as u64;
-                        messages.push(WorkerToServer::Log {
-                            run_id: run_id.clone(),
-                            offset: log_offset,
-                            text,
-                        });
-                        log_offset += len;
-                    }
                     current.artifacts.push(name.clone());
-                    messages.push(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
+                    reports.push(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
                         run_id: run_id.clone(),
                         artifact: name,
                     }));
                 }
             }
         }
-        if !pending_log.is_empty() {
-            messages.push(WorkerToServer::Log {
-                run_id: run_id.clone(),
-                offset: log_offset,
-                text: pending_log,
-            });
+        for report in reports {
+            guard.send(report);
         }
-        for message in messages {
-            guard.send(message);
-        }
+        guard.wake.notify_one();
     }
     let outcome = match run.await {
         Ok(outcome) => outcome,
@@ -373,13 +462,14 @@ async fn execute(
             artifacts: Vec::new(),
         },
     };
+    // The session sends the completion once the log is out (and again until acknowledged).
     let mut guard = state.lock().await;
     if let Some(current) = guard
         .current
         .as_mut()
         .filter(|r| r.assignment.run_id == run_id)
     {
-        current.outcome = Some(outcome.clone());
+        current.outcome = Some(outcome);
     }
-    guard.send(WorkerToServer::Completed(Completion { run_id, outcome }));
+    guard.wake.notify_one();
 }

@@ -1,21 +1,38 @@
 //! What the worker is doing, kept across reconnects so it can be replayed to the server:
-//! the current run (its log so far, the artifacts reported, an outcome not yet
-//! acknowledged) or the current deployment (the tail of its terminal output), and the last
-//! deployment that exited (its exit is reported again after a reconnect, as it has no ack).
+//! the current run (the tail of its log and how far it was sent, the artifacts reported,
+//! an outcome not yet acknowledged) or the current deployment (the tail of its terminal
+//! output), and the last deployment that exited (its exit is reported again after a
+//! reconnect, as it has no ack).
 
+use super::run_log::RunLog;
 use super::terminal_tail::TerminalTail;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use test_looper_core::protocol::{
     Assignment, DeploymentAssignment, RunOutcome, TerminalInput, WorkerToServer,
 };
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{error::TrySendError, Sender, UnboundedSender};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Messages queued for the live session at most. Log text does not go through the queue
+/// (the session pulls it from [`RunLog`]) and terminal output waits for room, so only
+/// small control messages can fill it; if they do, the session is restarted and the state
+/// replayed, which loses nothing.
+pub const OUTBOX_CAPACITY: usize = 256;
+/// Heartbeats awaiting their reply that are remembered (see [`WorkerState::beats`]).
+const MAX_BEATS_REMEMBERED: usize = 64;
 
 /// The run in progress (or finished but unacknowledged).
 pub struct CurrentRun {
     pub assignment: Assignment,
-    pub log: String,
+    pub log: RunLog,
     pub artifacts: Vec<String>,
     pub outcome: Option<RunOutcome>,
+    /// When the completion was last sent on this session (resent every heartbeat interval
+    /// until acknowledged: the server does not answer one it could not store, M3).
+    pub completion_sent: Option<Instant>,
     pub cancel: CancellationToken,
 }
 
@@ -39,7 +56,17 @@ pub struct WorkerState {
     /// work arrives.
     pub exited_deployment: Option<String>,
     /// The live session's outgoing queue (replaced at every reconnect).
-    pub outbox: Option<UnboundedSender<WorkerToServer>>,
+    pub outbox: Option<Sender<WorkerToServer>>,
+    /// The outgoing queue was full: the session must restart (and replay).
+    pub outbox_overflowed: bool,
+    /// Wakes the session: log text, an outcome or an overflow to handle.
+    pub wake: Arc<Notify>,
+    /// Heartbeats written on this session, oldest first, with the run they named and the
+    /// log offset sent before them: a reply confirms that offset.
+    pub beats: VecDeque<(Option<String>, u64)>,
+    /// More beats were unanswered than remembered: replies can no longer be matched to
+    /// beats on this session, so none confirms anything.
+    pub beats_untracked: bool,
     /// A request for work was sent on the live session and not answered yet. At most one is
     /// out at a time: a second one would reach the server while the first one's assignment
     /// is on its way, and the server reads it as the machine having dropped that run.
@@ -56,10 +83,12 @@ impl WorkerState {
         self.current.is_some() || self.deployment.is_some()
     }
 
-    /// The id to heartbeat: a run still going, or the deployment being served.
+    /// The id to heartbeat: the run (going, or finished and not acknowledged yet: its
+    /// heartbeat keeps the server from declaring it lost while the completion is resent),
+    /// or the deployment being served.
     pub fn heartbeat_id(&self) -> Option<String> {
         match (&self.current, &self.deployment) {
-            (Some(run), _) => run.outcome.is_none().then(|| run.assignment.run_id.clone()),
+            (Some(run), _) => Some(run.assignment.run_id.clone()),
             (None, Some(deployment)) => Some(deployment.assignment.deployment_id.clone()),
             (None, None) => None,
         }
@@ -89,9 +118,52 @@ impl WorkerState {
     }
 
     /// Queues `message` on the live session, if any (the state is replayed on reconnect).
-    pub fn send(&self, message: WorkerToServer) {
+    /// A full queue restarts the session.
+    pub fn send(&mut self, message: WorkerToServer) {
         if let Some(outbox) = &self.outbox {
-            let _ = outbox.send(message);
+            if let Err(TrySendError::Full(_)) = outbox.try_send(message) {
+                if !self.outbox_overflowed {
+                    tracing::warn!("the server link is too slow: reconnecting");
+                }
+                self.outbox_overflowed = true;
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// A heartbeat naming `run_id` is being written to the link.
+    pub fn beat_sent(&mut self, run_id: Option<&str>) {
+        if self.beats_untracked {
+            return;
+        }
+        if self.beats.len() >= MAX_BEATS_REMEMBERED {
+            self.beats.clear();
+            self.beats_untracked = true;
+            return;
+        }
+        let offset = self
+            .current
+            .as_ref()
+            .filter(|run| Some(run.assignment.run_id.as_str()) == run_id)
+            .map_or(0, |run| run.log.sent());
+        self.beats.push_back((run_id.map(str::to_string), offset));
+    }
+
+    /// A heartbeat was answered: the server has handled the log frames sent before it. (A
+    /// heartbeat it did not answer only makes this confirm less than it could.)
+    pub fn beat_answered(&mut self) {
+        if self.beats_untracked {
+            return;
+        }
+        let Some((Some(run_id), offset)) = self.beats.pop_front() else {
+            return;
+        };
+        if let Some(run) = self
+            .current
+            .as_mut()
+            .filter(|run| run.assignment.run_id == run_id)
+        {
+            run.log.confirm(offset);
         }
     }
 }
