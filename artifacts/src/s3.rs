@@ -5,8 +5,8 @@
 use crate::error::ArtifactError;
 use crate::key::{content_type_for, ArtifactKey, ArtifactPrefix};
 use crate::store::{ArtifactReader, ArtifactStore, KeepFilter, Removed, StoredObject};
-use std::time::SystemTime;
 use futures_util::future::BoxFuture;
+use std::time::SystemTime;
 use test_looper_aws::s3::primitives::ByteStream;
 use test_looper_aws::s3::types::{
     CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,

@@ -134,7 +134,10 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         scheduler.clone(),
         artifacts.clone(),
     ));
-    tasks.push(crate::deployments::reaper::spawn(context.clone(), scheduler.clone()));
+    tasks.push(crate::deployments::reaper::spawn(
+        context.clone(),
+        scheduler.clone(),
+    ));
     context
         .git
         .set_tarball_cache_budget(config.retention.tarball_cache_max_bytes);

@@ -136,7 +136,13 @@ async fn expire(store: Arc<dyn ArtifactStore>) {
         })
         .await
         .unwrap();
-    assert_eq!(removed, Removed { objects: 2, bytes: 8 });
+    assert_eq!(
+        removed,
+        Removed {
+            objects: 2,
+            bytes: 8
+        }
+    );
     let left = |test: &'static str, run: &'static str| {
         let store = store.clone();
         async move {
@@ -148,7 +154,11 @@ async fn expire(store: Arc<dyn ArtifactStore>) {
         }
     };
     assert_eq!(
-        (left("h1", "r1").await, left("h1", "r2").await, left("h2", "r3").await),
+        (
+            left("h1", "r1").await,
+            left("h1", "r2").await,
+            left("h2", "r3").await
+        ),
         (0, 1, 0)
     );
     let builds = store
@@ -157,7 +167,13 @@ async fn expire(store: Arc<dyn ArtifactStore>) {
         })
         .await
         .unwrap();
-    assert_eq!(builds, Removed { objects: 1, bytes: 4 });
+    assert_eq!(
+        builds,
+        Removed {
+            objects: 1,
+            bytes: 4
+        }
+    );
     assert!(store
         .exists(&ArtifactKey::build("b1", "lib.tar.gz").unwrap())
         .await
@@ -190,14 +206,26 @@ async fn disk_store_expires_by_modification_time() {
         .unwrap()
         .set_modified(long_ago)
         .unwrap();
-    std::fs::File::open(&old_dir).unwrap().set_modified(long_ago).unwrap();
+    std::fs::File::open(&old_dir)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
     let removed = store
         .remove_older_than(&ArtifactPrefix::all_runs(), cutoff, &|_: &str| false)
         .await
         .unwrap();
-    assert_eq!(removed, Removed { objects: 1, bytes: 3 });
-    assert!(!old_dir.exists(), "the emptied old run directory is removed");
+    assert_eq!(
+        removed,
+        Removed {
+            objects: 1,
+            bytes: 3
+        }
+    );
+    assert!(
+        !old_dir.exists(),
+        "the emptied old run directory is removed"
+    );
     assert!(store.exists(&new).await.unwrap());
 }
 

@@ -525,7 +525,10 @@ async fn boots_past_the_deployment_caps_are_refused_with_409() {
     let page = client
         .post(f.server.url("/actions/boot_deployment"))
         .header("Origin", f.server.base_url.clone())
-        .form(&[("test_hash", other.as_str()), ("csrf_token", token.as_str())])
+        .form(&[
+            ("test_hash", other.as_str()),
+            ("csrf_token", token.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -559,7 +562,9 @@ async fn idle_and_old_deployments_are_shut_down_with_a_line_saying_why() {
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let context = &f.server.context;
-    assert!(reap_once(context, f.server.scheduler(), &idle).await.is_empty());
+    assert!(reap_once(context, f.server.scheduler(), &idle)
+        .await
+        .is_empty());
     assert!(f.alive(&id).await);
     // Detached for longer than the limit: shut down through the normal path.
     drop(terminal);
@@ -568,7 +573,10 @@ async fn idle_and_old_deployments_are_shut_down_with_a_line_saying_why() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(reap_once(context, f.server.scheduler(), &idle).await, vec![id.clone()]);
+    assert_eq!(
+        reap_once(context, f.server.scheduler(), &idle).await,
+        vec![id.clone()]
+    );
     assert!(!f.alive(&id).await);
     let stopped = worker
         .next(|message| match message {
@@ -592,7 +600,10 @@ async fn idle_and_old_deployments_are_shut_down_with_a_line_saying_why() {
         max_age: Some(Duration::from_millis(1)),
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(reap_once(context, f.server.scheduler(), &aged).await, vec![old.clone()]);
+    assert_eq!(
+        reap_once(context, f.server.scheduler(), &aged).await,
+        vec![old.clone()]
+    );
     let mut watcher = TerminalClient::open(&f, &old, None).await;
     let text = watcher.read_until("Session Terminated").await;
     assert!(text.contains("maximum age"), "{text}");

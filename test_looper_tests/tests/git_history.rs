@@ -197,7 +197,11 @@ fn the_tarball_cache_keeps_to_its_budget_evicting_the_least_recently_used() {
     let commit = git.commit(
         "master",
         "files",
-        &[("a/f.txt", "aaaa"), ("b/f.txt", "bbbb"), ("c/f.txt", "cccc")],
+        &[
+            ("a/f.txt", "aaaa"),
+            ("b/f.txt", "bbbb"),
+            ("c/f.txt", "cccc"),
+        ],
     );
     let store = RepoStore::local(&root);
     store.refresh_local().unwrap();

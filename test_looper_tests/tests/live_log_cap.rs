@@ -57,7 +57,11 @@ async fn a_live_log_stops_at_the_cap_with_one_notice() {
     let first = "a".repeat(3000);
     assert_eq!(server.append_log(&run_id, 0, &first).await, 3000);
     // This chunk crosses the cap: cut just before the 2-byte "é" that straddles it.
-    let second = format!("{}é{}", "b".repeat(CAP as usize - 3000 - 1), "c".repeat(3000));
+    let second = format!(
+        "{}é{}",
+        "b".repeat(CAP as usize - 3000 - 1),
+        "c".repeat(3000)
+    );
     let capped = server.append_log(&run_id, 3000, &second).await;
     assert!(capped > CAP, "the notice follows the cut: {capped}");
     // Replays and later output add nothing (no second notice).
@@ -69,12 +73,17 @@ async fn a_live_log_stops_at_the_cap_with_one_notice() {
     let log = read_log(&server, &run_id).await;
     assert_eq!(log.len() as u64, capped);
     let kept = &log[..log.find("\n[test-looper]").expect("the notice")];
-    assert_eq!(kept, format!("{first}{}", "b".repeat(CAP as usize - 3000 - 1)));
-    assert_eq!(log.matches("live log truncated at 4096 bytes").count(), 1, "{log}");
+    assert_eq!(
+        kept,
+        format!("{first}{}", "b".repeat(CAP as usize - 3000 - 1))
+    );
+    assert_eq!(
+        log.matches("live log truncated at 4096 bytes").count(),
+        1,
+        "{log}"
+    );
     assert!(
-        log.contains(&format!(
-            "/api/runs/{run_id}/artifacts/test_looper_log.txt"
-        )),
+        log.contains(&format!("/api/runs/{run_id}/artifacts/test_looper_log.txt")),
         "{log}"
     );
 }
@@ -109,12 +118,9 @@ async fn a_finished_run_whose_log_is_gone_says_so() {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     // The next read, past the notice, is empty and complete.
-    let rest = reqwest::get(server.url(&format!(
-        "/api/runs/{run_id}/log?offset={}",
-        log.len()
-    )))
-    .await
-    .unwrap();
+    let rest = reqwest::get(server.url(&format!("/api/runs/{run_id}/log?offset={}", log.len())))
+        .await
+        .unwrap();
     assert_eq!(rest.headers()["X-Log-Complete"], "true");
     assert_eq!(rest.text().await.unwrap(), "");
 }

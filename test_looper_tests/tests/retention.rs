@@ -65,9 +65,12 @@ async fn run_everything(scheduler: &Scheduler, store: &dyn ArtifactStore) -> Vec
     let mut runs = Vec::new();
     while let Some(work) = scheduler.next_work("m1").await.unwrap() {
         let assignment = run_of(Some(work));
-        let key =
-            ArtifactKey::run(&assignment.test_hash, &assignment.run_id, "test_looper_log.txt")
-                .unwrap();
+        let key = ArtifactKey::run(
+            &assignment.test_hash,
+            &assignment.run_id,
+            "test_looper_log.txt",
+        )
+        .unwrap();
         store.put_bytes(&key, b"log\n".to_vec()).await.unwrap();
         finish(scheduler, &assignment, true).await;
         runs.push((assignment.test_hash.clone(), assignment.run_id.clone()));
@@ -106,7 +109,11 @@ async fn records_of_shown_commits_are_kept_and_unreachable_ones_removed() {
 
     // Ten days later nothing is old enough.
     let early = sweep(&scheduler, store.as_ref(), &policy(), start + 10 * DAY_MS).await;
-    assert_eq!(early.runs_forgotten + early.run_objects_removed, 0, "{early:?}");
+    assert_eq!(
+        early.runs_forgotten + early.run_objects_removed,
+        0,
+        "{early:?}"
+    );
 
     // The feature branch is deleted: its commit is no longer shown.
     scheduler.branch_deleted("r", "feature").await.unwrap();
@@ -115,14 +122,22 @@ async fn records_of_shown_commits_are_kept_and_unreachable_ones_removed() {
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.runs_forgotten, 1, "{report:?}");
     assert_eq!(report.result_records_removed, 1, "{report:?}");
-    assert_eq!(report.run_objects_removed, 2, "both logs are old: {report:?}");
+    assert_eq!(
+        report.run_objects_removed, 2,
+        "both logs are old: {report:?}"
+    );
 
     // The shown commit's record and count stay; the other run is gone everywhere.
     assert!(record_path(&harness, &shown_hash, &shown_run).is_file());
     assert!(!record_path(&harness, &gone_hash, &gone_run).exists());
     assert_eq!(test_of(&scheduler, "r", "c1", "T").await.counts.runs, 1);
     let (kept, forgotten) = scheduler
-        .read(|engine| (engine.run(&shown_run).is_some(), engine.run(&gone_run).is_none()))
+        .read(|engine| {
+            (
+                engine.run(&shown_run).is_some(),
+                engine.run(&gone_run).is_none(),
+            )
+        })
         .await;
     assert!(kept && forgotten);
     let log = |hash: &str, run: &str| ArtifactKey::run(hash, run, "test_looper_log.txt").unwrap();
@@ -132,7 +147,12 @@ async fn records_of_shown_commits_are_kept_and_unreachable_ones_removed() {
     drop(scheduler);
     let reloaded = harness.open().await;
     let (kept, forgotten) = reloaded
-        .read(|engine| (engine.run(&shown_run).is_some(), engine.run(&gone_run).is_none()))
+        .read(|engine| {
+            (
+                engine.run(&shown_run).is_some(),
+                engine.run(&gone_run).is_none(),
+            )
+        })
         .await;
     assert!(kept && forgotten, "redis still holds the forgotten run");
     drop(reloaded);

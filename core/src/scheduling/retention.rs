@@ -82,7 +82,11 @@ impl Engine {
         let mut touched: BTreeSet<TestIdx> = BTreeSet::new();
         let mut forgotten = 0;
         for run_id in run_ids {
-            if self.runs.get(run_id).is_none_or(|run| run.state.is_active()) {
+            if self
+                .runs
+                .get(run_id)
+                .is_none_or(|run| run.state.is_active())
+            {
                 continue;
             }
             let Some(run) = self.runs.remove(run_id) else {
@@ -106,7 +110,9 @@ impl Engine {
             }
             self.tests[test].available = available;
             // Its run list changed even when its counts did not.
-            self.changes.test_states.insert(self.tests[test].hash.clone());
+            self.changes
+                .test_states
+                .insert(self.tests[test].hash.clone());
             self.recount(test);
             self.mark_priority(test);
         }

@@ -131,7 +131,10 @@ mod tests {
         let minute = Duration::from_secs(60);
         assert_eq!(over_limits(&limits, minute, minute), None);
         let idle = over_limits(&limits, 121 * minute, minute).unwrap();
-        assert!(idle.contains("no terminal was attached for 2 hours"), "{idle}");
+        assert!(
+            idle.contains("no terminal was attached for 2 hours"),
+            "{idle}"
+        );
         let old = over_limits(&limits, Duration::ZERO, 24 * 60 * minute).unwrap();
         assert!(old.contains("maximum age of 24 hours"), "{old}");
         let none = TimeLimits {

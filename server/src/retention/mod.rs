@@ -118,10 +118,8 @@ async fn forget_results(
     for batch in expired.chunks(RUNS_PER_STEP) {
         let mut removed_ids = Vec::with_capacity(batch.len());
         for run in batch {
-            let record = ArtifactKey::scheduler(&format!(
-                "results/{}/{}.json",
-                run.test_hash, run.run_id
-            ));
+            let record =
+                ArtifactKey::scheduler(&format!("results/{}/{}.json", run.test_hash, run.run_id));
             let deleted = match record {
                 Ok(key) => store.delete(&key).await,
                 Err(err) => Err(err),
@@ -139,7 +137,10 @@ async fn forget_results(
                 }
             }
             if let Ok(prefix) = ArtifactPrefix::run(&run.test_hash, &run.run_id) {
-                match store.remove_older_than(&prefix, everything, &|_: &str| false).await {
+                match store
+                    .remove_older_than(&prefix, everything, &|_: &str| false)
+                    .await
+                {
                     Ok(removed) => add_run_objects(report, removed),
                     Err(err) => report
                         .errors
@@ -172,10 +173,8 @@ async fn remove_artifacts(
 ) {
     let (active_runs, needed_builds) = scheduler
         .read(|engine| {
-            let active: HashSet<String> = engine
-                .active_runs()
-                .map(|run| run.run_id.clone())
-                .collect();
+            let active: HashSet<String> =
+                engine.active_runs().map(|run| run.run_id.clone()).collect();
             let mut needed = engine.shown_tests();
             needed.extend(engine.active_runs().map(|run| run.test_hash.clone()));
             needed.extend(

@@ -165,9 +165,8 @@ impl LiveServer {
 
     /// Appends a log chunk through the real log intake (as the worker socket does).
     pub async fn append_log(&self, run_id: &str, offset: u64, text: &str) -> u64 {
-        let limits = test_looper_server::workers::logs::LiveLogLimits::from_config(
-            &self.context.config,
-        );
+        let limits =
+            test_looper_server::workers::logs::LiveLogLimits::from_config(&self.context.config);
         test_looper_server::workers::logs::append(
             &self.context.redis,
             &limits,

@@ -80,7 +80,12 @@ pub async fn boot(context: &AppContext, test_hash: &str) -> Result<String, Actio
 
 /// Shuts a deployment down and ends its terminal stream.
 pub async fn shutdown(context: &AppContext, deployment_id: &str) -> Result<(), ActionError> {
-    shutdown_with(scheduler_for_actions(context)?, &context.deployments, deployment_id).await
+    shutdown_with(
+        scheduler_for_actions(context)?,
+        &context.deployments,
+        deployment_id,
+    )
+    .await
 }
 
 /// [`shutdown`] through a given scheduler (the deployment reaper's path too).

@@ -114,9 +114,7 @@ impl RedisLogs {
         let mut reader = match store.get_reader(&key).await {
             Ok(reader) => reader,
             Err(ArtifactError::NotFound(_))
-                if facts
-                    .finished_for
-                    .is_none_or(|ms| ms < COMPLETION_GRACE_MS) =>
+                if facts.finished_for.is_none_or(|ms| ms < COMPLETION_GRACE_MS) =>
             {
                 // The worker may still be uploading it.
                 return Ok(Vec::new());
