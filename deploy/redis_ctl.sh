@@ -2,6 +2,10 @@
 # Runs the Redis that holds test-looper's live state.
 #   deploy/redis_ctl.sh start|stop|restart|status
 # Port: $REDIS_PORT (default 1115). Data, log and pid under $TEST_LOOPER_INSTALL/redis.
+# Memory: $REDIS_MAXMEMORY (default 2gb; 0 = no limit). Past it Redis evicts only keys with a
+# time to live, i.e. the live run logs (their full copy is each run's test_looper_log.txt
+# artifact); the scheduler's state has none and is never evicted: once only it is left,
+# writes fail (OOM) and the server retries them instead of losing state (volatile-lru).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -14,6 +18,7 @@ start() {
     mkdir -p "$dir"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --dbfilename db.rdb \
         --save 900 1 --save 300 10 --save 60 10000 --appendonly yes \
+        --maxmemory "${REDIS_MAXMEMORY:-2gb}" --maxmemory-policy volatile-lru \
         --logfile "$dir/log.txt" --daemonize yes --pidfile "$pidfile"
     for _ in $(seq 1 100); do
         redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && { echo "redis running on 127.0.0.1:$REDIS_PORT"; return 0; }

@@ -2,9 +2,12 @@
 
 use crate::error::ArtifactError;
 use crate::key::{ArtifactKey, ArtifactPrefix};
-use crate::store::{write_atomically, ArtifactReader, ArtifactStore, StoredObject};
+use crate::store::{
+    write_atomically, ArtifactReader, ArtifactStore, KeepFilter, Removed, StoredObject,
+};
 use futures_util::future::BoxFuture;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Artifacts in a directory.
 #[derive(Clone, Debug)]
@@ -127,5 +130,90 @@ impl ArtifactStore for DiskStore {
 
     fn describe(&self) -> String {
         format!("disk:{}", self.root.display())
+    }
+
+    fn delete<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<bool, ArtifactError>> {
+        Box::pin(async move {
+            let path = self.path_of(key.as_str());
+            match tokio::fs::remove_file(&path).await {
+                // The directory stays: a writer may be about to put a file in it.
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(ArtifactError::io(format!("delete {}", path.display()), e)),
+            }
+        })
+    }
+
+    fn remove_older_than<'a>(
+        &'a self,
+        prefix: &'a ArtifactPrefix,
+        cutoff: SystemTime,
+        keep: KeepFilter<'a>,
+    ) -> BoxFuture<'a, Result<Removed, ArtifactError>> {
+        Box::pin(async move {
+            let base = self.path_of(prefix.as_str());
+            let mut removed = Removed::default();
+            // Directories that were older than the cutoff when visited, in visiting order:
+            // the emptied ones are removed deepest first. A recent directory is left alone,
+            // as a writer may be about to put its first file in it.
+            let mut visited = Vec::new();
+            let mut pending = vec![(base.clone(), String::new())];
+            while let Some((dir, relative)) = pending.pop() {
+                // Before anything in it is deleted (which makes it recent).
+                let dir_old = tokio::fs::symlink_metadata(&dir)
+                    .await
+                    .and_then(|meta| meta.modified())
+                    .is_ok_and(|modified| modified < cutoff);
+                let mut entries = match tokio::fs::read_dir(&dir).await {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(ArtifactError::io(format!("list {}", dir.display()), e)),
+                };
+                while let Some(entry) = entries
+                    .next_entry()
+                    .await
+                    .map_err(|e| ArtifactError::io(format!("list {}", dir.display()), e))?
+                {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let child = if relative.is_empty() {
+                        name
+                    } else {
+                        format!("{relative}/{name}")
+                    };
+                    // Not following symlinks: a link is removed like a file, never entered.
+                    let meta = match tokio::fs::symlink_metadata(entry.path()).await {
+                        Ok(meta) => meta,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(ArtifactError::io(format!("stat {child}"), e)),
+                    };
+                    if meta.is_dir() {
+                        pending.push((entry.path(), child));
+                        continue;
+                    }
+                    let old = meta.modified().map(|m| m < cutoff).unwrap_or(false);
+                    if !old || keep(&child) {
+                        continue;
+                    }
+                    match tokio::fs::remove_file(entry.path()).await {
+                        Ok(()) => {
+                            removed.objects += 1;
+                            removed.bytes += meta.len();
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(ArtifactError::io(format!("delete {child}"), e)),
+                    }
+                }
+                if dir_old {
+                    visited.push(dir);
+                }
+            }
+            for dir in visited.iter().rev() {
+                if *dir != base {
+                    // Fails (harmlessly) while the directory still holds something.
+                    let _ = tokio::fs::remove_dir(dir).await;
+                }
+            }
+            Ok(removed)
+        })
     }
 }

@@ -90,6 +90,20 @@ impl ArtifactPrefix {
         })
     }
 
+    /// Every run's objects (`runs/`), for retention.
+    pub fn all_runs() -> Self {
+        Self {
+            relative: "runs".into(),
+        }
+    }
+
+    /// Every build's outputs (`builds/`), for retention.
+    pub fn all_builds() -> Self {
+        Self {
+            relative: "builds".into(),
+        }
+    }
+
     /// Every scheduler document under `scheduler/<dir>`.
     pub fn scheduler(dir: &str) -> Result<Self, ArtifactError> {
         Ok(Self {

@@ -18,4 +18,4 @@ pub use disk::DiskStore;
 pub use error::ArtifactError;
 pub use key::{content_type_for, sanitize_name, unsanitize_name, ArtifactKey, ArtifactPrefix};
 pub use s3::S3Store;
-pub use store::{ArtifactReader, ArtifactStore, StoredObject};
+pub use store::{ArtifactReader, ArtifactStore, KeepFilter, Removed, StoredObject};

@@ -4,10 +4,13 @@
 
 use crate::error::ArtifactError;
 use crate::key::{content_type_for, ArtifactKey, ArtifactPrefix};
-use crate::store::{ArtifactReader, ArtifactStore, StoredObject};
+use crate::store::{ArtifactReader, ArtifactStore, KeepFilter, Removed, StoredObject};
 use futures_util::future::BoxFuture;
+use std::time::SystemTime;
 use test_looper_aws::s3::primitives::ByteStream;
-use test_looper_aws::s3::types::{CompletedMultipartUpload, CompletedPart};
+use test_looper_aws::s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+};
 use test_looper_aws::s3::Client;
 use tokio::io::AsyncReadExt;
 
@@ -283,5 +286,101 @@ impl ArtifactStore for S3Store {
 
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key_prefix)
+    }
+
+    fn delete<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<bool, ArtifactError>> {
+        Box::pin(async move {
+            if self.size(key).await?.is_none() {
+                return Ok(false);
+            }
+            let full = self.full_key(key.as_str());
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+                .await
+                .map_err(|e| s3_error("delete-object", &full, e))?;
+            Ok(true)
+        })
+    }
+
+    fn remove_older_than<'a>(
+        &'a self,
+        prefix: &'a ArtifactPrefix,
+        cutoff: SystemTime,
+        keep: KeepFilter<'a>,
+    ) -> BoxFuture<'a, Result<Removed, ArtifactError>> {
+        Box::pin(async move {
+            let full_prefix = format!("{}/", self.full_key(prefix.as_str()));
+            let mut removed = Removed::default();
+            let mut token: Option<String> = None;
+            loop {
+                // One page (at most 1,000 keys) at a time: listed, then deleted in one call.
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full_prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("list-objects", &full_prefix, e))?;
+                let mut doomed = Vec::new();
+                let mut bytes = 0u64;
+                for object in page.contents() {
+                    let Some(key) = object.key() else { continue };
+                    let Some(name) = key.strip_prefix(&full_prefix) else {
+                        continue;
+                    };
+                    let old = object
+                        .last_modified()
+                        .and_then(|time| SystemTime::try_from(*time).ok())
+                        .is_some_and(|modified| modified < cutoff);
+                    if old && !keep(name) {
+                        bytes += object.size().unwrap_or(0).max(0) as u64;
+                        doomed.push(
+                            ObjectIdentifier::builder()
+                                .key(key)
+                                .build()
+                                .map_err(|e| s3_error("delete-objects", key, e))?,
+                        );
+                    }
+                }
+                if !doomed.is_empty() {
+                    let count = doomed.len() as u64;
+                    let answer = self
+                        .client
+                        .delete_objects()
+                        .bucket(&self.bucket)
+                        .delete(
+                            Delete::builder()
+                                .set_objects(Some(doomed))
+                                .quiet(true)
+                                .build()
+                                .map_err(|e| s3_error("delete-objects", &full_prefix, e))?,
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| s3_error("delete-objects", &full_prefix, e))?;
+                    if let Some(failed) = answer.errors().first() {
+                        return Err(ArtifactError::S3 {
+                            operation: "delete-objects",
+                            key: failed.key().unwrap_or_default().to_string(),
+                            message: failed.message().unwrap_or("refused").to_string(),
+                        });
+                    }
+                    removed.objects += count;
+                    removed.bytes += bytes;
+                }
+                match page.next_continuation_token() {
+                    Some(next) if page.is_truncated().unwrap_or(false) => {
+                        token = Some(next.to_string())
+                    }
+                    _ => break,
+                }
+            }
+            Ok(removed)
+        })
     }
 }

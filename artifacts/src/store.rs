@@ -5,6 +5,7 @@ use crate::key::{ArtifactKey, ArtifactPrefix};
 use futures_util::future::BoxFuture;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::SystemTime;
 use tokio::io::AsyncRead;
 
 /// A streaming reader over one stored object.
@@ -17,6 +18,23 @@ pub struct StoredObject {
     pub name: String,
     pub size: u64,
 }
+
+/// What [`ArtifactStore::remove_older_than`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Removed {
+    fn add_assign(&mut self, other: Removed) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Names (relative to the swept prefix) that [`ArtifactStore::remove_older_than`] must keep.
+pub type KeepFilter<'a> = &'a (dyn Fn(&str) -> bool + Send + Sync);
 
 /// A place to keep artifacts. Writes are atomic (readers never see a partial object) and
 /// idempotent (writing an existing key replaces it).
@@ -48,6 +66,19 @@ pub trait ArtifactStore: Send + Sync {
 
     /// A short description for logs (`disk:/path`, `s3://bucket/prefix`).
     fn describe(&self) -> String;
+
+    /// Deletes `key`; `false` when it did not exist.
+    fn delete<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<bool, ArtifactError>>;
+
+    /// Deletes every object under `prefix` last written before `cutoff`, except those whose
+    /// name (relative to `prefix`) `keep` claims. Works through the listing page by page, so
+    /// memory stays bounded whatever the store holds (retention).
+    fn remove_older_than<'a>(
+        &'a self,
+        prefix: &'a ArtifactPrefix,
+        cutoff: SystemTime,
+        keep: KeepFilter<'a>,
+    ) -> BoxFuture<'a, Result<Removed, ArtifactError>>;
 
     /// Uploads a local file, streaming.
     fn put_file<'a>(

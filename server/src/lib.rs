@@ -9,6 +9,7 @@ pub mod git;
 pub mod http;
 pub mod machines;
 pub mod redis_state;
+pub mod retention;
 pub mod scheduler;
 pub mod scm;
 pub mod services;

@@ -122,6 +122,7 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
             .machine_management
             .heartbeat_timeout_seconds
             .saturating_mul(1000),
+        deployment_limits: crate::deployments::reaper::limits(&config.deployments),
         ..SchedulerConfig::default()
     };
     let scheduler =
@@ -138,6 +139,19 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
             public_url(&config.server),
         ));
     }
+    // Bounded storage and deployments (M2, M6, L6).
+    tasks.push(crate::retention::spawn(
+        context.clone(),
+        scheduler.clone(),
+        artifacts.clone(),
+    ));
+    tasks.push(crate::deployments::reaper::spawn(
+        context.clone(),
+        scheduler.clone(),
+    ));
+    context
+        .git
+        .set_tarball_cache_budget(config.retention.tarball_cache_max_bytes);
     context.workers.attach(scheduler.clone());
     let _ = context.scheduler.set(scheduler.clone());
     let _ = context.artifacts.set(artifacts.clone());

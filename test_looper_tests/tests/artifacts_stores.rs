@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use test_looper_artifacts::{
-    open_store, ArtifactError, ArtifactKey, ArtifactPrefix, ArtifactStore, StoreConfig,
+    open_store, ArtifactError, ArtifactKey, ArtifactPrefix, ArtifactStore, Removed, StoreConfig,
 };
 use test_looper_tests::MotoServer;
 use tokio::io::AsyncReadExt;
@@ -106,6 +106,142 @@ async fn exercise(store: Arc<dyn ArtifactStore>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Retention's deletions: nothing recent goes, `keep` is honoured, other prefixes are never
+/// touched, and a deleted key is gone.
+async fn expire(store: Arc<dyn ArtifactStore>) {
+    let put = |key: ArtifactKey, bytes: &'static [u8]| {
+        let store = store.clone();
+        async move { store.put_bytes(&key, bytes.to_vec()).await.unwrap() }
+    };
+    put(ArtifactKey::run("h1", "r1", "log.txt").unwrap(), b"one").await;
+    put(ArtifactKey::run("h1", "r2", "out/x.bin").unwrap(), b"two!").await;
+    put(ArtifactKey::run("h2", "r3", "log.txt").unwrap(), b"three").await;
+    put(ArtifactKey::build("b1", "lib.tar.gz").unwrap(), b"b1").await;
+    put(ArtifactKey::build("b2", "lib.tar.gz").unwrap(), b"b2b2").await;
+    let record = ArtifactKey::scheduler("results/h1/r1.json").unwrap();
+    put(record.clone(), b"{}").await;
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+
+    let none = store
+        .remove_older_than(&ArtifactPrefix::all_runs(), now - day, &|_: &str| false)
+        .await
+        .unwrap();
+    assert_eq!(none, Removed::default(), "nothing is a day old");
+    let removed = store
+        .remove_older_than(&ArtifactPrefix::all_runs(), now + day, &|name: &str| {
+            name.starts_with("h1/r2/")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        Removed {
+            objects: 2,
+            bytes: 8
+        }
+    );
+    let left = |test: &'static str, run: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list(&ArtifactPrefix::run(test, run).unwrap())
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        (
+            left("h1", "r1").await,
+            left("h1", "r2").await,
+            left("h2", "r3").await
+        ),
+        (0, 1, 0)
+    );
+    let builds = store
+        .remove_older_than(&ArtifactPrefix::all_builds(), now + day, &|name: &str| {
+            name.starts_with("b1/")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        builds,
+        Removed {
+            objects: 1,
+            bytes: 4
+        }
+    );
+    assert!(store
+        .exists(&ArtifactKey::build("b1", "lib.tar.gz").unwrap())
+        .await
+        .unwrap());
+    // Scheduler documents are not under either prefix.
+    assert!(store.exists(&record).await.unwrap());
+    assert!(store.delete(&record).await.unwrap());
+    assert!(!store.delete(&record).await.unwrap());
+    assert!(!store.exists(&record).await.unwrap());
+}
+
+#[tokio::test]
+async fn disk_store_expires_by_modification_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    let store = open_store(&StoreConfig::LocalDisk { path: root.clone() })
+        .await
+        .unwrap();
+    expire(store.clone()).await;
+    // Only what was last written before the cutoff goes; emptied old directories go too.
+    let old = ArtifactKey::run("h9", "old", "log.txt").unwrap();
+    let new = ArtifactKey::run("h9", "new", "log.txt").unwrap();
+    store.put_bytes(&old, b"old".to_vec()).await.unwrap();
+    store.put_bytes(&new, b"new".to_vec()).await.unwrap();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+    let old_dir = root.join("runs/h9/old");
+    std::fs::File::options()
+        .write(true)
+        .open(old_dir.join("log.txt"))
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    std::fs::File::open(&old_dir)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+    let removed = store
+        .remove_older_than(&ArtifactPrefix::all_runs(), cutoff, &|_: &str| false)
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        Removed {
+            objects: 1,
+            bytes: 3
+        }
+    );
+    assert!(
+        !old_dir.exists(),
+        "the emptied old run directory is removed"
+    );
+    assert!(store.exists(&new).await.unwrap());
+}
+
+#[tokio::test]
+async fn s3_store_expires_against_moto() {
+    let moto = MotoServer::start();
+    let settings = moto.aws_settings();
+    let keys = settings.credentials.clone().unwrap();
+    let config = StoreConfig::S3 {
+        bucket: "looper-expiry".into(),
+        region: settings.region.clone(),
+        key_prefix: "install-b".into(),
+        endpoint_url: settings.endpoint_url.clone(),
+        credentials: Some((keys.access_key_id, keys.secret_access_key)),
+    };
+    expire(open_store(&config).await.unwrap()).await;
 }
 
 #[tokio::test]

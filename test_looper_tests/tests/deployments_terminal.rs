@@ -28,6 +28,7 @@ const DEFS: &str = r#"looper_version: 4
 environments: {linux: {platform: linux, image: {dockerfile_contents: "FROM x"}}}
 tests:
   shell/linux: {command: "./shell"}
+  other/linux: {command: "./other"}
   huge/linux: {command: "./huge", min_cores: 100000}
 "#;
 
@@ -44,13 +45,17 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(adjust: impl FnOnce(&mut test_looper_server::config::Config)) -> Fixture {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::init_bare(&dir.path().join("repos/app"));
     let head = repo
         .commit("master", "definitions", &[("testlooper.yml", DEFS)])
         .to_string();
-    let server = LiveServer::start(dir.path(), &redis.url()).await;
+    let server = LiveServer::start_with(dir.path(), &redis.url(), adjust).await;
     server.wait_for_branch("app", "master", &head).await;
     Fixture {
         server,
@@ -487,4 +492,119 @@ async fn cross_origin_terminals_gets_and_bad_boots_are_refused() {
     let html = page.text().await.unwrap();
     assert!(html.contains("no machine can provide"), "{html}");
     assert_eq!(deployments_json(&f).await.len(), 1);
+}
+
+#[actix_web::test]
+async fn boots_past_the_deployment_caps_are_refused_with_409() {
+    let f = fixture_with(|config| {
+        config.deployments.max_live = 2;
+        config.deployments.max_live_per_test = 1;
+    })
+    .await;
+    let first = f.boot("shell/linux").await;
+    let shell = f.test_hash("shell/linux").await;
+    let (status, body) = f
+        .server
+        .act("boot_deployment", json!({ "test_hash": shell }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("deployments.max_live_per_test"), "{body}");
+    f.boot("other/linux").await;
+    // The install cap: two are live.
+    let other = f.test_hash("other/linux").await;
+    let (status, body) = f
+        .server
+        .act("boot_deployment", json!({ "test_hash": other }))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("deployments.max_live "), "{body}");
+    // The HTML form gets an error page with the same status.
+    let client = reqwest::Client::new();
+    let token = f.server.csrf().await;
+    let page = client
+        .post(f.server.url("/actions/boot_deployment"))
+        .header("Origin", f.server.base_url.clone())
+        .form(&[
+            ("test_hash", other.as_str()),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 409);
+    assert!(page.text().await.unwrap().contains("shut one down first"));
+    // Once one is shut down, a boot is accepted again.
+    let (status, body) = f
+        .server
+        .act("shutdown_deployment", json!({ "deployment_id": first }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    f.boot("shell/linux").await;
+}
+
+#[actix_web::test]
+async fn idle_and_old_deployments_are_shut_down_with_a_line_saying_why() {
+    use test_looper_server::deployments::reaper::{reap_once, TimeLimits};
+    let f = fixture().await;
+    let id = f.boot("shell/linux").await;
+    let mut worker = FakeWorker::register(&f, "fake-idle").await;
+    assert_eq!(worker.take_deployment().await, id);
+    let idle = TimeLimits {
+        idle: Some(Duration::from_millis(300)),
+        max_age: None,
+    };
+    // Attached: never idle, however long.
+    let terminal = TerminalClient::open(&f, &id, None).await;
+    wait_until("the terminal is counted", || async {
+        clients_listed(&f, &id).await == Some(1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let context = &f.server.context;
+    assert!(reap_once(context, f.server.scheduler(), &idle)
+        .await
+        .is_empty());
+    assert!(f.alive(&id).await);
+    // Detached for longer than the limit: shut down through the normal path.
+    drop(terminal);
+    wait_until("the terminal is gone", || async {
+        clients_listed(&f, &id).await == Some(0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        reap_once(context, f.server.scheduler(), &idle).await,
+        vec![id.clone()]
+    );
+    assert!(!f.alive(&id).await);
+    let stopped = worker
+        .next(|message| match message {
+            ServerToWorker::ShutdownDeployment { deployment_id } => Some(deployment_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(stopped, id);
+    let mut late = TerminalClient::open(&f, &id, None).await;
+    let text = late.read_until("Session Terminated").await;
+    assert!(
+        text.contains("no terminal was attached for 0 seconds (deployments.idle_minutes)"),
+        "{text}"
+    );
+
+    // Past its maximum age, even with a terminal attached.
+    let old = f.boot("shell/linux").await;
+    let _attached = TerminalClient::open(&f, &old, None).await;
+    let aged = TimeLimits {
+        idle: None,
+        max_age: Some(Duration::from_millis(1)),
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        reap_once(context, f.server.scheduler(), &aged).await,
+        vec![old.clone()]
+    );
+    let mut watcher = TerminalClient::open(&f, &old, None).await;
+    let text = watcher.read_until("Session Terminated").await;
+    assert!(text.contains("maximum age"), "{text}");
 }

@@ -190,6 +190,46 @@ fn source_tarballs_are_deterministic_and_cached() {
 }
 
 #[test]
+fn the_tarball_cache_keeps_to_its_budget_evicting_the_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repos");
+    let git = GitRepo::init_bare(&root.join("app"));
+    let commit = git.commit(
+        "master",
+        "files",
+        &[
+            ("a/f.txt", "aaaa"),
+            ("b/f.txt", "bbbb"),
+            ("c/f.txt", "cccc"),
+        ],
+    );
+    let store = RepoStore::local(&root);
+    store.refresh_local().unwrap();
+    let repo = store.open("app").unwrap();
+    let cache = TarballCache::new(&dir.path().join("tarballs"));
+    let a = cache.tarball(&repo, "app", commit, "a").unwrap();
+    let one = std::fs::metadata(&a).unwrap().len();
+    // Room for two tarballs of this size.
+    cache.set_budget(2 * one + one / 2);
+    let b = cache.tarball(&repo, "app", commit, "b").unwrap();
+    // `a` is served again, so `b` is now the least recently used.
+    assert_eq!(cache.tarball(&repo, "app", commit, "a").unwrap(), a);
+    let c = cache.tarball(&repo, "app", commit, "c").unwrap();
+    assert!(a.is_file() && c.is_file());
+    assert!(!b.exists(), "the least recently used tarball is evicted");
+    assert!(cache.cached_bytes() <= 2 * one + one / 2);
+    // An evicted tarball is built again on demand, with the same bytes.
+    let again = cache.tarball(&repo, "app", commit, "b").unwrap();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        test_looper_server::git::tarball::build_tarball(&repo, "app", commit, "b").unwrap()
+    );
+    // A new cache over the same directory (a restart) knows what is there.
+    let restarted = TarballCache::new(&dir.path().join("tarballs"));
+    assert_eq!(restarted.cached_bytes(), cache.cached_bytes());
+}
+
+#[test]
 fn definitions_parse_outcomes_through_git() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repos");

@@ -35,6 +35,9 @@ pub struct SchedulerConfig {
     /// Prefix of run and deployment ids (unique per server start, so ids never collide
     /// with runs of a previous life that were never recorded).
     pub id_prefix: String,
+    /// Caps on live deployments (none by default).
+    #[serde(default)]
+    pub deployment_limits: super::inputs::DeploymentLimits,
 }
 
 impl Default for SchedulerConfig {
@@ -45,6 +48,7 @@ impl Default for SchedulerConfig {
             heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_SECONDS * 1000,
             max_new_commits_enabled_per_push: 100,
             id_prefix: "r".into(),
+            deployment_limits: Default::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! per commit, with a per-branch default), cancel a run, restart a test, deployments; and
 //! the durable [`UserSettings`] document that carries them across an empty Redis.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::engine::Engine;
@@ -10,6 +11,15 @@ use crate::protocol::Millis;
 
 /// Largest runs-desired a user may ask for.
 pub const MAX_RUNS_DESIRED: u32 = 1000;
+
+/// Caps on live deployments (M6); 0 means no cap.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeploymentLimits {
+    /// Live deployments on the whole install.
+    pub max_live: u32,
+    /// Live deployments of one definition.
+    pub max_live_per_test: u32,
+}
 
 /// Why an event or input was refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -26,6 +36,9 @@ pub enum SchedulingError {
     UnknownMachine(String),
     #[error("unknown deployment {0}")]
     UnknownDeployment(String),
+    /// A configured cap (e.g. live deployments) is reached: try again once something ended.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -253,6 +266,7 @@ impl Engine {
                 "no machine can provide the hardware {test_hash} needs"
             )));
         }
+        self.check_deployment_limits(test_hash)?;
         let id = self.fresh_id("dep");
         self.deployments.insert(
             id.clone(),
@@ -267,6 +281,30 @@ impl Engine {
         self.changes.deployments.insert(id.clone());
         self.changes.work_available = true;
         Ok(id)
+    }
+
+    /// Refuses one more live deployment (of `test_hash`) past the configured caps.
+    fn check_deployment_limits(&self, test_hash: &str) -> Result<(), SchedulingError> {
+        let limits = self.config.deployment_limits;
+        let alive = self.deployments.values().filter(|d| d.alive);
+        let (total, of_test) = alive.fold((0u32, 0u32), |(total, of_test), d| {
+            (total + 1, of_test + u32::from(d.test_hash == test_hash))
+        });
+        if limits.max_live > 0 && total >= limits.max_live {
+            return Err(SchedulingError::LimitReached(format!(
+                "{total} deployments are live, the most this install allows \
+                 (deployments.max_live = {}): shut one down first",
+                limits.max_live
+            )));
+        }
+        if limits.max_live_per_test > 0 && of_test >= limits.max_live_per_test {
+            return Err(SchedulingError::LimitReached(format!(
+                "{of_test} deployments of this definition are live, the most allowed \
+                 (deployments.max_live_per_test = {}): shut one down first",
+                limits.max_live_per_test
+            )));
+        }
+        Ok(())
     }
 
     /// Ends a deployment (user shutdown or the worker reported its exit).

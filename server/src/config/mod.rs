@@ -5,9 +5,11 @@
 
 mod env_expand;
 mod schema;
+mod storage;
 
 pub use env_expand::expand_env_vars;
 pub use schema::*;
+pub use storage::{DeploymentsSection, LogsSection, RetentionSection};
 
 use std::path::Path;
 
@@ -116,6 +118,7 @@ impl Config {
                 ),
             ));
         }
+        storage::validate_storage_limits(&self.logs, &self.retention)?;
         Ok(())
     }
 

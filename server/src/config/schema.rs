@@ -21,6 +21,13 @@ pub struct Config {
     pub auth: AuthSection,
     #[serde(default)]
     pub http_server: HttpServerSection,
+    /// Bounded storage and deployments (see `storage.rs`).
+    #[serde(default)]
+    pub logs: super::LogsSection,
+    #[serde(default)]
+    pub retention: super::RetentionSection,
+    #[serde(default)]
+    pub deployments: super::DeploymentsSection,
 }
 
 /// Where the server listens and how it names itself.

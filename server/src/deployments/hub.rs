@@ -7,6 +7,7 @@
 use super::scrollback::{Scrollback, WorkerCursor};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use test_looper_core::protocol::TerminalInput;
 use tokio::sync::{mpsc, watch};
 
@@ -38,6 +39,8 @@ struct Terminal {
     route: Option<InputRoute>,
     /// The last size a browser asked for (sent to a worker when it takes the deployment).
     size: Option<(u16, u16)>,
+    /// Since when no browser terminal is attached (`None` while one is).
+    idle_since: Option<Instant>,
 }
 
 impl Terminal {
@@ -50,6 +53,7 @@ impl Terminal {
             clients: 0,
             route: None,
             size: None,
+            idle_since: Some(Instant::now()),
         }
     }
 
@@ -145,11 +149,21 @@ impl TerminalHub {
             .map_or(0, |t| t.clients)
     }
 
+    /// How long no browser terminal has been attached to the deployment (zero while one is).
+    /// A deployment the hub has not seen yet (e.g. after a server restart) is idle from now.
+    pub fn idle_for(&self, deployment_id: &str) -> std::time::Duration {
+        self.lock()
+            .get(deployment_id)
+            .idle_since
+            .map_or(std::time::Duration::ZERO, |since| since.elapsed())
+    }
+
     /// Attaches a browser terminal (counted until the subscription drops).
     pub fn subscribe(&self, deployment_id: &str) -> TerminalSubscription {
         let mut terminals = self.lock();
         let terminal = terminals.get(deployment_id);
         terminal.clients += 1;
+        terminal.idle_since = None;
         TerminalSubscription {
             hub: self.clone(),
             deployment_id: deployment_id.to_string(),
@@ -227,6 +241,9 @@ impl TerminalHub {
     fn detach(&self, deployment_id: &str) {
         if let Some(terminal) = self.lock().by_id.get_mut(deployment_id) {
             terminal.clients = terminal.clients.saturating_sub(1);
+            if terminal.clients == 0 {
+                terminal.idle_since = Some(Instant::now());
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod framing;
 mod hub;
+pub mod reaper;
 pub mod scrollback;
 
 pub use hub::{

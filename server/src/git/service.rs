@@ -206,6 +206,11 @@ impl GitService {
         Ok(scanner::parse_commit(&source, repo, &metadata))
     }
 
+    /// Sets the size budget of the source tarball cache (L6).
+    pub fn set_tarball_cache_budget(&self, bytes: u64) {
+        self.tarballs.set_budget(bytes);
+    }
+
     /// The path of the cached source tarball of `path` (empty: whole tree) at `commit`.
     pub fn source_tarball(
         &self,

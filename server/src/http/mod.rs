@@ -109,6 +109,10 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
                 crate::api::error::ApiError::bad_request(err.to_string()).into()
             }))
             .route("/healthz", web::get().to(health::healthz))
+            .route(
+                "/api/retention",
+                web::get().to(crate::retention::report_handler),
+            )
             .route("/", web::get().to(pages::root))
             .route("/repos", web::get().to(pages::repos))
             .route("/repos/{tail:.*}", web::get().to(pages::browse))

@@ -444,6 +444,21 @@ impl Scheduler {
         })
     }
 
+    // --- retention (server/src/retention) -------------------------------------------------
+
+    /// Forgets finished runs whose result records retention removed (see
+    /// `Engine::forget_runs`); returns how many were forgotten.
+    pub async fn forget_runs(&self, run_ids: &[String]) -> Result<usize, SchedulerError> {
+        self.apply(|engine, now| engine.forget_runs(run_ids, now))
+            .await
+    }
+
+    /// Forgets ended deployments (see `Engine::forget_deployments`); returns how many.
+    pub async fn forget_deployments(&self, ids: &[String]) -> Result<usize, SchedulerError> {
+        self.apply(|engine, now| engine.forget_deployments(ids, now))
+            .await
+    }
+
     // --- time ----------------------------------------------------------------------------
 
     /// Applies every passed deadline (lost runs, build retries).

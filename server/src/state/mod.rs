@@ -311,6 +311,15 @@ impl RedisState {
             }
         }
         hset_chunks(&mut pipe, keys::RUNS, &run_fields);
+        // Runs the engine no longer has were forgotten by retention.
+        let forgotten_runs: Vec<&String> = changes
+            .runs
+            .iter()
+            .filter(|run_id| engine.run(run_id).is_none())
+            .collect();
+        for chunk in forgotten_runs.chunks(1000) {
+            pipe.hdel(keys::RUNS, chunk).ignore();
+        }
 
         for machine_id in &changes.machines {
             match engine.machine(machine_id) {
@@ -331,6 +340,9 @@ impl RedisState {
                     serde_json::to_string(deployment)?,
                 )
                 .ignore();
+            } else {
+                // Forgotten by retention.
+                pipe.hdel(keys::DEPLOYMENTS, deployment_id).ignore();
             }
         }
         for event in events {

@@ -218,8 +218,14 @@ impl WorkerSession {
                 offset,
                 text,
             } => {
-                if let Err(error) =
-                    super::logs::append(&self.context.redis, &run_id, offset, &text).await
+                if let Err(error) = super::logs::append(
+                    &self.context.redis,
+                    &super::logs::LiveLogLimits::from_config(&self.context.config),
+                    &run_id,
+                    offset,
+                    &text,
+                )
+                .await
                 {
                     tracing::warn!(%error, %run_id, "could not store a log chunk");
                 }

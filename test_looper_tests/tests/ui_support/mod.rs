@@ -28,7 +28,17 @@ impl LiveServer {
     /// Starts the services and the HTTP listener for local repos under `dir/repos`. Must be
     /// called within an actix system (`#[actix_web::test]`).
     pub async fn start(dir: &Path, redis_url: &str) -> Self {
+        Self::start_with(dir, redis_url, |_| {}).await
+    }
+
+    /// [`LiveServer::start`] with the configuration adjusted by `adjust` first.
+    pub async fn start_with(
+        dir: &Path,
+        redis_url: &str,
+        adjust: impl FnOnce(&mut test_looper_server::config::Config),
+    ) -> Self {
         let mut config = test_looper_tests::server::local_config(dir, redis_url);
+        adjust(&mut config);
         config.server.http_port = 0;
         config.server.bind = "127.0.0.1".into();
         let context = AppContext::new(config).expect("context");
@@ -155,9 +165,17 @@ impl LiveServer {
 
     /// Appends a log chunk through the real log intake (as the worker socket does).
     pub async fn append_log(&self, run_id: &str, offset: u64, text: &str) -> u64 {
-        test_looper_server::workers::logs::append(&self.context.redis, run_id, offset, text)
-            .await
-            .expect("append log")
+        let limits =
+            test_looper_server::workers::logs::LiveLogLimits::from_config(&self.context.config);
+        test_looper_server::workers::logs::append(
+            &self.context.redis,
+            &limits,
+            run_id,
+            offset,
+            text,
+        )
+        .await
+        .expect("append log")
     }
 
     /// Stores a file of a run (like a kept output file) in the artifact store.

@@ -6,8 +6,9 @@
 use super::super::read_model::{ActionError, DeploymentView};
 use super::{action_error, scheduler_for_actions};
 use crate::deployments::TerminalHub;
+use crate::scheduler::{Scheduler, SchedulerError};
 use crate::AppContext;
-use test_looper_core::scheduling::{DeploymentRecord, Engine};
+use test_looper_core::scheduling::{DeploymentRecord, Engine, SchedulingError};
 
 /// One deployment as the UI shows it.
 pub fn deployment_view(
@@ -53,7 +54,13 @@ pub async fn boot(context: &AppContext, test_hash: &str) -> Result<String, Actio
     let deployment_id = scheduler
         .create_deployment(test_hash)
         .await
-        .map_err(action_error)?;
+        .map_err(|err| match err {
+            // A cap (M6): a conflict with the current state, not a bad request.
+            SchedulerError::Scheduling(SchedulingError::LimitReached(message)) => {
+                ActionError::Conflict(message)
+            }
+            other => action_error(other),
+        })?;
     let name = scheduler
         .read(|engine| {
             engine
@@ -73,11 +80,25 @@ pub async fn boot(context: &AppContext, test_hash: &str) -> Result<String, Actio
 
 /// Shuts a deployment down and ends its terminal stream.
 pub async fn shutdown(context: &AppContext, deployment_id: &str) -> Result<(), ActionError> {
-    scheduler_for_actions(context)?
+    shutdown_with(
+        scheduler_for_actions(context)?,
+        &context.deployments,
+        deployment_id,
+    )
+    .await
+}
+
+/// [`shutdown`] through a given scheduler (the deployment reaper's path too).
+pub async fn shutdown_with(
+    scheduler: &Scheduler,
+    hub: &TerminalHub,
+    deployment_id: &str,
+) -> Result<(), ActionError> {
+    scheduler
         .shutdown_deployment(deployment_id)
         .await
         .map_err(action_error)?;
-    context.deployments.terminate(deployment_id);
+    hub.terminate(deployment_id);
     tracing::info!(%deployment_id, "deployment shut down");
     Ok(())
 }

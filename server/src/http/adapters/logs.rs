@@ -5,8 +5,10 @@
 //!
 //! A log is complete once its run has finished (and a short grace period has passed, for
 //! the last chunks a worker forwards after its completion). When Redis no longer has the log
-//! (it expires a week after its last write) the run's `test_looper_log.txt` artifact is read
-//! instead.
+//! (it expires `retention.live_log_days` after its last write) the run's
+//! `test_looper_log.txt` artifact is read instead; when that is gone too (removed by
+//! retention, or never uploaded) the log is one line saying so, never an error. A live log
+//! cut at `logs.live_log_max_bytes` ends with the notice the intake wrote.
 
 use super::super::read_model::{LogChunk, LogFeed, ReadError};
 use crate::workers::logs::log_key;
@@ -94,13 +96,15 @@ impl RedisLogs {
             .await
     }
 
-    /// The stored log artifact of a finished run, from `offset`.
+    /// The stored log artifact of a finished run, from `offset`; when there is none, the
+    /// line that says why.
     async fn artifact_range(
         &self,
-        test_hash: &str,
+        facts: &RunFacts,
         run_id: &str,
         offset: u64,
     ) -> Result<Vec<u8>, ReadError> {
+        let test_hash = facts.test_hash.as_str();
         let store =
             self.context.artifacts.get().ok_or_else(|| {
                 ReadError::Unavailable("the artifact store is not open yet".into())
@@ -109,7 +113,20 @@ impl RedisLogs {
             .map_err(|e| ReadError::Internal(e.to_string()))?;
         let mut reader = match store.get_reader(&key).await {
             Ok(reader) => reader,
-            Err(ArtifactError::NotFound(_)) => return Ok(Vec::new()),
+            Err(ArtifactError::NotFound(_))
+                if facts.finished_for.is_none_or(|ms| ms < COMPLETION_GRACE_MS) =>
+            {
+                // The worker may still be uploading it.
+                return Ok(Vec::new());
+            }
+            Err(ArtifactError::NotFound(_)) => {
+                let notice = self.missing_log_notice();
+                return Ok(notice
+                    .as_bytes()
+                    .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
+                    .unwrap_or_default()
+                    .to_vec());
+            }
             Err(e) => return Err(ReadError::Unavailable(e.to_string())),
         };
         let io = |e: std::io::Error| ReadError::Internal(format!("read {key}: {e}"));
@@ -123,6 +140,19 @@ impl RedisLogs {
             .await
             .map_err(io)?;
         Ok(bytes)
+    }
+
+    /// What a finished run whose log is stored nowhere shows instead.
+    fn missing_log_notice(&self) -> String {
+        match self.context.config.retention.artifact_days {
+            Some(days) => format!(
+                "[test-looper] this run's log has expired (logs are kept {days} days: \
+                 retention.artifact_days) or was never stored; the run's result is kept.\n"
+            ),
+            None => "[test-looper] no log is stored for this run (it ended before its log \
+                     was uploaded).\n"
+                .to_string(),
+        }
     }
 
     /// Starts (or restarts) the pattern subscription that wakes readers.
@@ -184,9 +214,7 @@ impl LogFeed for RedisLogs {
             let facts = self.run_facts(run_id).await?;
             let (length, mut bytes) = self.redis_range(run_id, offset).await?;
             if length == 0 && facts.finished_for.is_some() {
-                bytes = self
-                    .artifact_range(&facts.test_hash, run_id, offset)
-                    .await?;
+                bytes = self.artifact_range(&facts, run_id, offset).await?;
             }
             let complete = bytes.is_empty()
                 && facts
