@@ -9,5 +9,5 @@ mod hub;
 pub mod scrollback;
 
 pub use hub::{
-    banner, InputRoute, OutputChunk, TerminalHub, TerminalSubscription, SCROLLBACK_BYTES,
+    banner, InputRoute, InputSent, OutputChunk, TerminalHub, TerminalSubscription, INPUT_QUEUE, SCROLLBACK_BYTES,
 };
