@@ -40,13 +40,12 @@ pub struct AppContext {
 impl AppContext {
     /// Builds the shared context from a validated configuration (connects to nothing yet).
     pub fn new(config: config::Config) -> anyhow::Result<Arc<Self>> {
-        let redis = redis_state::RedisHandle::new(&config.redis.url)
-            .with_context(|| {
-                format!(
-                    "invalid redis url {}",
-                    config::redact_userinfo(&config.redis.url)
-                )
-            })?;
+        let redis = redis_state::RedisHandle::new(&config.redis.url).with_context(|| {
+            format!(
+                "invalid redis url {}",
+                config::redact_userinfo(&config.redis.url)
+            )
+        })?;
         let git = git::GitService::from_config(&config);
         let workers = workers::WorkerHub::new(config.auth.worker_token.as_deref());
         Ok(Arc::new(Self {

@@ -80,7 +80,11 @@ fn keys_the_server_does_not_act_on_are_refused_by_name() {
         ),
     ];
     for (text, expected) in cases {
-        assert_ne!(text, demo_config(), "the case did not change the file: {expected}");
+        assert_ne!(
+            text,
+            demo_config(),
+            "the case did not change the file: {expected}"
+        );
         let (ok, output) = check(&text);
         assert!(!ok, "accepted: {expected}");
         assert!(output.contains(expected), "{expected}: {output}");
@@ -100,11 +104,9 @@ fn a_non_loopback_bind_is_accepted_only_when_said_explicitly() {
 #[test]
 fn the_shipped_examples_pass() {
     for name in ["config.example.yml", "config.aws.example.yml"] {
-        let text = std::fs::read_to_string(format!(
-            "{}/../deploy/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/../deploy/{name}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();

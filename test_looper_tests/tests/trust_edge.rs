@@ -69,7 +69,10 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// `host:port` of the server.
     fn authority(&self) -> String {
-        self.server.base_url.trim_start_matches("http://").to_string()
+        self.server
+            .base_url
+            .trim_start_matches("http://")
+            .to_string()
     }
 
     fn port(&self) -> String {
@@ -259,7 +262,12 @@ async fn wrong_hosts_are_refused_before_routing() {
     let f = fixture().await;
     let client = reqwest::Client::new();
     let rebind = format!("rebind.example:{}", f.port());
-    for path in ["/repos", "/api/repos", "/api/machines", "/api/worker/source"] {
+    for path in [
+        "/repos",
+        "/api/repos",
+        "/api/machines",
+        "/api/worker/source",
+    ] {
         let response = client
             .get(f.server.url(path))
             .header("Host", &rebind)
@@ -412,7 +420,10 @@ async fn worker_endpoints_need_the_token_and_refuse_web_pages() {
     let token = f.server.context.workers.token().to_string();
     assert!(token.len() >= 32, "a token is drawn at start");
     // No token, a wrong one, an empty one: 401 (also from loopback).
-    assert_eq!(refused_status(f.ws_request("/api/worker/socket")).await, 401);
+    assert_eq!(
+        refused_status(f.ws_request("/api/worker/socket")).await,
+        401
+    );
     for bearer in ["Bearer wrong", "Bearer ", "Basic x"] {
         let mut request = f.ws_request("/api/worker/socket");
         request
@@ -442,7 +453,12 @@ async fn worker_endpoints_need_the_token_and_refuse_web_pages() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
-    let response = client.get(&source).bearer_auth(&token).send().await.unwrap();
+    let response = client
+        .get(&source)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     // With the token and no Origin the socket opens.
     FakeWorker::register(&f, "m-ok").await;

@@ -393,7 +393,12 @@ async fn a_replayed_delivery_is_refused() {
     let c1 = git.commit("master", "one", &[("a.txt", "1")]);
     let served = serve(config(dir.path(), Some(SECRET)));
     let url = format!("{}/webhook", served.base_url);
-    let body = github_push("group/app", "refs/heads/master", &c1.to_string(), &c1.to_string());
+    let body = github_push(
+        "group/app",
+        "refs/heads/master",
+        &c1.to_string(),
+        &c1.to_string(),
+    );
     let signature = sign(&body);
     let delivery = |id: &'static str| {
         [
@@ -407,7 +412,10 @@ async fn a_replayed_delivery_is_refused() {
     assert_eq!(status, 200, "{reply}");
     let (status, reply) = post(&url, &delivery(id), body.clone()).await;
     assert_eq!(status, 409, "{reply}");
-    assert!(reply["message"].as_str().unwrap().contains("already handled"));
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("already handled"));
     // Another delivery of the same body is a new event.
     let (status, reply) = post(
         &url,
@@ -421,7 +429,10 @@ async fn a_replayed_delivery_is_refused() {
     let headers = [
         ("x-gitlab-event", "Push Hook"),
         ("x-gitlab-token", SECRET),
-        ("x-gitlab-event-uuid", "13792a34-cac6-4fda-95a8-c58e00a3954e"),
+        (
+            "x-gitlab-event-uuid",
+            "13792a34-cac6-4fda-95a8-c58e00a3954e",
+        ),
     ];
     let (first, _) = post(&url, &headers, gitlab.clone()).await;
     let (second, _) = post(&url, &headers, gitlab).await;

@@ -34,8 +34,7 @@ pub fn refusals(config: &Config) -> Vec<Refusal> {
     not_implemented(config, &mut refusals);
     worker_token(config.auth.worker_token.as_deref(), &mut refusals);
     allowed_hosts(&config.server.allowed_hosts, &mut refusals);
-    if !is_loopback_bind(&config.server.bind) && !config.server.allow_unauthenticated_non_loopback
-    {
+    if !is_loopback_bind(&config.server.bind) && !config.server.allow_unauthenticated_non_loopback {
         refuse(
             &mut refusals,
             "server.bind",
@@ -211,14 +210,28 @@ mod tests {
         );
         assert_eq!(parse_authority("[::1]:9081").as_deref(), Some("[::1]:9081"));
         assert_eq!(parse_authority("10.0.0.5").as_deref(), Some("10.0.0.5"));
-        for bad in ["", "https://ci.example.com", "ci/x", "u@ci", "*.example.com", "a b"] {
+        for bad in [
+            "",
+            "https://ci.example.com",
+            "ci/x",
+            "u@ci",
+            "*.example.com",
+            "a b",
+        ] {
             assert_eq!(parse_authority(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn loopback_binds() {
-        for bind in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"] {
+        for bind in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_loopback_bind(bind), "{bind}");
         }
         for bind in ["0.0.0.0", "::", "10.0.0.5", "ci.example.com", ""] {

@@ -9,5 +9,6 @@ mod hub;
 pub mod scrollback;
 
 pub use hub::{
-    banner, InputRoute, InputSent, OutputChunk, TerminalHub, TerminalSubscription, INPUT_QUEUE, SCROLLBACK_BYTES,
+    banner, InputRoute, InputSent, OutputChunk, TerminalHub, TerminalSubscription, INPUT_QUEUE,
+    SCROLLBACK_BYTES,
 };

@@ -109,11 +109,7 @@ mod tests {
             .output()
             .unwrap();
         let printed = String::from_utf8(output.stdout).unwrap();
-        assert_eq!(
-            printed,
-            "8\n/keys/it's'; touch /tmp/pwned; '\n",
-            "{ssh}"
-        );
+        assert_eq!(printed, "8\n/keys/it's'; touch /tmp/pwned; '\n", "{ssh}");
     }
 
     #[test]

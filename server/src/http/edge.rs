@@ -188,7 +188,12 @@ fn refusal(req: &HttpRequest) -> Option<HttpResponse> {
         let origin: String = req
             .headers()
             .get(header::ORIGIN)
-            .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(100).collect())
+            .map(|o| {
+                String::from_utf8_lossy(o.as_bytes())
+                    .chars()
+                    .take(100)
+                    .collect()
+            })
             .unwrap_or_default();
         tracing::warn!(%origin, peer = ?req.peer_addr(), path = %req.path(),
             "cross-origin request refused");
@@ -250,10 +255,7 @@ mod tests {
         names.insert(address.to_string());
         AllowedHosts {
             names,
-            literal: extra
-                .iter()
-                .filter_map(|e| parse_authority(e))
-                .collect(),
+            literal: extra.iter().filter_map(|e| parse_authority(e)).collect(),
             port,
         }
     }

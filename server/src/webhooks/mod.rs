@@ -93,8 +93,7 @@ pub async fn receive(
         Sender::Github { .. } => header(&request, "x-github-delivery"),
         Sender::Gitlab { .. } => header(&request, "x-gitlab-event-uuid"),
     };
-    if delivery.is_some_and(|id| id.is_empty() || id.chars().count() > deliveries::MAX_ID_CHARS)
-    {
+    if delivery.is_some_and(|id| id.is_empty() || id.chars().count() > deliveries::MAX_ID_CHARS) {
         return reply(StatusCode::BAD_REQUEST, "malformed delivery id");
     }
     if delivery.is_some_and(|id| context.webhook_deliveries.seen(id)) {

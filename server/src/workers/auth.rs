@@ -95,7 +95,10 @@ mod tests {
         let loopback = "127.0.0.1:5000".parse().unwrap();
         assert_eq!(status(&token, TestRequest::get().peer_addr(loopback)), 401);
         assert_eq!(
-            status(&token, TestRequest::get().insert_header(("Authorization", "Bearer "))),
+            status(
+                &token,
+                TestRequest::get().insert_header(("Authorization", "Bearer "))
+            ),
             401
         );
         assert_eq!(
