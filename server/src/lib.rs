@@ -30,6 +30,8 @@ pub struct AppContext {
     pub workers: workers::WorkerHub,
     /// Deployments' terminal streams between workers and browsers.
     pub deployments: deployments::TerminalHub,
+    /// Webhook deliveries handled recently (replays are refused).
+    pub webhook_deliveries: webhooks::RecentDeliveries,
     /// The scheduler, once [`services::start`] has opened it.
     pub scheduler: std::sync::OnceLock<Arc<scheduler::Scheduler>>,
     /// The artifact store, once [`services::start`] has opened it.
@@ -39,15 +41,21 @@ pub struct AppContext {
 impl AppContext {
     /// Builds the shared context from a validated configuration (connects to nothing yet).
     pub fn new(config: config::Config) -> anyhow::Result<Arc<Self>> {
-        let redis = redis_state::RedisHandle::new(&config.redis.url)
-            .with_context(|| format!("invalid redis url {}", config.redis.url))?;
+        let redis = redis_state::RedisHandle::new(&config.redis.url).with_context(|| {
+            format!(
+                "invalid redis url {}",
+                config::redact_userinfo(&config.redis.url)
+            )
+        })?;
         let git = git::GitService::from_config(&config);
+        let workers = workers::WorkerHub::new(config.auth.worker_token.as_deref());
         Ok(Arc::new(Self {
             config,
             redis,
             git,
-            workers: workers::WorkerHub::default(),
+            workers,
             deployments: deployments::TerminalHub::default(),
+            webhook_deliveries: webhooks::RecentDeliveries::default(),
             scheduler: std::sync::OnceLock::new(),
             artifacts: std::sync::OnceLock::new(),
         }))

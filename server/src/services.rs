@@ -72,7 +72,7 @@ impl Services {
             let settings = LocalPoolSettings {
                 binary: worker_binary(local),
                 server_url: server_url.to_string(),
-                token: config.auth.worker_token.clone(),
+                token: Some(context.workers.token().to_string()),
                 scope: local.docker_scope.clone(),
                 storage: local.local_storage_path.clone(),
                 idle_timeout: Duration::from_secs(local.idle_timeout_seconds),

@@ -33,6 +33,22 @@ impl TestServer {
     }
 }
 
+/// The handshake of a worker connecting to the worker socket of the server at `base_url`
+/// (`http://…`) run by `context`, with the worker token that server requires.
+pub fn worker_socket_request(
+    base_url: &str,
+    context: &AppContext,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/api/worker/socket", base_url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("worker socket url");
+    let bearer = format!("Bearer {}", context.workers.token());
+    request
+        .headers_mut()
+        .insert("Authorization", bearer.parse().expect("token header"));
+    request
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         // Stopping is asynchronous; the listener closes when the actix system ends.

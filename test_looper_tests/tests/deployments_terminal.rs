@@ -110,7 +110,9 @@ struct FakeWorker {
 
 impl FakeWorker {
     async fn register(f: &Fixture, machine_id: &str) -> FakeWorker {
-        let (socket, _) = tokio_tungstenite::connect_async(f.ws_url("/api/worker/socket"))
+        let request =
+            test_looper_tests::server::worker_socket_request(&f.server.base_url, &f.server.context);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("worker socket");
         let mut worker = FakeWorker {

@@ -385,3 +385,56 @@ async fn webhooks_are_refused_without_a_configured_secret() {
         "{reply}"
     );
 }
+
+#[actix_web::test]
+async fn a_replayed_delivery_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = GitRepo::init_bare(&dir.path().join("repos/group/app.git"));
+    let c1 = git.commit("master", "one", &[("a.txt", "1")]);
+    let served = serve(config(dir.path(), Some(SECRET)));
+    let url = format!("{}/webhook", served.base_url);
+    let body = github_push(
+        "group/app",
+        "refs/heads/master",
+        &c1.to_string(),
+        &c1.to_string(),
+    );
+    let signature = sign(&body);
+    let delivery = |id: &'static str| {
+        [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", signature.as_str()),
+            ("x-github-delivery", id),
+        ]
+    };
+    let id = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let (status, reply) = post(&url, &delivery(id), body.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = post(&url, &delivery(id), body.clone()).await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("already handled"));
+    // Another delivery of the same body is a new event.
+    let (status, reply) = post(
+        &url,
+        &delivery("72d3162e-cc78-11e3-81ab-4c9367dc0959"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    // GitLab's event id is remembered the same way.
+    let gitlab = gitlab_push("group/app", &c1.to_string(), &c1.to_string());
+    let headers = [
+        ("x-gitlab-event", "Push Hook"),
+        ("x-gitlab-token", SECRET),
+        (
+            "x-gitlab-event-uuid",
+            "13792a34-cac6-4fda-95a8-c58e00a3954e",
+        ),
+    ];
+    let (first, _) = post(&url, &headers, gitlab.clone()).await;
+    let (second, _) = post(&url, &headers, gitlab).await;
+    assert_eq!((first, second), (200, 409));
+}

@@ -1,13 +1,16 @@
 //! The server's configuration file: loading, `${VAR}` expansion and validation.
 //!
 //! The format is YAML. See `deploy/config.example.yml` for a commented example of every
-//! section; the schema lives in [`schema`].
+//! section; the schema lives in [`schema`], and what is refused although it parses (keys the
+//! server does not act on, unsafe settings) in [`refusals`].
 
 mod env_expand;
+pub mod refusals;
 mod schema;
 mod storage;
 
 pub use env_expand::expand_env_vars;
+pub use refusals::Refusal;
 pub use schema::*;
 pub use storage::{DeploymentsSection, LogsSection, RetentionSection};
 
@@ -27,6 +30,13 @@ pub enum ConfigError {
     Yaml(String),
     #[error("section `{section}`: {message}")]
     Invalid { section: String, message: String },
+    #[error("{}", refused_lines(.0))]
+    Refused(Vec<Refusal>),
+}
+
+fn refused_lines(refusals: &[Refusal]) -> String {
+    let lines: Vec<String> = refusals.iter().map(Refusal::to_string).collect();
+    lines.join("\n")
 }
 
 impl Config {
@@ -114,11 +124,15 @@ impl Config {
                 "redis",
                 format!(
                     "url `{}` must start with redis:// or rediss://",
-                    self.redis.url
+                    redact_userinfo(&self.redis.url)
                 ),
             ));
         }
         storage::validate_storage_limits(&self.logs, &self.retention)?;
+        let refused = refusals::refusals(self);
+        if !refused.is_empty() {
+            return Err(ConfigError::Refused(refused));
+        }
         Ok(())
     }
 
@@ -131,6 +145,19 @@ impl Config {
             .or_else(|| sc.github.as_ref().and_then(|c| c.webhook_secret.as_deref()))
             .or_else(|| sc.gitlab.as_ref().and_then(|c| c.webhook_secret.as_deref()))
             .filter(|secret| !secret.is_empty())
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for messages and logs (L14).
+pub fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 

@@ -54,6 +54,16 @@ pub struct ServerSection {
     /// Directory served under `/static` (CSS, JS, the unpacked xterm.js).
     #[serde(default = "default_static_dir")]
     pub static_dir: PathBuf,
+    /// Further `Host` names (`name` or `name:port`) the server answers to, besides `address`,
+    /// `localhost`, `127.0.0.1` and `[::1]` on its port: for example the public name of a
+    /// reverse proxy in front of it. Other `Host`s get 421 (DNS rebinding, H3).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Listen on a non-loopback address although nobody is authenticated: anyone who can
+    /// reach the port can act, boot deployments and open their root shells. Refused unless
+    /// set (H1).
+    #[serde(default)]
+    pub allow_unauthenticated_non_loopback: bool,
 }
 
 /// Certificate and key for HTTPS.
@@ -297,7 +307,8 @@ pub struct AuthSection {
     /// Bearer tokens accepted by the JSON API (and by `tl`) for state-changing calls.
     #[serde(default)]
     pub api_tokens: Vec<String>,
-    /// Shared secret workers present when they connect.
+    /// Shared secret workers present when they connect (at least 32 characters); a random
+    /// one is drawn at start when absent (local workers get it by environment).
     #[serde(default)]
     pub worker_token: Option<String>,
 }

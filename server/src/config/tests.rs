@@ -83,7 +83,142 @@ fn shipped_examples_are_valid() {
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     for name in ["config.example.yml", "config.aws.example.yml"] {
         let text = std::fs::read_to_string(deploy.join(name)).unwrap();
-        Config::from_text(&text, |_| Some("x".into()))
-            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        Config::from_text(&text, |var| {
+            Some(match var {
+                "TEST_LOOPER_WORKER_TOKEN" => "w".repeat(64),
+                _ => "x".into(),
+            })
+        })
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
     }
+}
+
+/// The error for `MINIMAL` with `yaml` appended under `section:` (added when missing).
+fn refused(section: &str, yaml: &str) -> String {
+    let text = if MINIMAL.contains(&format!("\n{section}:\n")) {
+        MINIMAL.replace(
+            &format!("\n{section}:\n"),
+            &format!("\n{section}:\n{yaml}\n"),
+        )
+    } else {
+        format!("{MINIMAL}{section}:\n{yaml}\n")
+    };
+    match parse(&text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn keys_nothing_acts_on_are_refused_by_name() {
+    let err = refused("auth", "  mode: write");
+    assert!(
+        err.contains("auth.mode: write is not implemented yet"),
+        "{err}"
+    );
+    let err = refused("auth", "  mode: full");
+    assert!(
+        err.contains("auth.mode: full is not implemented yet"),
+        "{err}"
+    );
+    let err = refused("auth", "  api_tokens: [abc]");
+    assert!(err.contains("auth.api_tokens:"), "{err}");
+    let err = refused("server", "  tls: {cert: /c.pem, key: /k.pem}");
+    assert!(
+        err.contains("server.tls: TLS is not implemented yet"),
+        "{err}"
+    );
+    let err = refused("http_server", "  repo_prefixes_to_shorten: [org/]");
+    assert!(
+        err.contains("http_server.repo_prefixes_to_shorten"),
+        "{err}"
+    );
+    let github = MINIMAL.replace(
+        "  local:\n    path_to_repos: /srv/repos\n",
+        "  github:\n    owner: org:o\n    access_token: t\n    oauth: {client_id: i, client_secret: s, login_url: https://github.com}\n",
+    );
+    let err = parse(&github).unwrap_err().to_string();
+    assert!(err.contains("source_control.github.oauth:"), "{err}");
+    let aws = MINIMAL.replace(
+        "  local_docker:\n    local_storage_path: /srv/scratch\n    limits: {max_workers: 4}\n",
+        "  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, instance_types: [{instance_type: t, cores: 1, ram_gb: 1}]}\n",
+    );
+    let err = parse(&aws).unwrap_err().to_string();
+    assert!(err.contains("machine_management.aws:"), "{err}");
+    // Empty lists and `mode: none` mean nothing and are accepted.
+    let text = format!("{MINIMAL}auth: {{mode: none, api_tokens: []}}\nhttp_server: {{repo_prefixes_to_suppress: []}}\n");
+    parse(&text).unwrap();
+}
+
+#[test]
+fn every_refused_key_is_named_at_once() {
+    let err = refused(
+        "auth",
+        "  mode: write\n  api_tokens: [abc]\n  worker_token: \"\"",
+    );
+    for key in ["auth.mode", "auth.api_tokens", "auth.worker_token"] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn worker_tokens_must_be_long() {
+    let err = refused("auth", "  worker_token: \"\"");
+    assert!(err.contains("auth.worker_token: is empty"), "{err}");
+    let err = refused("auth", "  worker_token: short-token");
+    assert!(
+        err.contains("auth.worker_token: is 11 characters long"),
+        "{err}"
+    );
+    let long = "k".repeat(32);
+    let text = format!("{MINIMAL}auth:\n  worker_token: {long}\n");
+    assert_eq!(parse(&text).unwrap().auth.worker_token, Some(long));
+}
+
+#[test]
+fn non_loopback_binds_need_the_explicit_flag() {
+    let err = refused("server", "  bind: 0.0.0.0");
+    assert!(
+        err.contains("server.bind: `0.0.0.0` is not a loopback address"),
+        "{err}"
+    );
+    assert!(err.contains("allow_unauthenticated_non_loopback"), "{err}");
+    let text = MINIMAL.replace(
+        "server:\n",
+        "server:\n  bind: 0.0.0.0\n  allow_unauthenticated_non_loopback: true\n",
+    );
+    parse(&text).unwrap();
+    let text = MINIMAL.replace("server:\n", "server:\n  bind: \"::1\"\n");
+    parse(&text).unwrap();
+}
+
+#[test]
+fn allowed_hosts_are_names_with_an_optional_port() {
+    let text = MINIMAL.replace(
+        "server:\n",
+        "server:\n  allowed_hosts: [ci.example.com, \"proxy:8443\"]\n",
+    );
+    parse(&text).unwrap();
+    let err = refused("server", "  allowed_hosts: [\"https://ci.example.com\"]");
+    assert!(
+        err.contains("server.allowed_hosts: `https://ci.example.com`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn redis_passwords_are_not_echoed() {
+    let text = MINIMAL.replace(
+        "redis://127.0.0.1:6379/0",
+        "http://user:hunter2@redis:6379/0",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("http://***@redis:6379/0"), "{err}");
+    assert_eq!(redact_userinfo("redis://:pw@h:1/0"), "redis://***@h:1/0");
+    assert_eq!(redact_userinfo("redis://h:1/0"), "redis://h:1/0");
+    assert_eq!(
+        redact_userinfo("rediss://u:p@w@h/0?x=@"),
+        "rediss://***@h/0?x=@"
+    );
 }

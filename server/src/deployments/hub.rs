@@ -2,7 +2,9 @@
 //! offsets, server banners and the worker's deduplicated output), the browser terminals
 //! subscribed to it (counted), and the route of their input to the worker session that holds
 //! the deployment. In memory only: after a server restart a reconnecting worker's resent
-//! output fills it again.
+//! output fills it again. The route is a bounded queue (L4): input a browser sends faster than
+//! the worker link drains it is refused ([`InputSent::Overflow`]) and the browser terminal is
+//! closed, instead of queueing without limit.
 
 use super::scrollback::{Scrollback, WorkerCursor};
 use std::collections::{HashMap, VecDeque};
@@ -16,8 +18,22 @@ pub const SCROLLBACK_BYTES: usize = 1024 * 1024;
 /// Streams of ended deployments kept (so a late terminal still sees how it ended).
 const ENDED_KEPT: usize = 64;
 
+/// Input records queued per worker session (each at most one frame, 1 MiB).
+pub const INPUT_QUEUE: usize = 32;
+
 /// Where a worker session receives the input of the deployments it holds.
-pub type InputRoute = mpsc::UnboundedSender<(String, TerminalInput)>;
+pub type InputRoute = mpsc::Sender<(String, TerminalInput)>;
+
+/// What became of browser input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSent {
+    /// Queued for the worker holding the deployment.
+    Queued,
+    /// No worker holds the deployment now (a resize is remembered).
+    NoWorker,
+    /// The worker's queue is full: the input was dropped.
+    Overflow,
+}
 
 /// A slice of a deployment's output stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,7 +196,7 @@ impl TerminalHub {
             return;
         }
         if let Some((cols, rows)) = terminal.size {
-            let _ = route.send((
+            let _ = route.try_send((
                 deployment_id.to_string(),
                 TerminalInput::Resize { cols, rows },
             ));
@@ -203,19 +219,23 @@ impl TerminalHub {
         }
     }
 
-    /// Sends browser input to the worker holding the deployment; `false` when none does
-    /// (a resize is still remembered for the worker that takes it).
-    pub fn send_input(&self, deployment_id: &str, input: TerminalInput) -> bool {
+    /// Sends browser input to the worker holding the deployment (a resize is also
+    /// remembered for the worker that takes it).
+    pub fn send_input(&self, deployment_id: &str, input: TerminalInput) -> InputSent {
         let mut terminals = self.lock();
         let Some(terminal) = terminals.by_id.get_mut(deployment_id) else {
-            return false;
+            return InputSent::NoWorker;
         };
         if let TerminalInput::Resize { cols, rows } = input {
             terminal.size = Some((cols, rows));
         }
-        match &terminal.route {
-            Some(route) => route.send((deployment_id.to_string(), input)).is_ok(),
-            None => false,
+        let Some(route) = &terminal.route else {
+            return InputSent::NoWorker;
+        };
+        match route.try_send((deployment_id.to_string(), input)) {
+            Ok(()) => InputSent::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => InputSent::Overflow,
+            Err(mpsc::error::TrySendError::Closed(_)) => InputSent::NoWorker,
         }
     }
 
@@ -311,19 +331,25 @@ mod tests {
     fn input_goes_to_the_routed_session_and_a_late_worker_gets_the_size() {
         let hub = TerminalHub::default();
         hub.announce("d1", "booting");
-        assert!(!hub.send_input("d1", TerminalInput::Resize { cols: 80, rows: 24 }));
-        let (route, mut inputs) = mpsc::unbounded_channel();
+        assert_eq!(
+            hub.send_input("d1", TerminalInput::Resize { cols: 80, rows: 24 }),
+            InputSent::NoWorker
+        );
+        let (route, mut inputs) = mpsc::channel(INPUT_QUEUE);
         hub.route_input("d1", route.clone());
         assert_eq!(
             inputs.try_recv().unwrap(),
             ("d1".into(), TerminalInput::Resize { cols: 80, rows: 24 })
         );
-        assert!(hub.send_input(
-            "d1",
-            TerminalInput::Keys {
-                data: "ls\r".into()
-            }
-        ));
+        assert_eq!(
+            hub.send_input(
+                "d1",
+                TerminalInput::Keys {
+                    data: "ls\r".into()
+                }
+            ),
+            InputSent::Queued
+        );
         assert_eq!(
             inputs.try_recv().unwrap().1,
             TerminalInput::Keys {
@@ -331,6 +357,24 @@ mod tests {
             }
         );
         hub.unroute("d1", &route);
-        assert!(!hub.send_input("d1", TerminalInput::Keys { data: "x".into() }));
+        assert_eq!(
+            hub.send_input("d1", TerminalInput::Keys { data: "x".into() }),
+            InputSent::NoWorker
+        );
+    }
+
+    #[test]
+    fn input_beyond_the_queue_is_refused() {
+        let hub = TerminalHub::default();
+        hub.announce("d1", "booting");
+        let (route, mut inputs) = mpsc::channel(INPUT_QUEUE);
+        hub.route_input("d1", route);
+        let keys = || TerminalInput::Keys { data: "y".into() };
+        for _ in 0..INPUT_QUEUE {
+            assert_eq!(hub.send_input("d1", keys()), InputSent::Queued);
+        }
+        assert_eq!(hub.send_input("d1", keys()), InputSent::Overflow);
+        inputs.try_recv().unwrap();
+        assert_eq!(hub.send_input("d1", keys()), InputSent::Queued);
     }
 }

@@ -10,5 +10,6 @@ pub mod reaper;
 pub mod scrollback;
 
 pub use hub::{
-    banner, InputRoute, OutputChunk, TerminalHub, TerminalSubscription, SCROLLBACK_BYTES,
+    banner, InputRoute, InputSent, OutputChunk, TerminalHub, TerminalSubscription, INPUT_QUEUE,
+    SCROLLBACK_BYTES,
 };

@@ -49,11 +49,12 @@ impl GitCredentials {
                 );
         }
         if let Some(key) = &self.ssh_key {
+            // git runs this through the shell: the path is quoted as one word (L7).
             command.env(
                 "GIT_SSH_COMMAND",
                 format!(
-                    "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-                    key.display()
+                    "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+                    shell_quote(&key.to_string_lossy())
                 ),
             );
         }
@@ -75,9 +76,41 @@ impl GitCredentials {
     }
 }
 
+/// `text` as one single-quoted POSIX shell word (a `'` inside becomes `'\''`).
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_key_paths_stay_one_shell_word() {
+        let credentials = GitCredentials {
+            https_token: None,
+            ssh_key: Some(PathBuf::from("/keys/it's'; touch /tmp/pwned; '")),
+        };
+        let command = credentials.git_command();
+        let ssh = command
+            .get_envs()
+            .find(|(name, _)| *name == "GIT_SSH_COMMAND")
+            .and_then(|(_, value)| value)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        // The shell reads the quoted path back as exactly the original path.
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -- {}; printf '%s\\n' \"$#\" \"$2\"",
+                ssh.trim_start_matches("ssh ")
+            ))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(printed, "8\n/keys/it's'; touch /tmp/pwned; '\n", "{ssh}");
+    }
 
     #[test]
     fn tokens_are_redacted_and_not_in_debug_output() {

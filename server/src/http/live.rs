@@ -3,7 +3,8 @@
 //! concerns them. `GET /api/runs/{id}/log` streams a run's log: over a websocket when the
 //! request upgrades (binary frames of an 8-byte big-endian offset followed by the bytes from
 //! that offset; reconnecting with `?offset=N` resumes with no gap and no duplicate), otherwise
-//! as plain text from `?offset=N` with `X-Log-Offset`/`X-Log-Complete` headers.
+//! as plain text from `?offset=N` with `X-Log-Offset`/`X-Log-Complete` headers. A websocket
+//! upgrade from a page of another origin gets 403 (L3, [`super::edge::origin_allowed`]).
 
 use super::paths;
 use super::read_model::{Change, ChangeStream};
@@ -102,6 +103,14 @@ pub async fn run_log(
             .insert_header(("X-Log-Offset", chunk.offset.to_string()))
             .insert_header(("X-Log-Complete", chunk.complete.to_string()))
             .body(chunk.bytes));
+    }
+    if !super::edge::origin_allowed(&request) {
+        tracing::warn!(peer = ?request.peer_addr(), %run_id, "cross-origin log socket refused");
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-origin log connections are refused",
+        ));
     }
     // Fail before upgrading when the run has no log at all.
     ui.logs.read_from(&run_id, query.offset).await?;

@@ -2,6 +2,8 @@
 //!
 //! - [`pages`]: HTML pages (repos, repo, branch grid, commit, test history, run, machines).
 //! - [`actions`]: POST-only, CSRF-checked user actions (forms and JSON).
+//! - [`edge`]: the middleware around everything: Host and Origin allow-lists, security
+//!   headers.
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
 //! - [`deployments`], [`terminal`]: the deployments page and a deployment's browser terminal.
 //! - [`views`]: the data of every page, shared with the JSON API ([`crate::api`]).
@@ -16,6 +18,7 @@ pub mod adapters;
 pub mod cells;
 pub mod csrf;
 pub mod deployments;
+pub mod edge;
 pub mod format;
 pub mod git_reads;
 mod health;
@@ -91,11 +94,14 @@ impl Ui {
 }
 
 /// Registers every route on an actix `App`; shared by the listener and by in-process tests.
+/// Wrap the `App` in [`edge::guard`] too (as [`start_with`] does).
 pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let static_dir = context.config.server.static_dir.clone();
         let max_body = context.config.server.max_body_bytes;
-        cfg.app_data(web::Data::from(context))
+        let hosts = edge::AllowedHosts::from_config(&context.config);
+        cfg.app_data(web::Data::new(hosts))
+            .app_data(web::Data::from(context))
             .app_data(web::Data::from(ui))
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(
@@ -157,9 +163,12 @@ pub fn start_with(
     ui: Arc<Ui>,
     bind: (String, u16),
 ) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
-    let server =
-        HttpServer::new(move || App::new().configure(configure(context.clone(), ui.clone())))
-            .bind(bind)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(edge::guard))
+            .configure(configure(context.clone(), ui.clone()))
+    })
+    .bind(bind)?;
     let addrs = server.addrs();
     Ok((server.run(), addrs))
 }

@@ -9,8 +9,10 @@
 //!   following bytes start at (the `?offset=` asked for, or where the kept scrollback begins),
 //!   then binary frames of raw terminal bytes, history first, then live. When the
 //!   deployment is shut down the socket closes normally (1000, "session terminated").
-//!   Cross-origin upgrades (an `Origin` whose host differs from `Host`) get 403: the
-//!   terminal is a root shell.
+//!   Upgrades whose `Origin` is not one of the server's own names
+//!   ([`super::edge::origin_allowed`], the configured allow-list, never the request's own
+//!   `Host`) get 403: the terminal is a root shell. Input the worker cannot take as fast as
+//!   it comes closes the socket (1008, L4).
 
 use super::pages::html;
 use super::pages::{error_page, PageError};
@@ -18,7 +20,7 @@ use super::paths;
 use super::read_model::DeploymentView;
 use super::Ui;
 use crate::deployments::framing::{FrameDecoder, MAX_KEYS_BYTES};
-use crate::deployments::TerminalSubscription;
+use crate::deployments::{InputSent, TerminalSubscription};
 use crate::AppContext;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -75,28 +77,6 @@ pub struct SocketQuery {
     offset: u64,
 }
 
-/// Whether the request's `Origin` (if any) names the host it was sent to.
-fn same_origin(request: &HttpRequest) -> bool {
-    let Some(origin) = request.headers().get("origin") else {
-        // Not sent by a browser page: nothing to forge.
-        return true;
-    };
-    let origin = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok());
-    let host = request
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let Some(origin_host) = origin.as_ref().and_then(|url| url.host_str()) else {
-        return false;
-    };
-    let origin_authority = match origin.as_ref().and_then(|url| url.port()) {
-        Some(port) => format!("{origin_host}:{port}"),
-        None => origin_host.to_string(),
-    };
-    origin_authority.eq_ignore_ascii_case(host)
-}
-
 /// `GET /deployments/{id}/socket`.
 pub async fn socket(
     ui: web::Data<Ui>,
@@ -110,7 +90,7 @@ pub async fn socket(
         .peer_addr()
         .map(|addr| addr.to_string())
         .unwrap_or_else(|| "unknown".into());
-    if !same_origin(&request) {
+    if !super::edge::origin_allowed(&request) {
         tracing::warn!(%peer, deployment = %id, "cross-origin terminal socket refused");
         return HttpResponse::Forbidden().body("cross-origin terminal connections are refused");
     }
@@ -221,11 +201,19 @@ fn forward_input(
 ) -> Result<(), CloseReason> {
     loop {
         match decoder.next_input() {
-            Ok(Some(input)) => {
-                if !context.deployments.send_input(deployment_id, input) {
+            Ok(Some(input)) => match context.deployments.send_input(deployment_id, input) {
+                InputSent::Queued => {}
+                InputSent::NoWorker => {
                     tracing::debug!(%deployment_id, "terminal input with no worker attached dropped");
                 }
-            }
+                InputSent::Overflow => {
+                    tracing::warn!(%deployment_id, "terminal socket closed: input overflow");
+                    return Err(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("input arrives faster than the worker takes it".into()),
+                    });
+                }
+            },
             Ok(None) => return Ok(()),
             Err(err) => {
                 tracing::warn!(%deployment_id, %err, "terminal socket closed: bad input");
@@ -235,27 +223,5 @@ fn forward_input(
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    #[test]
-    fn origin_must_name_the_host() {
-        let request = |origin: Option<&str>| {
-            let mut request = TestRequest::get().insert_header(("Host", "127.0.0.1:9081"));
-            if let Some(origin) = origin {
-                request = request.insert_header(("Origin", origin));
-            }
-            request.to_http_request()
-        };
-        assert!(same_origin(&request(None)));
-        assert!(same_origin(&request(Some("http://127.0.0.1:9081"))));
-        assert!(!same_origin(&request(Some("http://127.0.0.1:9082"))));
-        assert!(!same_origin(&request(Some("https://evil.example"))));
-        assert!(!same_origin(&request(Some("null"))));
     }
 }

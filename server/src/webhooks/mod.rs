@@ -7,9 +7,14 @@
 //!   a request that is neither → 400; malformed JSON → 400; unknown events and tag pushes →
 //!   202 (ignored); the body size is bounded by `server.max_body_bytes` (413).
 //! - A valid branch push queues a fetch and rescan of the repo at once and answers 200.
+//! - Replays (L11): a signed delivery whose id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`)
+//!   was handled recently is answered 409 and not acted on again ([`RecentDeliveries`]).
 
+mod deliveries;
 mod payload;
 mod verify;
+
+pub use deliveries::RecentDeliveries;
 
 use crate::config::Config;
 use crate::AppContext;
@@ -84,13 +89,39 @@ pub async fn receive(
         tracing::warn!(peer = ?request.peer_addr(), "webhook with a bad or missing signature");
         return reply(StatusCode::UNAUTHORIZED, "bad or missing webhook signature");
     }
-    let is_form = header(&request, "content-type")
+    let delivery = match &sender {
+        Sender::Github { .. } => header(&request, "x-github-delivery"),
+        Sender::Gitlab { .. } => header(&request, "x-gitlab-event-uuid"),
+    };
+    if delivery.is_some_and(|id| id.is_empty() || id.chars().count() > deliveries::MAX_ID_CHARS) {
+        return reply(StatusCode::BAD_REQUEST, "malformed delivery id");
+    }
+    if delivery.is_some_and(|id| context.webhook_deliveries.seen(id)) {
+        tracing::warn!(delivery = ?delivery, "webhook delivery replayed: refused");
+        return reply(StatusCode::CONFLICT, "this delivery was already handled");
+    }
+    let response = handle_authentic(&request, &body, &context, &sender);
+    if let Some(id) = delivery.filter(|_| response.status().is_success()) {
+        context.webhook_deliveries.remember(id);
+    }
+    response
+}
+
+/// An authenticated delivery: its payload and what it asks for.
+fn handle_authentic(
+    request: &HttpRequest,
+    body: &[u8],
+    context: &AppContext,
+    sender: &Sender,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let is_form = header(request, "content-type")
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    let json_body = match payload::json_body(&body, is_form) {
+    let json_body = match payload::json_body(body, is_form) {
         Ok(bytes) => bytes,
         Err(message) => return reply(StatusCode::BAD_REQUEST, &message),
     };
-    let parsed = match &sender {
+    let parsed = match sender {
         Sender::Github { event } => match event.as_str() {
             "ping" => return reply(StatusCode::OK, "pong"),
             "push" => payload::github_push(&json_body),
@@ -111,7 +142,7 @@ pub async fn receive(
         Ok(push) => push,
         Err(message) => return reply(StatusCode::BAD_REQUEST, &message),
     };
-    handle_push(&context, push)
+    handle_push(context, push)
 }
 
 fn handle_push(context: &AppContext, push: PushEvent) -> HttpResponse {

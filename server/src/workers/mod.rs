@@ -2,8 +2,10 @@
 //!
 //! - `GET /api/worker/socket`: the websocket a worker daemon keeps open (one JSON message per
 //!   text frame, [`test_looper_core::protocol`] types), authenticated by the bearer token
-//!   `auth.worker_token` (without a configured token only loopback peers are accepted).
-//!   Every message is applied to the [`Scheduler`]; feed events addressed to the machine
+//!   ([`auth`]: always required; drawn at start when `auth.worker_token` is absent; requests
+//!   from web pages, i.e. with an `Origin`, are refused). A session acts for the one machine
+//!   it registered ([`sessions`]) and only on that machine's runs and deployments. Every
+//!   message is applied to the [`Scheduler`]; feed events addressed to the machine
 //!   (cancellations, "work available") are pushed to it.
 //! - `GET /api/worker/source?repo=&commit=&path=`: the source tarball of a commit (same auth).
 //! - Live logs: [`logs`] keeps each run's log in Redis ([`logs::read_from`] by byte offset).
@@ -13,6 +15,7 @@
 
 mod auth;
 pub mod logs;
+mod sessions;
 mod socket;
 mod sources;
 
@@ -22,12 +25,32 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::{Arc, OnceLock};
 
 /// What the worker endpoints share.
-#[derive(Default)]
 pub struct WorkerHub {
     scheduler: OnceLock<Arc<Scheduler>>,
+    token: auth::WorkerToken,
+    sessions: sessions::LiveSessions,
 }
 
 impl WorkerHub {
+    /// A hub accepting the configured token, or a random one drawn now when none is given.
+    pub fn new(configured_token: Option<&str>) -> Self {
+        WorkerHub {
+            scheduler: OnceLock::new(),
+            token: auth::WorkerToken::from_config(configured_token),
+            sessions: sessions::LiveSessions::default(),
+        }
+    }
+
+    /// The token workers must present (hand it to workers started by this server).
+    pub fn token(&self) -> &str {
+        self.token.value()
+    }
+
+    /// Whether a worker session is connected for `machine_id`.
+    pub fn has_live_session(&self, machine_id: &str) -> bool {
+        self.sessions.is_live(machine_id)
+    }
+
     /// Connects the hub to the running scheduler (once).
     pub fn attach(&self, scheduler: Arc<Scheduler>) {
         if self.scheduler.set(scheduler).is_err() {
@@ -46,7 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/worker/source", web::get().to(sources::source_tarball));
 }
 
-/// Rejects requests without the worker token.
+/// Rejects browser requests and requests without the worker token.
 pub(crate) fn check_auth(context: &AppContext, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-    auth::check(context.config.auth.worker_token.as_deref(), req)
+    context.workers.token.check(req)
 }

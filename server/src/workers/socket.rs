@@ -2,6 +2,14 @@
 //! forward feed events meant for this machine. A broken connection cancels nothing: the run's
 //! heartbeat deadline decides (the worker reconnects and resumes).
 //!
+//! Binding (H2, L1): a session acts for the one machine it registered, and only while no other
+//! live session holds that machine id. Messages before the registration, naming another
+//! machine, or about runs and deployments assigned to another machine are refused and logged
+//! (a completion or artifact report gets a refusing ack); after [`MAX_REFUSALS`] the session
+//! is closed. Run ids in `Log` are validated and must name a run of this machine before they
+//! become Redis keys. The server pings the worker and closes a session that stays silent for
+//! [`SILENCE_LIMIT`], so a half-open connection does not hold its machine id for long.
+//!
 //! Deployments: the session remembers the deployments its machine holds (from the
 //! `Assign(Work::Deployment)` replies it sends, and after a reconnect from the worker's
 //! registration, heartbeats and terminal output), feeds their terminal output into the
@@ -10,21 +18,35 @@
 //! scheduler ended it (feed event) or when the worker reports output for a deployment that
 //! is no longer alive.
 
-use crate::deployments::InputRoute;
+use super::sessions::{MachineClaim, TAKEOVER_WAIT};
+use crate::deployments::{InputRoute, INPUT_QUEUE};
+use crate::http::paths;
 use crate::scheduler::feed::FeedEvent;
 use crate::scheduler::Scheduler;
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, Session};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use base64::Engine as _;
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use test_looper_core::protocol::{ServerToWorker, TerminalInput, Work, WorkerToServer};
+use std::time::Duration;
+use test_looper_core::protocol::{
+    ArtifactAck, CompletionAck, ServerToWorker, TerminalInput, Work, WorkerToServer,
+};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Largest frame accepted from a worker (log chunks are far smaller).
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Refused messages after which the session is closed.
+pub const MAX_REFUSALS: u32 = 16;
+/// How often the server pings the worker.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A session that sends nothing (not even a pong) for this long is closed.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+/// Longest machine id accepted.
+const MAX_MACHINE_ID_CHARS: usize = 200;
 
 pub async fn worker_socket(
     context: web::Data<AppContext>,
@@ -77,18 +99,22 @@ async fn run_session(
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
     let mut feed = scheduler.subscribe();
-    let (route, mut inputs) = mpsc::unbounded_channel();
+    let (route, mut inputs) = mpsc::channel(INPUT_QUEUE);
     let mut worker = WorkerSession {
         context,
         scheduler,
-        machine_id: None,
+        claim: None,
+        refused: 0,
         deployments: HashSet::new(),
         route,
     };
-    loop {
-        let replies = tokio::select! {
+    let mut last_heard = Instant::now();
+    let mut pings = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let close = loop {
+        let reply = tokio::select! {
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else { break };
+                let Some(Ok(frame)) = frame else { break None };
+                last_heard = Instant::now();
                 match frame {
                     AggregatedMessage::Text(text) => {
                         match serde_json::from_str::<WorkerToServer>(&text) {
@@ -99,12 +125,12 @@ async fn run_session(
                             }
                         }
                     }
-                    AggregatedMessage::Ping(bytes) if session.pong(&bytes).await.is_err() => break,
-                    AggregatedMessage::Close(_) => break,
+                    AggregatedMessage::Ping(bytes) if session.pong(&bytes).await.is_err() => break None,
+                    AggregatedMessage::Close(_) => break None,
                     _ => continue,
                 }
             }
-            event = feed.recv() => match event {
+            event = feed.recv() => Reply::Send(match event {
                 Ok(event) => worker.feed_event(event).await,
                 // Missed events: let the worker ask again, re-check its deployments.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -113,45 +139,173 @@ async fn run_session(
                     replies.push(ServerToWorker::WorkAvailable);
                     replies
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            Some((deployment_id, input)) = inputs.recv() => worker.input(deployment_id, input),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break None,
+            }),
+            Some((deployment_id, input)) = inputs.recv() => Reply::Send(worker.input(deployment_id, input)),
+            _ = pings.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    tracing::warn!(machine = ?worker.machine_id(), "worker silent: session closed");
+                    break Some(reason(CloseCode::Away, "no answer to pings"));
+                }
+                if session.ping(b"").await.is_err() {
+                    break None;
+                }
+                continue;
+            }
         };
-        if !send_all(&mut session, replies).await {
-            break;
+        match reply {
+            Reply::Send(replies) => {
+                if !send_all(&mut session, replies).await {
+                    break None;
+                }
+            }
+            Reply::Close(why) => break Some(reason(CloseCode::Policy, &why)),
         }
-    }
-    tracing::info!(machine = ?worker.machine_id, "worker disconnected");
+    };
+    tracing::info!(machine = ?worker.machine_id(), "worker disconnected");
     worker.release_routes();
-    if let Some(machine_id) = &worker.machine_id {
-        if let Err(error) = worker.scheduler.machine_disconnected(machine_id).await {
+    if let Some(machine_id) = worker.machine_id().map(str::to_string) {
+        if let Err(error) = worker.scheduler.machine_disconnected(&machine_id).await {
             tracing::warn!(%error, %machine_id, "could not record a worker's disconnection");
         }
     }
-    let _ = session.close(None).await;
+    let _ = session.close(close).await;
+    // The machine id is free for a new session only once this one is closed.
+    drop(worker);
+}
+
+fn reason(code: CloseCode, text: &str) -> CloseReason {
+    CloseReason {
+        code,
+        description: Some(text.to_string()),
+    }
+}
+
+/// What a message leads to.
+enum Reply {
+    Send(Vec<ServerToWorker>),
+    /// Close the session (1008) with this reason.
+    Close(String),
+}
+
+/// Who a run or deployment is assigned to, as this session sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    ThisMachine,
+    /// Another machine, or nobody (an unassigned deployment).
+    Elsewhere,
+    /// The scheduler does not know the id.
+    Unknown,
 }
 
 /// What one session knows about its worker.
 struct WorkerSession {
     context: Arc<AppContext>,
     scheduler: Arc<Scheduler>,
-    machine_id: Option<String>,
+    /// The machine this session registered (and holds against other sessions).
+    claim: Option<MachineClaim>,
+    /// Messages refused so far.
+    refused: u32,
     /// Deployments the machine holds (their input is routed to this session).
     deployments: HashSet<String>,
     route: InputRoute,
 }
 
 impl WorkerSession {
+    fn machine_id(&self) -> Option<&str> {
+        self.claim.as_ref().map(MachineClaim::machine_id)
+    }
+
+    /// Logs a refused message; closes the session once too many were refused.
+    fn refuse(&mut self, what: &str, replies: Vec<ServerToWorker>) -> Reply {
+        self.refused += 1;
+        tracing::warn!(machine = ?self.machine_id(), refused = self.refused,
+            "worker message refused: {what}");
+        if self.refused >= MAX_REFUSALS {
+            Reply::Close(format!("{MAX_REFUSALS} messages refused; last: {what}"))
+        } else {
+            Reply::Send(replies)
+        }
+    }
+
+    /// Whether `machine_id` is the one this session registered.
+    fn is_mine(&self, machine_id: &str) -> bool {
+        self.machine_id() == Some(machine_id)
+    }
+
+    /// Who holds the run or deployment `id`.
+    async fn owner(&self, id: &str) -> Owner {
+        let Some(mine) = self.machine_id().map(str::to_string) else {
+            return Owner::Elsewhere;
+        };
+        let id = id.to_string();
+        self.scheduler
+            .read(move |engine| {
+                let holder = if let Some(run) = engine.run(&id) {
+                    Some(run.machine_id.clone())
+                } else if let Some(deployment) = engine.deployment(&id) {
+                    deployment.machine_id.clone()
+                } else {
+                    return Owner::Unknown;
+                };
+                if holder.as_deref() == Some(mine.as_str()) {
+                    Owner::ThisMachine
+                } else {
+                    Owner::Elsewhere
+                }
+            })
+            .await
+    }
+
+    /// Binds the session to the registered machine id, if it may have it.
+    async fn bind(&mut self, machine_id: &str) -> Result<(), String> {
+        if let Some(bound) = self.machine_id() {
+            if bound == machine_id {
+                return Ok(());
+            }
+            return Err(format!(
+                "this session is machine {bound}; it cannot register as {machine_id}"
+            ));
+        }
+        if machine_id.is_empty()
+            || machine_id.chars().count() > MAX_MACHINE_ID_CHARS
+            || machine_id.chars().any(char::is_control)
+        {
+            return Err("invalid machine id".into());
+        }
+        match self
+            .context
+            .workers
+            .sessions
+            .claim(machine_id, TAKEOVER_WAIT)
+            .await
+        {
+            Some(claim) => {
+                self.claim = Some(claim);
+                Ok(())
+            }
+            None => Err(format!(
+                "machine {machine_id} already has a live worker session"
+            )),
+        }
+    }
+
     /// Applies one message; returns the replies.
-    async fn handle(&mut self, message: WorkerToServer) -> Vec<ServerToWorker> {
+    async fn handle(&mut self, message: WorkerToServer) -> Reply {
         let scheduler = self.scheduler.clone();
-        match message {
+        if self.claim.is_none() && !matches!(message, WorkerToServer::Register { .. }) {
+            return self.refuse("message before the registration", Vec::new());
+        }
+        Reply::Send(match message {
             WorkerToServer::Register { machine } => {
                 let id = machine.machine_id.clone();
+                if let Err(why) = self.bind(&id).await {
+                    tracing::warn!(machine = %id, "registration refused: {why}");
+                    return Reply::Close(why);
+                }
                 match scheduler.register_machine(machine).await {
                     Ok(()) => {
                         tracing::info!(machine = %id, "worker registered");
-                        self.machine_id = Some(id);
                         self.claim_held_deployments().await;
                     }
                     Err(error) => tracing::error!(%error, "register failed"),
@@ -159,6 +313,9 @@ impl WorkerSession {
                 Vec::new()
             }
             WorkerToServer::RequestWork { machine_id: id } => {
+                if !self.is_mine(&id) {
+                    return self.refuse(&format!("work requested for machine {id}"), Vec::new());
+                }
                 match scheduler.next_work(&id).await {
                     Ok(Some(work)) => {
                         if let Work::Deployment(deployment) = &work {
@@ -179,9 +336,22 @@ impl WorkerSession {
                 }
             }
             WorkerToServer::Heartbeat(heartbeat) => {
+                if !self.is_mine(&heartbeat.machine_id) {
+                    let what = format!("heartbeat for machine {}", heartbeat.machine_id);
+                    return self.refuse(&what, Vec::new());
+                }
                 if let Some(id) = &heartbeat.run_id {
-                    if !self.deployments.contains(id) && self.alive_here(id).await == Some(true) {
-                        self.claim(id);
+                    match self.owner(id).await {
+                        Owner::Elsewhere => {
+                            let what = format!("heartbeat for {id} of another machine");
+                            return self.refuse(&what, Vec::new());
+                        }
+                        Owner::ThisMachine if !self.deployments.contains(id) => {
+                            if self.alive_here(id).await == Some(true) {
+                                self.claim(id);
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 match scheduler.heartbeat(&heartbeat).await {
@@ -194,6 +364,13 @@ impl WorkerSession {
             }
             WorkerToServer::ArtifactUploaded(uploaded) => {
                 let run_id = uploaded.run_id.clone();
+                if self.owner(&run_id).await == Owner::Elsewhere {
+                    let ack = ArtifactAck::Rejected {
+                        reason: "the run is assigned to another machine".into(),
+                    };
+                    let what = format!("artifact of {run_id} of another machine");
+                    return self.refuse(&what, vec![ServerToWorker::ArtifactAck { run_id, ack }]);
+                }
                 match scheduler.artifact_uploaded(&uploaded).await {
                     Ok(ack) => vec![ServerToWorker::ArtifactAck { run_id, ack }],
                     Err(error) => {
@@ -204,6 +381,13 @@ impl WorkerSession {
             }
             WorkerToServer::Completed(completion) => {
                 let run_id = completion.run_id.clone();
+                if self.owner(&run_id).await == Owner::Elsewhere {
+                    let ack = CompletionAck::Discarded {
+                        reason: "the run is assigned to another machine".into(),
+                    };
+                    let what = format!("completion of {run_id} of another machine");
+                    return self.refuse(&what, vec![ServerToWorker::CompletionAck { run_id, ack }]);
+                }
                 match scheduler.record_completion(&completion).await {
                     Ok(ack) => vec![ServerToWorker::CompletionAck { run_id, ack }],
                     Err(error) => {
@@ -218,14 +402,20 @@ impl WorkerSession {
                 offset,
                 text,
             } => {
-                if let Err(error) = super::logs::append(
-                    &self.context.redis,
-                    &super::logs::LiveLogLimits::from_config(&self.context.config),
-                    &run_id,
-                    offset,
-                    &text,
-                )
-                .await
+    if let Some(machine_id) = worker.machine_id().map(str::to_string) {
+        if let Err(error) = worker.scheduler.machine_disconnected(&machine_id).await {
+            tracing::warn!(%error, %machine_id, "could not record a worker's disconnection");
+        }
+    }
+                if paths::run_id(&run_id).is_err() {
+                    return self.refuse("log chunk with an invalid run id", Vec::new());
+                }
+                if self.owner(&run_id).await != Owner::ThisMachine {
+                    let what = format!("log chunk for {run_id}, not a run of this machine");
+                    return self.refuse(&what, Vec::new());
+                }
+                if let Err(error) =
+                    super::logs::append(&self.context.redis, &run_id, offset, &text).await
                 {
                     tracing::warn!(%error, %run_id, "could not store a log chunk");
                 }
@@ -237,7 +427,13 @@ impl WorkerSession {
                 data,
             } => self.terminal_output(deployment_id, offset, &data).await,
             WorkerToServer::DeploymentExited { deployment_id } => {
-                tracing::info!(%deployment_id, machine = ?self.machine_id, "deployment exited");
+                if !self.deployments.contains(&deployment_id)
+                    && self.owner(&deployment_id).await != Owner::ThisMachine
+                {
+                    let what = format!("exit of {deployment_id}, not a deployment of this machine");
+                    return self.refuse(&what, Vec::new());
+                }
+                tracing::info!(%deployment_id, machine = ?self.machine_id(), "deployment exited");
                 self.forget(&deployment_id);
                 if let Err(error) = scheduler.shutdown_deployment(&deployment_id).await {
                     tracing::warn!(%error, %deployment_id, "could not end the exited deployment");
@@ -245,7 +441,7 @@ impl WorkerSession {
                 self.context.deployments.terminate(&deployment_id);
                 Vec::new()
             }
-        }
+        })
     }
 
     async fn terminal_output(
@@ -258,7 +454,7 @@ impl WorkerSession {
             match self.alive_here(&deployment_id).await {
                 Some(true) => self.claim(&deployment_id),
                 Some(false) => {
-                    tracing::warn!(%deployment_id, machine = ?self.machine_id,
+                    tracing::warn!(%deployment_id, machine = ?self.machine_id(),
                         "terminal output for a deployment held by another machine ignored");
                     return Vec::new();
                 }
@@ -284,7 +480,7 @@ impl WorkerSession {
                 run_id,
                 machine_id,
                 reason,
-            } if self.machine_id.as_deref() == Some(machine_id.as_str()) => {
+            } if self.is_mine(&machine_id) => {
                 vec![ServerToWorker::Cancel { run_id, reason }]
             }
             FeedEvent::DeploymentsChanged { deployment_ids } => {
@@ -328,7 +524,7 @@ impl WorkerSession {
     /// `Some(true)`: alive on this machine; `Some(false)`: alive elsewhere or unassigned;
     /// `None`: unknown or ended.
     async fn alive_here(&self, deployment_id: &str) -> Option<bool> {
-        let machine = self.machine_id.clone();
+        let machine = self.machine_id().map(str::to_string);
         self.scheduler
             .read(|engine| {
                 let deployment = engine.deployment(deployment_id)?;
@@ -341,7 +537,7 @@ impl WorkerSession {
 
     /// After a (re)registration: the deployments the scheduler says this machine holds.
     async fn claim_held_deployments(&mut self) {
-        let machine = self.machine_id.clone();
+        let machine = self.machine_id().map(str::to_string);
         let held: Vec<String> = self
             .scheduler
             .read(|engine| {

@@ -1,0 +1,241 @@
+//! Fail closed (H1, M7): configuration the server parses but does not act on, and settings
+//! that would leave it open, are refused by `--check-config` and at start with a message that
+//! names the key. Nothing here is silently ignored: a key listed below either does what its
+//! documentation says or stops the server from starting.
+
+use super::{Config, MachineManagementSection, SourceControlSection};
+
+/// Shortest `auth.worker_token` accepted (a generated token is 64 hex characters).
+pub const MIN_WORKER_TOKEN_CHARS: usize = 32;
+
+/// One refused key: the dotted key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn refuse(refusals: &mut Vec<Refusal>, key: &str, message: impl Into<String>) {
+    refusals.push(Refusal {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+/// Every refused key of `config` (empty when it may run).
+pub fn refusals(config: &Config) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    not_implemented(config, &mut refusals);
+    worker_token(config.auth.worker_token.as_deref(), &mut refusals);
+    allowed_hosts(&config.server.allowed_hosts, &mut refusals);
+    if !is_loopback_bind(&config.server.bind) && !config.server.allow_unauthenticated_non_loopback {
+        refuse(
+            &mut refusals,
+            "server.bind",
+            format!(
+                "`{}` is not a loopback address and nobody is authenticated \
+                 (auth.mode: none): anyone who reaches the port can act and open root shells \
+                 in deployments. Bind 127.0.0.1 behind a reverse proxy that authenticates, or \
+                 set server.allow_unauthenticated_non_loopback: true to accept this",
+                config.server.bind
+            ),
+        );
+    }
+    refusals
+}
+
+/// Keys that are parsed (so that old files still read) but that nothing acts on yet.
+fn not_implemented(config: &Config, refusals: &mut Vec<Refusal>) {
+    if config.server.tls.is_some() {
+        refuse(
+            refusals,
+            "server.tls",
+            "TLS is not implemented yet (the listener speaks plain HTTP); terminate TLS at a \
+             reverse proxy and remove this key",
+        );
+    }
+    let mode = config.auth.mode;
+    if mode != super::AuthMode::None {
+        let name = format!("{mode:?}").to_lowercase();
+        refuse(
+            refusals,
+            "auth.mode",
+            format!(
+                "{name} is not implemented yet; only `none` is accepted (nobody is \
+                 authenticated: restrict who can reach the server)"
+            ),
+        );
+    }
+    if !config.auth.api_tokens.is_empty() {
+        refuse(
+            refusals,
+            "auth.api_tokens",
+            "API tokens are not implemented yet (the API would accept every caller); remove \
+             the key",
+        );
+    }
+    let SourceControlSection { github, gitlab, .. } = &config.source_control;
+    if github.as_ref().is_some_and(|g| g.oauth.is_some()) {
+        refuse(
+            refusals,
+            "source_control.github.oauth",
+            "browser login is not implemented yet; remove the key",
+        );
+    }
+    if gitlab.as_ref().is_some_and(|g| g.oauth.is_some()) {
+        refuse(
+            refusals,
+            "source_control.gitlab.oauth",
+            "browser login is not implemented yet; remove the key",
+        );
+    }
+    let MachineManagementSection { aws, .. } = &config.machine_management;
+    if aws.is_some() {
+        refuse(
+            refusals,
+            "machine_management.aws",
+            "the EC2 machine pool is not implemented yet (no instance would ever be booted); \
+             use machine_management.local_docker",
+        );
+    }
+    let http = &config.http_server;
+    for (key, list) in [
+        (
+            "http_server.repo_prefixes_to_suppress",
+            &http.repo_prefixes_to_suppress,
+        ),
+        (
+            "http_server.repo_prefixes_to_shorten",
+            &http.repo_prefixes_to_shorten,
+        ),
+    ] {
+        if !list.is_empty() {
+            refuse(
+                refusals,
+                key,
+                "is not implemented yet (repo names are shown in full); remove the key",
+            );
+        }
+    }
+}
+
+/// M7: an empty or short token would let anyone act as a worker.
+fn worker_token(token: Option<&str>, refusals: &mut Vec<Refusal>) {
+    let Some(token) = token else {
+        return;
+    };
+    let key = "auth.worker_token";
+    if token.is_empty() {
+        refuse(
+            refusals,
+            key,
+            "is empty: remove the key (a random token is drawn at start) or give at least \
+             32 characters",
+        );
+    } else if token.chars().count() < MIN_WORKER_TOKEN_CHARS {
+        refuse(
+            refusals,
+            key,
+            format!(
+                "is {} characters long; give at least {MIN_WORKER_TOKEN_CHARS} (for example \
+                 `openssl rand -hex 32`)",
+                token.chars().count()
+            ),
+        );
+    } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+        refuse(
+            refusals,
+            key,
+            "may only contain printable ASCII characters without spaces",
+        );
+    }
+}
+
+fn allowed_hosts(hosts: &[String], refusals: &mut Vec<Refusal>) {
+    for host in hosts {
+        if parse_authority(host).is_none() {
+            refuse(
+                refusals,
+                "server.allowed_hosts",
+                format!("`{host}` is not a host name or `host:port` (no scheme, no path)"),
+            );
+        }
+    }
+}
+
+/// `name` or `name:port` as a lower-case authority (IPv6 in brackets), or `None` when it is
+/// anything else (a URL, a path, userinfo, a wildcard).
+pub fn parse_authority(text: &str) -> Option<String> {
+    if text.is_empty() || text.contains(['/', '@', '?', '#', '*', ' ']) {
+        return None;
+    }
+    let url = url::Url::parse(&format!("http://{text}/")).ok()?;
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None if text.ends_with(":80") => format!("{host}:80"),
+        None => host.to_string(),
+    })
+}
+
+/// Whether the listener address only accepts connections from this host.
+pub fn is_loopback_bind(bind: &str) -> bool {
+    let bare = bind.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_are_names_with_an_optional_port() {
+        assert_eq!(
+            parse_authority("CI.example.com").as_deref(),
+            Some("ci.example.com")
+        );
+        assert_eq!(
+            parse_authority("ci.example.com:8443").as_deref(),
+            Some("ci.example.com:8443")
+        );
+        assert_eq!(parse_authority("[::1]:9081").as_deref(), Some("[::1]:9081"));
+        assert_eq!(parse_authority("10.0.0.5").as_deref(), Some("10.0.0.5"));
+        for bad in [
+            "",
+            "https://ci.example.com",
+            "ci/x",
+            "u@ci",
+            "*.example.com",
+            "a b",
+        ] {
+            assert_eq!(parse_authority(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_binds() {
+        for bind in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback_bind(bind), "{bind}");
+        }
+        for bind in ["0.0.0.0", "::", "10.0.0.5", "ci.example.com", ""] {
+            assert!(!is_loopback_bind(bind), "{bind}");
+        }
+    }
+}
