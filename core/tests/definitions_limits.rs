@@ -78,23 +78,10 @@ fn untestable(text: &str) -> (String, usize) {
     }
 }
 
-const ENVIRONMENT: &str = "looper_version: 4
-environments:
-  linux:
-    platform: linux
-    image: {dockerfile_contents: \"FROM x\"}
-    variables:
-";
-
 /// Trigger A: `V_n: "${V_{n-1}}${V_{n-1}}"` up to V40 (16 GiB unbounded).
 #[test]
 fn exponential_variables_fail_at_the_value_limit() {
-    let mut text = format!("{ENVIRONMENT}      V0: \"aaaaaaaaaaaaaaaa\"\n");
-    for i in 1..=40 {
-        text.push_str(&format!("      V{i}: \"${{V{}}}${{V{}}}\"\n", i - 1, i - 1));
-    }
-    text.push_str("tests:\n  t/linux: {command: \"echo ${V40}\"}\n");
-    let (message, peak) = untestable(&text);
+    let (message, peak) = untestable(&hostile::doubling_variables(40));
     assert!(
         message.contains("variable V17 expands to more than 1 MiB (limit)"),
         "{message}"
@@ -105,10 +92,7 @@ fn exponential_variables_fail_at_the_value_limit() {
 /// Trigger B: 100,000 aliases of a 1 MiB string (~100 GB unbounded).
 #[test]
 fn alias_bomb_fails_by_bytes() {
-    let mut text = format!("s: &s \"{}\"\nl: [", "a".repeat(MIB));
-    text.push_str(&vec!["*s"; 100_000].join(", "));
-    text.push_str("]\n");
-    let (message, peak) = untestable(&text);
+    let (message, peak) = untestable(&hostile::alias_bomb());
     assert!(
         message.contains("the YAML expands to more than 32 MiB of text (aliases?) (limit)"),
         "{message}"
@@ -149,18 +133,7 @@ fn oversized_file_is_refused_before_parsing() {
 /// Macros double too: a top-level `define` chain `M_n: "${M_{n-1}}${M_{n-1}}"`.
 #[test]
 fn doubling_macros_fail_at_the_value_limit() {
-    let mut text = String::new();
-    for m in 0..40 {
-        let indent = "  ".repeat(m);
-        let value = if m == 0 {
-            "\"mmmmmmmmmmmmmmmm\"".to_owned()
-        } else {
-            format!("\"${{M{}}}${{M{}}}\"", m - 1, m - 1)
-        };
-        text.push_str(&format!("{indent}define: {{M{m}: {value}}}\n{indent}in:\n"));
-    }
-    text.push_str(&format!("{}looper_version: 4\n", "  ".repeat(40)));
-    let (message, peak) = untestable(&text);
+    let (message, peak) = untestable(&hostile::define_chain(40, "looper_version: 4\n"));
     assert!(
         message.contains("substituting 'M16' expands to more than 1 MiB (limit)"),
         "{message}"
@@ -190,11 +163,8 @@ fn foreach_products_fail_before_they_are_built() {
 /// passes the resolved-bytes limit, before the copies are made.
 #[test]
 fn copies_into_many_definitions_fail_at_the_resolved_limit() {
-    let mut text = format!("{ENVIRONMENT}      V0: \"aaaaaaaaaaaaaaaa\"\n");
-    for i in 1..=16 {
-        text.push_str(&format!("      V{i}: \"${{V{}}}${{V{}}}\"\n", i - 1, i - 1));
-    }
-    text.push_str("tests:\n");
+    // V16 is 1 MiB, the largest value allowed.
+    let mut text = hostile::doubling_variables(16);
     for t in 0..200 {
         text.push_str(&format!("  t{t}/linux: {{command: \"run {t}\"}}\n"));
     }

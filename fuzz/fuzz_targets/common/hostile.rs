@@ -7,6 +7,11 @@
 //!
 //! [`check`] resolves one generated file and asserts the resolution stayed within every
 //! cumulative limit; a crash or an abort on memory is the failure the fuzzer looks for.
+//! The fixed bombs of the review ([`doubling_variables`], [`alias_bomb`],
+//! [`define_chain`]) are here too, for the tests of `tl` and of the server.
+
+// Each includer uses part of this file.
+#![allow(dead_code)]
 
 use test_looper_core::definitions::limits::Counter;
 use test_looper_core::definitions::memory::MemorySource;
@@ -130,10 +135,16 @@ pub fn hostile_file(data: &[u8]) -> String {
         ));
     }
 
+    define_chain(macros, &body)
+}
+
+/// `body` (a definitions file) inside a top-level `define` chain of `macros` levels:
+/// `M0: "mmmmmmmmmmmmmmmm"`, then `M_n: "${M_{n-1}}${M_{n-1}}"` (doubling, like
+/// [`doubling_variables`]). `macros == 0` gives `body`.
+pub fn define_chain(macros: usize, body: &str) -> String {
     if macros == 0 {
-        return body;
+        return body.to_owned();
     }
-    // Wrap the body in the define chain, innermost last.
     let mut text = String::new();
     for m in 0..macros {
         let indent = "  ".repeat(m);
@@ -148,6 +159,30 @@ pub fn hostile_file(data: &[u8]) -> String {
     for line in body.lines() {
         text.push_str(&format!("{indent}{line}\n"));
     }
+    text
+}
+
+/// H4 trigger A: an environment whose variables double, `V0` 16 bytes and
+/// `V_n: "${V_{n-1}}${V_{n-1}}"` up to `V{levels}`, and a test that uses the last one.
+/// Unbounded, `V30` alone is 16 GiB.
+pub fn doubling_variables(levels: usize) -> String {
+    let mut text = String::from(
+        "looper_version: 4\nenvironments:\n  linux:\n    platform: linux\n    image: {dockerfile_contents: \"FROM x\"}\n    variables:\n      V0: \"aaaaaaaaaaaaaaaa\"\n",
+    );
+    for i in 1..=levels {
+        text.push_str(&format!("      V{i}: \"${{V{}}}${{V{}}}\"\n", i - 1, i - 1));
+    }
+    text.push_str(&format!(
+        "tests:\n  t/linux: {{command: \"echo ${{V{levels}}}\"}}\n"
+    ));
+    text
+}
+
+/// H4 trigger B: 100,000 aliases of a 1 MiB string (about 100 GB unbounded).
+pub fn alias_bomb() -> String {
+    let mut text = format!("s: &s \"{}\"\nl: [", "a".repeat(1 << 20));
+    text.push_str(&vec!["*s"; 100_000].join(", "));
+    text.push_str("]\n");
     text
 }
 
