@@ -10,11 +10,10 @@
 
 mod worker_support;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    WaitContainerOptions,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -165,7 +164,7 @@ async fn escapes_through_the_socket_are_refused() {
             "own directories",
             HostConfig {
                 mounts: Some(vec![Mount {
-                    typ: Some(MountTypeEnum::BIND),
+                    typ: Some(MountType::BIND),
                     source: Some("/etc".into()),
                     target: Some("/host-etc".into()),
                     ..Default::default()
@@ -266,9 +265,8 @@ async fn an_upgrade_header_never_turns_the_connection_into_a_raw_copy() {
     let allowed = format!(r#"{{"Image":"{BASE}","Cmd":["true"],"Labels":{labels}}}"#);
     // 1: a harmless request that asks for an upgrade; 2: a pipelined privileged create;
     // 3: a pipelined create with a chunked body (parsed and labelled, not copied raw).
-    let mut bytes = String::from(
-        "GET /_ping HTTP/1.1\r\nHost: d\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
-    );
+    let mut bytes =
+        String::from("GET /_ping HTTP/1.1\r\nHost: d\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n");
     bytes.push_str(&format!(
         "POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{privileged}",
@@ -291,10 +289,16 @@ async fn an_upgrade_header_never_turns_the_connection_into_a_raw_copy() {
     assert!(answer.contains("Privileged"), "{answer}");
     // Exactly one container was created, and it carries the run's label.
     let created = engine
-        .containers_labelled(test_looper_tests::docker_engine::SCOPE_LABEL, engine.scope())
+        .containers_labelled(
+            test_looper_tests::docker_engine::SCOPE_LABEL,
+            engine.scope(),
+        )
         .await;
     assert_eq!(created.len(), 1, "{answer}");
-    assert_eq!(engine.containers_labelled(RUN_LABEL, &run_id).await, created);
+    assert_eq!(
+        engine.containers_labelled(RUN_LABEL, &run_id).await,
+        created
+    );
     assert_eq!(proxy.finish(engine.client()).await.unwrap(), 1);
 }
 
@@ -399,7 +403,9 @@ async fn a_job_sees_and_touches_only_its_own_containers() {
         .await;
     assert!(logs.concat().contains("hello from a sibling"), "{logs:?}");
     let listed: Vec<String> = client
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
         .await
         .unwrap()
         .into_iter()
@@ -506,7 +512,11 @@ async fn planted_links_are_never_followed() {
     let (outcome, log) = run_stages(
         &engine,
         dir.path(),
-        vec![stage(&command, "echo cleaned-by-the-real-script", Vec::new())],
+        vec![stage(
+            &command,
+            "echo cleaned-by-the-real-script",
+            Vec::new(),
+        )],
         false,
         Sandbox::default(),
     )
@@ -518,7 +528,10 @@ async fn planted_links_are_never_followed() {
     assert_eq!(outcome.test_cases.len(), 1, "{log}");
     assert!(!outcome.test_cases[0].passed && !outcome.test_cases[0].has_logs);
     assert!(log.contains("symbolic link"), "{log}");
-    assert!(!stored_artifacts_contain(&dir.path().join("artifacts"), secret.as_bytes()));
+    assert!(!stored_artifacts_contain(
+        &dir.path().join("artifacts"),
+        secret.as_bytes()
+    ));
 
     // Run B: a linked summary, and an artifact directory that is a link to a host directory.
     let command = format!(
@@ -548,7 +561,10 @@ async fn planted_links_are_never_followed() {
         RunResult::Passed => panic!("a linked artifact directory was packed:\n{log}"),
     }
     assert!(log.contains("testSummary.json"), "{log}");
-    assert!(!stored_artifacts_contain(&dir.path().join("artifacts"), secret.as_bytes()));
+    assert!(!stored_artifacts_contain(
+        &dir.path().join("artifacts"),
+        secret.as_bytes()
+    ));
 }
 
 #[tokio::test]
@@ -571,5 +587,8 @@ async fn oversized_result_files_get_a_clear_note() {
         log.contains("testSummary.json is larger than 16 MiB: individual results ignored"),
         "{log}"
     );
-    assert!(log.contains("big.xml is larger than 16 MiB; ignored"), "{log}");
+    assert!(
+        log.contains("big.xml is larger than 16 MiB; ignored"),
+        "{log}"
+    );
 }

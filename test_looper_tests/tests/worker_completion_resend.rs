@@ -144,16 +144,17 @@ async fn an_unacknowledged_completion_is_resent_until_acknowledged_and_counted_o
         sources: Arc::new(HttpSources {
             client: reqwest::Client::new(),
             base_url: install.base_url.clone(),
-            token: None,
+            token: Some(install.context.workers.token().to_string()),
         }),
         storage: storage.path().to_path_buf(),
         scope: install.scope.clone(),
         machine_id: machine_id.clone(),
         images: ImageCache::default(),
+        sandbox: Default::default(),
     };
     let settings = DaemonSettings {
         socket_url: format!("ws://{relay_address}/api/worker/socket"),
-        token: None,
+        token: Some(install.context.workers.token().to_string()),
         machine: MachineInfo {
             machine_id: machine_id.clone(),
             cores: 1,

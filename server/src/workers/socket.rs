@@ -402,11 +402,6 @@ impl WorkerSession {
                 offset,
                 text,
             } => {
-    if let Some(machine_id) = worker.machine_id().map(str::to_string) {
-        if let Err(error) = worker.scheduler.machine_disconnected(&machine_id).await {
-            tracing::warn!(%error, %machine_id, "could not record a worker's disconnection");
-        }
-    }
                 if paths::run_id(&run_id).is_err() {
                     return self.refuse("log chunk with an invalid run id", Vec::new());
                 }
@@ -414,8 +409,14 @@ impl WorkerSession {
                     let what = format!("log chunk for {run_id}, not a run of this machine");
                     return self.refuse(&what, Vec::new());
                 }
-                if let Err(error) =
-                    super::logs::append(&self.context.redis, &run_id, offset, &text).await
+                if let Err(error) = super::logs::append(
+                    &self.context.redis,
+                    &super::logs::LiveLogLimits::from_config(&self.context.config),
+                    &run_id,
+                    offset,
+                    &text,
+                )
+                .await
                 {
                     tracing::warn!(%error, %run_id, "could not store a log chunk");
                 }

@@ -173,6 +173,7 @@ async fn bench(args: Args) {
             max_cores: 1,
             max_ram_gb: 2,
             idle_timeout_seconds: 600,
+            ..PoolOptions::default()
         },
     )
     .await;

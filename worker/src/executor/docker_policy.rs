@@ -737,11 +737,15 @@ mod tests {
         assert!(policy
             .check_query(&build, "remote=http://127.0.0.1:9081/")
             .is_err());
-        assert!(policy.check_query(&build, "t=x&dockerfile=Dockerfile").is_ok());
+        assert!(policy
+            .check_query(&build, "t=x&dockerfile=Dockerfile")
+            .is_ok());
         let import = route("POST", "/images/create").unwrap();
         assert!(policy
             .check_query(&import, "fromSrc=http://127.0.0.1/x")
             .is_err());
-        assert!(policy.check_query(&import, "fromImage=busybox&tag=1").is_ok());
+        assert!(policy
+            .check_query(&import, "fromImage=busybox&tag=1")
+            .is_ok());
     }
 }
