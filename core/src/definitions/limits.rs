@@ -69,9 +69,9 @@ impl LimitExceeded {
 /// `bytes` for messages: `1 MiB`, `32 MiB`, `1 GiB`, else a plain byte count.
 pub fn show_bytes(bytes: usize) -> String {
     const MIB: usize = 1 << 20;
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
-    } else if bytes >= MIB && bytes % MIB == 0 {
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")
