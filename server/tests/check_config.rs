@@ -118,6 +118,10 @@ fn the_shipped_examples_pass() {
             .env("TEST_LOOPER_WORKER_TOKEN", "t".repeat(64))
             .env("GITHUB_TOKEN", "x")
             .env("GITHUB_WEBHOOK_SECRET", "x")
+            .env("GITLAB_TOKEN", "x")
+            .env("GITLAB_WEBHOOK_SECRET", "x")
+            .env("TEST_LOOPER_WEBHOOK_SECRET", "x")
+            .env("REDIS_PORT", "6379")
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string()

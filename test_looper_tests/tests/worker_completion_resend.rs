@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What the relay saw.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Seen {
     /// Run ids of the `Completed` messages the worker sent, in order.
     completions: Vec<String>,
@@ -43,6 +43,7 @@ async fn relay(listener: TcpListener, upstream: String, seen: Arc<Mutex<Seen>>) 
     }
 }
 
+#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
 async fn relay_one(stream: TcpStream, upstream: String, seen: Arc<Mutex<Seen>>) {
     let authorization = Arc::new(Mutex::new(None));
     let header = authorization.clone();
@@ -192,7 +193,7 @@ async fn an_unacknowledged_completion_is_resent_until_acknowledged_and_counted_o
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].state, RunState::Passed);
     assert_eq!((counts.runs, counts.failures), (1, 0));
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(
         seen.completions.iter().all(|id| *id == runs[0].run_id),
         "{:?}",
@@ -206,7 +207,7 @@ async fn an_unacknowledged_completion_is_resent_until_acknowledged_and_counted_o
         "{}",
         seen.beats_after_completion
     );
-    daemon.abort();
     drop(seen);
+    daemon.abort();
     install.shutdown().await;
 }

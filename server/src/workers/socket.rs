@@ -341,17 +341,16 @@ impl WorkerSession {
                     return self.refuse(&what, Vec::new());
                 }
                 if let Some(id) = &heartbeat.run_id {
-                    match self.owner(id).await {
-                        Owner::Elsewhere => {
-                            let what = format!("heartbeat for {id} of another machine");
-                            return self.refuse(&what, Vec::new());
-                        }
-                        Owner::ThisMachine if !self.deployments.contains(id) => {
-                            if self.alive_here(id).await == Some(true) {
-                                self.claim(id);
-                            }
-                        }
-                        _ => {}
+                    let owner = self.owner(id).await;
+                    if owner == Owner::Elsewhere {
+                        let what = format!("heartbeat for {id} of another machine");
+                        return self.refuse(&what, Vec::new());
+                    }
+                    if owner == Owner::ThisMachine
+                        && !self.deployments.contains(id)
+                        && self.alive_here(id).await == Some(true)
+                    {
+                        self.claim(id);
                     }
                 }
                 match scheduler.heartbeat(&heartbeat).await {

@@ -295,7 +295,7 @@ mod tests {
         symlink("sub/ok.txt", root.join("out/inside")).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &root.join("out/fifo"),
+            root.join("out/fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
