@@ -149,12 +149,20 @@ async fn fail(context: &WriterContext, batch: Vec<PendingWrite>, message: String
         context.recovering.store(true, Ordering::SeqCst);
         context.generation.fetch_add(1, Ordering::SeqCst);
     }
+    // One attempt before answering: when Redis is fine (a failed durable write), callers see
+    // their error only once memory is back to the stored state.
+    let first = restore(context).await;
     for write in batch {
         let _ = write.done.send(Err(message.clone()));
     }
     let mut delay = Duration::from_millis(50);
+    let mut attempt = Some(first);
     loop {
-        match restore(context).await {
+        let result = match attempt.take() {
+            Some(result) => result,
+            None => restore(context).await,
+        };
+        match result {
             Ok(()) => break,
             Err(err) => {
                 tracing::warn!(%err, "redis is not back yet; steps stay refused");
