@@ -11,6 +11,7 @@ mod disk;
 mod error;
 mod key;
 mod s3;
+mod small_writes;
 mod store;
 
 pub use config::{open_store, StoreConfig};

@@ -106,6 +106,24 @@ pub trait ArtifactStore: Send + Sync {
         })
     }
 
+    /// Stores a small value that every process sees at once and that survives any process
+    /// crash, but that a machine crash may lose until the next
+    /// [`ArtifactStore::sync_deferred`]. Backends whose writes are durable when they return
+    /// (S3) keep this default, a plain [`ArtifactStore::put_bytes`].
+    fn put_bytes_deferred<'a>(
+        &'a self,
+        key: &'a ArtifactKey,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64, ArtifactError>> {
+        self.put_bytes(key, bytes)
+    }
+
+    /// Makes every [`ArtifactStore::put_bytes_deferred`] write so far durable; returns how
+    /// many objects it synced.
+    fn sync_deferred(&self) -> BoxFuture<'_, Result<usize, ArtifactError>> {
+        Box::pin(async { Ok(0) })
+    }
+
     /// Downloads `key` into `dest` (written to a temporary sibling, then renamed).
     fn get_to_file<'a>(
         &'a self,
@@ -181,7 +199,7 @@ pub(crate) async fn write_atomically(
 }
 
 /// `dir/.name.partial-<random>` next to `path`.
-fn temporary_sibling(path: &Path) -> std::path::PathBuf {
+pub(crate) fn temporary_sibling(path: &Path) -> std::path::PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -111,7 +111,10 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
     let config = &context.config;
     let store_config = store_config(config);
     let artifacts = open_store(&store_config).await?;
-    let results: Arc<dyn ResultStore> = Arc::new(ArtifactResultStore::new(artifacts.clone()));
+    let results: Arc<dyn ResultStore> = Arc::new(
+        ArtifactResultStore::new(artifacts.clone())
+            .with_deferred_sync(result_sync_interval(config)),
+    );
     let client = redis::Client::open(config.redis.url.as_str())?;
     let (hardware, os_configs) = pool_hardware(config);
     let scheduler_config = SchedulerConfig {
@@ -197,6 +200,17 @@ pub fn own_url(addrs: &[SocketAddr]) -> String {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     format!("http://{addr}")
+}
+
+/// How often deferred result records are synced (local disk only: S3 writes are durable
+/// when they return).
+fn result_sync_interval(config: &Config) -> std::time::Duration {
+    let millis = match (&config.artifacts.local_disk, &config.artifacts.s3) {
+        (Some(disk), _) => disk.result_sync_interval_ms,
+        (None, Some(_)) => 0,
+        (None, None) => crate::config::DEFAULT_RESULT_SYNC_INTERVAL_MS,
+    };
+    std::time::Duration::from_millis(millis)
 }
 
 /// The artifact store section as the value workers are started with.

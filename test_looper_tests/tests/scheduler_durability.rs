@@ -5,10 +5,13 @@
 mod scheduler_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use scheduler_support::*;
+use test_looper_artifacts::DiskStore;
 use test_looper_core::protocol::{Completion, CompletionAck, Heartbeat, HeartbeatReply};
 use test_looper_core::scheduling::{RunState, TestCounts};
+use test_looper_server::scheduler::results::{ArtifactResultStore, ResultStore, StoreError};
 use test_looper_server::scheduler::{Scheduler, StartMode};
 
 fn world() -> World {
@@ -166,7 +169,6 @@ async fn an_emptied_redis_is_rebuilt_from_result_records() {
 #[tokio::test]
 async fn an_emptied_redis_is_rebuilt_from_result_records_in_s3() {
     use test_looper_artifacts::{ArtifactStore, S3Store};
-    use test_looper_server::scheduler::results::ArtifactResultStore;
     let moto = test_looper_tests::MotoServer::start();
     let sdk = test_looper_aws::sdk_config(&moto.aws_settings()).await;
     let client = test_looper_aws::s3_client(&sdk, true);
@@ -200,10 +202,7 @@ async fn an_emptied_redis_is_rebuilt_from_result_records_in_s3() {
 
 /// Runs work, flushes Redis, and checks that a scheduler over the same result store
 /// rebuilds identical counts and settings.
-async fn rebuild_after_flush(
-    harness: &Harness,
-    results: Arc<dyn test_looper_server::scheduler::results::ResultStore>,
-) {
+async fn rebuild_after_flush(harness: &Harness, results: Arc<dyn ResultStore>) {
     let world = world();
     let scheduler = harness.open_with(results.clone()).await;
     let (in_flight, artifacts) = populate(&scheduler, &world).await;
@@ -498,24 +497,17 @@ async fn a_redis_restarted_empty_while_running_loses_nothing() {
 
 /// A result store whose writes fail while `failing` is set.
 struct FlakyStore {
-    inner: Arc<test_looper_server::scheduler::results::ArtifactResultStore>,
+    inner: Arc<ArtifactResultStore>,
     failing: std::sync::atomic::AtomicBool,
 }
 
-impl test_looper_server::scheduler::results::ResultStore for FlakyStore {
+impl ResultStore for FlakyStore {
     fn write_result<'a>(
         &'a self,
         record: &'a test_looper_core::scheduling::ResultRecord,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<(), test_looper_server::scheduler::results::StoreError>,
-    > {
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(async {
-                Err(test_looper_server::scheduler::results::StoreError::Other(
-                    "disk full".into(),
-                ))
-            });
+            return Box::pin(async { Err(StoreError::Other("disk full".into())) });
         }
         self.inner.write_result(record)
     }
@@ -523,30 +515,21 @@ impl test_looper_server::scheduler::results::ResultStore for FlakyStore {
         &self,
     ) -> futures_util::future::BoxFuture<
         '_,
-        Result<
-            Vec<test_looper_core::scheduling::ResultRecord>,
-            test_looper_server::scheduler::results::StoreError,
-        >,
+        Result<Vec<test_looper_core::scheduling::ResultRecord>, StoreError>,
     > {
         self.inner.list_results()
     }
     fn write_settings<'a>(
         &'a self,
         settings: &'a test_looper_core::scheduling::UserSettings,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<(), test_looper_server::scheduler::results::StoreError>,
-    > {
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
         self.inner.write_settings(settings)
     }
     fn read_settings(
         &self,
     ) -> futures_util::future::BoxFuture<
         '_,
-        Result<
-            Option<test_looper_core::scheduling::UserSettings>,
-            test_looper_server::scheduler::results::StoreError,
-        >,
+        Result<Option<test_looper_core::scheduling::UserSettings>, StoreError>,
     > {
         self.inner.read_settings()
     }
@@ -636,4 +619,39 @@ async fn an_undecodable_record_is_set_aside_and_the_rest_loads() {
         .query(&mut connection)
         .unwrap();
     assert_eq!(set_aside.as_deref(), Some("{not json"));
+}
+
+#[tokio::test]
+async fn a_deferred_record_is_on_disk_when_acknowledged_and_synced_within_the_interval() {
+    for interval in [Duration::ZERO, Duration::from_millis(50)] {
+        let harness = Harness::new();
+        let disk = DiskStore::new(harness.dir.path());
+        let store = ArtifactResultStore::new(Arc::new(disk.clone())).with_deferred_sync(interval);
+        let scheduler = harness.open_with(Arc::new(store)).await;
+        enable_one_test(&scheduler).await;
+        scheduler.register_machine(linux("m1", 2)).await.unwrap();
+        let run = run_of(scheduler.next_work("m1").await.unwrap());
+        let completion = Completion {
+            run_id: run.run_id.clone(),
+            outcome: passed(run.artifacts.clone()),
+        };
+        scheduler.record_completion(&completion).await.unwrap();
+        // Acknowledged: another process (here, a fresh store) reads the record at once.
+        let records = ArtifactResultStore::local(harness.dir.path())
+            .list_results()
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1, "{interval:?}");
+        if interval.is_zero() {
+            assert_eq!(disk.unsynced(), 0, "synced before the acknowledgement");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while disk.unsynced() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the deferred record was not synced within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

@@ -180,6 +180,18 @@ pub struct ArtifactsSection {
 #[serde(deny_unknown_fields)]
 pub struct LocalDiskArtifacts {
     pub path: PathBuf,
+    /// How long a finished run's result record may sit only in the operating system's page
+    /// cache (it survives any process crash, not a machine crash) before it is synced to the
+    /// disk. 0 syncs each record before its completion is acknowledged.
+    #[serde(default = "default_result_sync_interval_ms")]
+    pub result_sync_interval_ms: u64,
+}
+
+/// The result-record sync interval when none is configured (or no `local_disk` section).
+pub const DEFAULT_RESULT_SYNC_INTERVAL_MS: u64 = 100;
+
+fn default_result_sync_interval_ms() -> u64 {
+    DEFAULT_RESULT_SYNC_INTERVAL_MS
 }
 
 /// Artifacts in an S3 bucket (or any S3-compatible endpoint).

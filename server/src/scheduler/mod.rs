@@ -21,11 +21,13 @@
 pub mod clock;
 pub mod feed;
 pub mod results;
+pub mod timings;
 pub mod versions;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use test_looper_core::protocol::{
     ArtifactAck, ArtifactUploaded, Completion, CompletionAck, Heartbeat, HeartbeatReply,
@@ -42,6 +44,7 @@ use crate::state::{RedisState, StateError};
 use clock::Clock;
 use feed::FeedEvent;
 use results::{ResultStore, StoreError};
+use timings::{Phase, StepTimings};
 use versions::StateVersions;
 
 /// Why a scheduler call failed.
@@ -82,6 +85,7 @@ pub struct Scheduler {
     /// (their callers retry), reads keep working on the engine.
     recovering: Arc<AtomicBool>,
     start_mode: StartMode,
+    timings: Arc<StepTimings>,
 }
 
 impl Scheduler {
@@ -120,7 +124,15 @@ impl Scheduler {
         let versions = Arc::new(StateVersions::default());
         let deadline_changed = Arc::new(Notify::new());
         let recovering = Arc::new(AtomicBool::new(false));
+        let timings = Arc::new(StepTimings::default());
         let (writes, queue) = mpsc::unbounded_channel();
+        if let Some(interval) = store.sync_interval() {
+            tokio::spawn(writer::sync_results(
+                Arc::clone(&store),
+                interval,
+                writes.downgrade(),
+            ));
+        }
         tokio::spawn(writer::run(
             writer::WriterContext {
                 engine: Arc::clone(&engine),
@@ -134,6 +146,7 @@ impl Scheduler {
                 deadline_changed: Arc::clone(&deadline_changed),
                 config,
                 clock: Arc::clone(&clock),
+                timings: Arc::clone(&timings),
             },
             queue,
         ));
@@ -147,11 +160,17 @@ impl Scheduler {
             deadline_changed,
             recovering,
             start_mode,
+            timings,
         }))
     }
 
     pub fn start_mode(&self) -> StartMode {
         self.start_mode
+    }
+
+    /// Where recent steps spent their time (see [`timings`]).
+    pub fn step_timings(&self) -> &StepTimings {
+        &self.timings
     }
 
     /// The change feed (in-process). Other processes read the Redis stream `tl:feed`.
@@ -195,10 +214,12 @@ impl Scheduler {
             if self.recovering.load(Ordering::SeqCst) {
                 return Err(SchedulerError::Recovering);
             }
+            let started = Instant::now();
             let now = self.clock.now();
             let result = f(&mut engine, now);
             let changes = engine.take_changes();
             if changes.is_empty() {
+                self.timings.record(Phase::EngineStep, started.elapsed());
                 return Ok(result);
             }
             self.versions.step(engine.parts_touched(&changes));
@@ -214,7 +235,9 @@ impl Scheduler {
                 settings: changes.settings.then(|| engine.user_settings()),
                 events,
                 done,
+                prepared_at: Instant::now(),
             };
+            self.timings.record(Phase::EngineStep, started.elapsed());
             self.writes
                 .send(write)
                 .map_err(|_| SchedulerError::Persist("the writer task has stopped".into()))?;
@@ -416,6 +439,7 @@ impl Scheduler {
                     settings: None,
                     events: Vec::new(),
                     done,
+                    prepared_at: Instant::now(),
                 })
                 .map_err(|_| SchedulerError::Persist("the writer task has stopped".into()))?;
         }

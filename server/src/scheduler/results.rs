@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use test_looper_artifacts::{ArtifactError, ArtifactKey, ArtifactPrefix, ArtifactStore, DiskStore};
@@ -49,12 +50,24 @@ pub trait ResultStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The settings document, if one was ever written.
     fn read_settings(&self) -> BoxFuture<'_, Result<Option<UserSettings>, StoreError>>;
+    /// How often [`ResultStore::sync`] must run, when result writes are acknowledged before
+    /// they are synced (`None`: each write is durable when it returns).
+    fn sync_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Makes every result written so far durable; returns how many it synced.
+    fn sync(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
 }
 
 /// Result records in an artifact store.
 #[derive(Clone)]
 pub struct ArtifactResultStore {
     store: Arc<dyn ArtifactStore>,
+    /// `Some`: records are written with [`ArtifactStore::put_bytes_deferred`] and synced this
+    /// often by the scheduler (see `docs/durability.md`).
+    deferred_sync: Option<Duration>,
 }
 
 /// The largest result document read back (records are a few KB).
@@ -63,8 +76,20 @@ const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 const SETTINGS: &str = "settings.json";
 
 impl ArtifactResultStore {
+    /// Records synced one by one before each write returns.
     pub fn new(store: Arc<dyn ArtifactStore>) -> ArtifactResultStore {
-        ArtifactResultStore { store }
+        ArtifactResultStore {
+            store,
+            deferred_sync: None,
+        }
+    }
+
+    /// Records acknowledged once every process can read them (they survive any process
+    /// crash) and synced to the disk within `interval` (a machine crash can lose at most
+    /// that much). A zero interval keeps each write synced before it returns.
+    pub fn with_deferred_sync(mut self, interval: Duration) -> ArtifactResultStore {
+        self.deferred_sync = (!interval.is_zero()).then_some(interval);
+        self
     }
 
     /// Records in a local directory (an artifact store rooted there).
@@ -106,9 +131,12 @@ impl ResultStore for ArtifactResultStore {
         Box::pin(async move {
             let bytes =
                 serde_json::to_vec(record).map_err(|err| StoreError::Other(err.to_string()))?;
-            self.store
-                .put_bytes(&Self::result_key(record)?, bytes)
-                .await?;
+            let key = Self::result_key(record)?;
+            if self.deferred_sync.is_some() {
+                self.store.put_bytes_deferred(&key, bytes).await?;
+            } else {
+                self.store.put_bytes(&key, bytes).await?;
+            }
             Ok(())
         })
     }
@@ -146,5 +174,13 @@ impl ResultStore for ArtifactResultStore {
 
     fn read_settings(&self) -> BoxFuture<'_, Result<Option<UserSettings>, StoreError>> {
         Box::pin(async move { self.read_json(&ArtifactKey::scheduler(SETTINGS)?).await })
+    }
+
+    fn sync_interval(&self) -> Option<Duration> {
+        self.deferred_sync
+    }
+
+    fn sync(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move { Ok(self.store.sync_deferred().await?) })
     }
 }

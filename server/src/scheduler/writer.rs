@@ -11,6 +11,9 @@
 //!   resend their completions) until Redis answers again, then either reloads the engine
 //!   from Redis (the store kept this life's state, so memory never runs ahead of it) or, if
 //!   Redis lost its state meanwhile, rewrites the engine's whole state into it.
+//! - Result records may be written *deferred* (see [`ResultStore::sync_interval`]): the
+//!   caller is answered once every process can read its record, and [`sync_results`] syncs
+//!   them to the disk on an interval, off the callers' path.
 //! - If a transaction finds that Redis lost its state before it (a flush, a restart without
 //!   persistence, a failover to an empty replica: see `state` on the epoch), the engine's
 //!   whole state is rewritten at once and the batch succeeds: nothing the server knew is
@@ -18,13 +21,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use test_looper_core::scheduling::{Engine, ResultRecord, SchedulerConfig, UserSettings};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use super::feed::FeedEvent;
 use super::results::ResultStore;
+use super::timings::{Phase, StepTimings};
 use crate::state::{RedisState, StateError, StoreCheck};
 
 /// One prepared step.
@@ -35,6 +39,8 @@ pub(crate) struct PendingWrite {
     pub(crate) settings: Option<UserSettings>,
     pub(crate) events: Vec<FeedEvent>,
     pub(crate) done: oneshot::Sender<Result<(), String>>,
+    /// When the step was queued (for [`Phase::Queued`]).
+    pub(crate) prepared_at: Instant,
 }
 
 /// What the writer task shares with the scheduler.
@@ -51,6 +57,7 @@ pub(crate) struct WriterContext {
     pub(crate) deadline_changed: Arc<Notify>,
     pub(crate) config: SchedulerConfig,
     pub(crate) clock: Arc<dyn super::clock::Clock>,
+    pub(crate) timings: Arc<StepTimings>,
 }
 
 /// Most steps written in one transaction.
@@ -83,7 +90,19 @@ pub(crate) async fn run(context: WriterContext, mut queue: mpsc::UnboundedReceiv
 }
 
 async fn write_batch(context: &WriterContext, batch: Vec<PendingWrite>) {
-    if let Err(message) = write_durable(context, &batch).await {
+    let started = Instant::now();
+    for write in &batch {
+        context
+            .timings
+            .record(Phase::Queued, started - write.prepared_at);
+    }
+    let durable = write_durable(context, &batch).await;
+    if batch.iter().any(|write| !write.records.is_empty()) {
+        context
+            .timings
+            .record(Phase::DurableWrite, started.elapsed());
+    }
+    if let Err(message) = durable {
         tracing::error!(%message, "cannot write the durable records of a batch; its steps fail");
         fail(context, batch, message).await;
         return;
@@ -92,7 +111,12 @@ async fn write_batch(context: &WriterContext, batch: Vec<PendingWrite>) {
         .iter()
         .flat_map(|write| write.commands.iter().cloned())
         .collect();
-    let written = match context.redis.execute(commands, &context.epoch).await {
+    let redis_started = Instant::now();
+    let executed = context.redis.execute(commands, &context.epoch).await;
+    context
+        .timings
+        .record(Phase::RedisWrite, redis_started.elapsed());
+    let written = match executed {
         Ok(StoreCheck::Intact) => Ok(()),
         Ok(StoreCheck::Lost) => {
             tracing::error!(
@@ -174,6 +198,28 @@ async fn fail(context: &WriterContext, batch: Vec<PendingWrite>, message: String
     context.recovering.store(false, Ordering::SeqCst);
     context.deadline_changed.notify_one();
     tracing::info!("scheduler state store recovered; steps are accepted again");
+}
+
+/// Syncs deferred result records every `interval` while the scheduler lives (`alive` is its
+/// step queue), and once more when it is gone. A failed sync is logged and retried: what it
+/// could not sync stays pending.
+pub(crate) async fn sync_results(
+    store: Arc<dyn ResultStore>,
+    interval: Duration,
+    alive: mpsc::WeakUnboundedSender<PendingWrite>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let last = alive.upgrade().is_none();
+        if let Err(err) = store.sync().await {
+            tracing::error!(%err, "cannot sync result records to the disk; retrying");
+        }
+        if last {
+            break;
+        }
+    }
 }
 
 /// Brings memory and Redis back to one state: Redis' when it kept this life's state, the

@@ -21,6 +21,7 @@ use test_looper_core::protocol::{
 use test_looper_core::scheduling::{CommitInfo, ParseOutcome, SchedulerConfig};
 use test_looper_server::scheduler::clock::SystemClock;
 use test_looper_server::scheduler::results::ArtifactResultStore;
+use test_looper_server::scheduler::timings::Phase;
 use test_looper_server::scheduler::Scheduler;
 use test_looper_tests::RedisServer;
 
@@ -79,10 +80,23 @@ fn history(template: &ResolvedCommit, repo: &str, commits: usize) -> Vec<CommitI
         .collect()
 }
 
-async fn open(redis: &RedisServer, dir: &std::path::Path) -> Arc<Scheduler> {
+/// How result records reach the disk (`artifacts.local_disk.result_sync_interval_ms`).
+#[derive(Clone, Copy, Debug)]
+enum ResultSync {
+    /// The default: synced every 100 ms, off the completion's path.
+    Deferred,
+    /// `0`: each record synced before its completion is acknowledged.
+    EachWrite,
+}
+
+async fn open(redis: &RedisServer, dir: &std::path::Path, sync: ResultSync) -> Arc<Scheduler> {
+    let interval = match sync {
+        ResultSync::Deferred => Duration::from_millis(100),
+        ResultSync::EachWrite => Duration::ZERO,
+    };
     Scheduler::open(
         &redis.client(),
-        Arc::new(ArtifactResultStore::local(dir)),
+        Arc::new(ArtifactResultStore::local(dir).with_deferred_sync(interval)),
         SchedulerConfig {
             id_prefix: "bench".into(),
             ..SchedulerConfig::default()
@@ -109,7 +123,7 @@ fn ms(duration: Duration) -> f64 {
 async fn bench_enable(commits: usize, tests: usize) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let scheduler = open(&redis, dir.path()).await;
+    let scheduler = open(&redis, dir.path(), ResultSync::Deferred).await;
     let template = template(tests);
     let infos = history(&template, "big", commits);
     // Ingested as a git scan delivers a long history: in chunks of 500 commits.
@@ -223,10 +237,11 @@ async fn drive(
     (completion_all.len(), elapsed, next_all, completion_all)
 }
 
-async fn bench_throughput() {
+async fn bench_throughput(sync: ResultSync) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let scheduler = open(&redis, dir.path()).await;
+    let scheduler = open(&redis, dir.path(), sync).await;
+    println!("result records: {sync:?}");
     // 200 commits x 20 tests, no builds, each test wanting 10 runs: 40,000 runs available.
     let mut yaml = String::from(
         "looper_version: 4\nenvironments:\n  linux:\n    platform: linux\n    image:\n      dockerfile_contents: \"FROM test-looper/base:1\"\ntests:\n",
@@ -279,6 +294,7 @@ async fn bench_throughput() {
         .expect("prioritize");
 
     // (c) without contention: one worker.
+    scheduler.step_timings().clear();
     let (runs, elapsed, mut next_times, mut completion_times) = drive(&scheduler, 1, 2000).await;
     println!(
         "(c) 1 worker, {runs} runs: next_work p50 {:.3} ms p99 {:.3} ms; record_completion p50 {:.3} ms p99 {:.3} ms (goal p99 < 2 ms); {:.0} runs/s",
@@ -288,7 +304,9 @@ async fn bench_throughput() {
         ms(percentile(&mut completion_times, 0.99)),
         runs as f64 / elapsed.as_secs_f64()
     );
+    print_breakdown(&scheduler);
     // (b) sustained, 16 concurrent workers.
+    scheduler.step_timings().clear();
     let (runs, elapsed, mut next_times, mut completion_times) = drive(&scheduler, 16, 1500).await;
     println!(
         "(b) 16 workers, {runs} runs in {:.2} s: {:.0} runs/s (goal >= 2000); under load next_work p99 {:.3} ms, record_completion p99 {:.3} ms",
@@ -297,6 +315,29 @@ async fn bench_throughput() {
         ms(percentile(&mut next_times, 0.99)),
         ms(percentile(&mut completion_times, 0.99)),
     );
+    print_breakdown(&scheduler);
+}
+
+/// Where the steps of the last round spent their time (see `scheduler::timings`).
+fn print_breakdown(scheduler: &Scheduler) {
+    let timings = scheduler.step_timings();
+    let parts: Vec<String> = [
+        ("engine step", Phase::EngineStep),
+        ("queued for the writer", Phase::Queued),
+        ("durable records (per batch)", Phase::DurableWrite),
+        ("redis MULTI (per batch)", Phase::RedisWrite),
+    ]
+    .into_iter()
+    .map(|(name, phase)| {
+        let summary = timings.summary(phase);
+        format!(
+            "{name} p50 {:.3} ms p99 {:.3} ms",
+            ms(summary.p50),
+            ms(summary.p99)
+        )
+    })
+    .collect();
+    println!("    where the time goes: {}", parts.join("; "));
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -308,5 +349,6 @@ async fn main() {
     let commits = args.first().copied().unwrap_or(10_000);
     let tests = args.get(1).copied().unwrap_or(50);
     bench_enable(commits, tests).await;
-    bench_throughput().await;
+    bench_throughput(ResultSync::Deferred).await;
+    bench_throughput(ResultSync::EachWrite).await;
 }
