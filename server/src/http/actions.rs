@@ -15,8 +15,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The most runs a user may ask for per test (the original clamps to 1..100).
-pub const MAX_RUNS_DESIRED: u32 = 100;
+/// The most runs a user may ask for per test in one action (the original clamps to 1..100;
+/// the commit page's form says so too). The scheduler's own ceiling is
+/// [`test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED`], which this stays below.
+pub const MAX_RUNS_PER_ACTION: u32 = 100;
+const _: () = assert!(MAX_RUNS_PER_ACTION <= test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED);
 
 /// One validated action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +123,7 @@ impl Action {
                 repo: paths::repo_name(get("repo")?)?,
                 commit: paths::commit_hash(get("commit")?)?,
                 test: paths::test_name(get("test")?)?,
-                runs: number("runs")?.clamp(1, MAX_RUNS_DESIRED),
+                runs: number("runs")?.clamp(1, MAX_RUNS_PER_ACTION),
             },
             "cancel" => Action::Cancel {
                 run_id: paths::run_id(get("run_id")?)?,

@@ -1,7 +1,8 @@
 //! The status cell: what one group of a commit's tests looks like in a grid. Pure function of
 //! the commit's parse state, whether it is enabled, and the scheduler's counters.
 //!
-//! A cell shows `failed/total` finished runs, the failure rate with its 95% Wilson interval and
+//! A cell shows `failed/total` finished runs and their verdict
+//! ([`test_looper_core::scheduling::Verdict`]), the failure rate with its 95% Wilson interval and
 //! the runs in flight. Cells without results say why, each in its own style: *untestable*
 //! (broken definitions), *pending* (a referenced repo or commit is not known yet), *not
 //! enabled* (nobody asked for this commit), *blocked* (a build failed or is not done, or no
@@ -11,7 +12,7 @@ use super::format::percent;
 use super::read_model::{TestStatus, WaitReason};
 use serde::Serialize;
 use test_looper_core::definitions::DefinitionKind;
-use test_looper_core::scheduling::stats::FailureRate;
+use test_looper_core::scheduling::stats::{FailureRate, Verdict};
 
 /// How a commit's definitions parsed, as the grid needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,6 +40,16 @@ pub enum CellKind {
     NotEnabled,
     Pending,
     Untestable,
+}
+
+impl From<Verdict> for CellKind {
+    fn from(verdict: Verdict) -> CellKind {
+        match verdict {
+            Verdict::Passing => CellKind::Passing,
+            Verdict::Flaky => CellKind::Flaky,
+            Verdict::Failing => CellKind::Failing,
+        }
+    }
 }
 
 impl CellKind {
@@ -153,14 +164,14 @@ pub fn summarize<'a>(
     }
     let has_tests = members.iter().any(|m| m.kind == DefinitionKind::Test);
     let counted = |m: &&Member<'_>| !has_tests || m.kind == DefinitionKind::Test;
-    let (mut runs, mut failures, mut in_flight) = (0u64, 0u64, 0u32);
-    for member in members.iter().filter(counted) {
-        if let Some(status) = member.status {
-            runs += status.runs;
-            failures += status.failures.min(status.runs);
-            in_flight += status.active;
-        }
-    }
+    let rate = FailureRate::pooled(
+        members
+            .iter()
+            .filter(counted)
+            .filter_map(|m| m.status)
+            .map(|s| (s.failures, s.runs)),
+    );
+    let (runs, failures) = (rate.runs, rate.failures);
     let in_flight_all: u32 = members
         .iter()
         .filter_map(|m| m.status)
@@ -172,15 +183,8 @@ pub fn summarize<'a>(
         .filter(|m| m.status.is_some_and(|s| s.runs > 0 && s.failures >= s.runs))
         .map(|m| m.name)
         .collect();
-    if runs > 0 {
-        let rate = FailureRate::new(failures, runs);
-        let kind = if failures == 0 {
-            CellKind::Passing
-        } else if failures >= runs {
-            CellKind::Failing
-        } else {
-            CellKind::Flaky
-        };
+    if let Some(verdict) = rate.verdict() {
+        let kind = CellKind::from(verdict);
         let mut reason = format!(
             "{failures} of {runs} runs failed; failure rate {}",
             rate_text(&rate)
@@ -211,7 +215,6 @@ pub fn summarize<'a>(
         cell.in_flight = in_flight_all;
         return cell;
     }
-    let _ = in_flight;
     if !failed_builds.is_empty() {
         return Cell::word(
             CellKind::Blocked,

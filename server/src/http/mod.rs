@@ -36,38 +36,26 @@ pub mod views;
 use crate::AppContext;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use read_model::{ArtifactFiles, LogFeed, StateActions, StateReads, Unwired};
+use adapters::{artifacts::StoredArtifacts, logs::RedisLogs, state::SchedulerState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What UI handlers share (one per server, shared by all worker threads).
 pub struct Ui {
     pub sources: Arc<views::Sources>,
-    pub actions: Arc<dyn StateActions>,
-    pub logs: Arc<dyn LogFeed>,
-    pub artifacts: Arc<dyn ArtifactFiles>,
+    pub actions: Arc<SchedulerState>,
+    pub logs: Arc<RedisLogs>,
+    pub artifacts: Arc<StoredArtifacts>,
     pub csrf: csrf::CsrfToken,
     git: Arc<crate::git::GitService>,
 }
 
 /// The live-state services the UI reads from and acts on.
 pub struct Attachments {
-    pub state: Arc<dyn StateReads>,
-    pub actions: Arc<dyn StateActions>,
-    pub logs: Arc<dyn LogFeed>,
-    pub artifacts: Arc<dyn ArtifactFiles>,
-}
-
-impl Attachments {
-    /// Nothing attached: git facts only, actions answer 503.
-    pub fn unwired() -> Self {
-        Attachments {
-            state: Arc::new(Unwired),
-            actions: Arc::new(Unwired),
-            logs: Arc::new(Unwired),
-            artifacts: Arc::new(Unwired),
-        }
-    }
+    /// Reads of the scheduler's state and the user actions it accepts.
+    pub state: Arc<SchedulerState>,
+    pub logs: Arc<RedisLogs>,
+    pub artifacts: Arc<StoredArtifacts>,
 }
 
 impl Ui {
@@ -75,11 +63,11 @@ impl Ui {
         Arc::new(Ui {
             sources: Arc::new(views::Sources {
                 git: git_reads::GitReads::new(git.clone()),
-                state: attachments.state,
+                state: attachments.state.clone(),
                 files: attachments.artifacts.clone(),
                 coalesced: Default::default(),
             }),
-            actions: attachments.actions,
+            actions: attachments.state,
             logs: attachments.logs,
             artifacts: attachments.artifacts,
             csrf: csrf::CsrfToken::generate(),

@@ -359,12 +359,6 @@ impl RedisState {
         Ok(pipe.cmd_iter().cloned().collect())
     }
 
-    /// Deletes every scheduler key (tests and the "flush" admin action).
-    pub async fn wipe(&self) -> Result<(), StateError> {
-        let mut connection = self.connection.clone();
-        connection.del::<_, ()>(&SCHEDULER_KEYS[..]).await?;
-        Ok(())
-    }
 }
 
 /// Every key of the scheduler's state (the change feed included, the quarantine not).

@@ -1,11 +1,10 @@
-//! [`ArtifactFiles`] over the artifact store: a run's files are the objects under
+//! The files a run stored, over the artifact store: a run's files are the objects under
 //! `runs/<test hash>/<run id>/` ([`ArtifactPrefix::run`]): its declared artifacts (tarballs),
 //! kept output files, individual test logs and `test_looper_log.txt`. Downloads stream,
 //! never read whole.
 
-use super::super::read_model::{ArtifactDownload, ArtifactFiles, ReadError, StoredFile};
+use super::super::read_model::{ArtifactDownload, ReadError, StoredFile};
 use crate::AppContext;
-use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use test_looper_artifacts::{ArtifactError, ArtifactKey, ArtifactPrefix, ArtifactStore};
 
@@ -37,13 +36,12 @@ impl StoredArtifacts {
     }
 }
 
-impl ArtifactFiles for StoredArtifacts {
-    fn list<'a>(
-        &'a self,
-        test_hash: &'a str,
-        run_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StoredFile>, ReadError>> {
-        Box::pin(async move {
+impl StoredArtifacts {
+    pub async fn list(
+        &self,
+        test_hash: &str,
+        run_id: &str,
+    ) -> Result<Vec<StoredFile>, ReadError> {
             let store = self.store()?;
             let prefix = ArtifactPrefix::run(test_hash, run_id).map_err(read_error)?;
             let objects = store.list(&prefix).await.map_err(read_error)?;
@@ -54,16 +52,14 @@ impl ArtifactFiles for StoredArtifacts {
                     size: object.size,
                 })
                 .collect())
-        })
     }
 
-    fn open<'a>(
-        &'a self,
-        test_hash: &'a str,
-        run_id: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<ArtifactDownload, ReadError>> {
-        Box::pin(async move {
+    pub async fn open(
+        &self,
+        test_hash: &str,
+        run_id: &str,
+        name: &str,
+    ) -> Result<ArtifactDownload, ReadError> {
             let store = self.store()?;
             let key = ArtifactKey::run(test_hash, run_id, name).map_err(read_error)?;
             let size = store.size(&key).await.map_err(read_error)?;
@@ -74,6 +70,5 @@ impl ArtifactFiles for StoredArtifacts {
             }
             let reader = store.get_reader(&key).await.map_err(read_error)?;
             Ok(ArtifactDownload { size, reader })
-        })
     }
 }

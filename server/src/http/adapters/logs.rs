@@ -1,4 +1,4 @@
-//! [`LogFeed`] over the live log intake of the worker channel ([`crate::workers::logs`]):
+//! Live run logs over the live log intake of the worker channel ([`crate::workers::logs`]):
 //! a run's log is the Redis string `run_log:<run id>`, read by byte range, and every append
 //! is published on the channel of the same name. One pattern subscription per server wakes
 //! every waiting reader (with a timeout, so a lost subscription only slows readers down).
@@ -10,10 +10,9 @@
 //! retention, or never uploaded) the log is one line saying so, never an error. A live log
 //! cut at `logs.live_log_max_bytes` ends with the notice the intake wrote.
 
-use super::super::read_model::{LogChunk, LogFeed, ReadError};
+use super::super::read_model::{LogChunk, ReadError};
 use crate::workers::logs::log_key;
 use crate::AppContext;
-use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -204,13 +203,12 @@ async fn listen(url: String, appended: broadcast::Sender<String>) {
     }
 }
 
-impl LogFeed for RedisLogs {
-    fn read_from<'a>(
-        &'a self,
-        run_id: &'a str,
+impl RedisLogs {
+    pub async fn read_from(
+        &self,
+        run_id: &str,
         offset: u64,
-    ) -> BoxFuture<'a, Result<LogChunk, ReadError>> {
-        Box::pin(async move {
+    ) -> Result<LogChunk, ReadError> {
             let facts = self.run_facts(run_id).await?;
             let (length, mut bytes) = self.redis_range(run_id, offset).await?;
             if length == 0 && facts.finished_for.is_some() {
@@ -225,11 +223,9 @@ impl LogFeed for RedisLogs {
                 bytes,
                 complete,
             })
-        })
     }
 
-    fn wait_for_more<'a>(&'a self, run_id: &'a str, offset: u64) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
+    pub async fn wait_for_more(&self, run_id: &str, offset: u64) {
             self.ensure_listener();
             let mut appended = self.appended.subscribe();
             // Appended between the caller's read and our subscription?
@@ -253,6 +249,5 @@ impl LogFeed for RedisLogs {
                 }
             };
             let _ = tokio::time::timeout(WAIT_TIMEOUT, wait).await;
-        })
     }
 }

@@ -1,11 +1,11 @@
 //! The glue between the UI's read model ([`super::read_model`]) and the real services:
 //!
-//! - [`state::SchedulerState`]: [`StateReads`] and [`StateActions`] over the scheduler
+//! - [`state::SchedulerState`]: reads and actions over the scheduler
 //!   ([`crate::scheduler::Scheduler::read`] and its action methods);
 //! - [`changes`]: the scheduler's change feed as the UI's [`super::read_model::Change`]s;
-//! - [`logs::RedisLogs`]: [`LogFeed`] over the worker channel's live log intake in Redis
+//! - [`logs::RedisLogs`]: live logs over the worker channel's live log intake in Redis
 //!   (with the run's `test_looper_log.txt` artifact once Redis has let the log expire);
-//! - [`artifacts::StoredArtifacts`]: [`ArtifactFiles`] over the artifact store.
+//! - [`artifacts::StoredArtifacts`]: a run's stored files over the artifact store.
 //!
 //! Each adapter reads the services from the [`AppContext`] when called: the web UI starts
 //! before [`crate::services::start`] has opened the scheduler and the store (they retry
@@ -17,7 +17,7 @@ pub mod deployments;
 pub mod logs;
 pub mod state;
 
-use super::read_model::{ActionError, ArtifactFiles, LogFeed, ReadError, StateActions, StateReads};
+use super::read_model::{ActionError, ReadError};
 use super::Attachments;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::AppContext;
@@ -29,11 +29,9 @@ impl Attachments {
     pub fn live(context: &Arc<AppContext>) -> Self {
         let state = Arc::new(state::SchedulerState::new(context.clone()));
         Attachments {
-            state: state.clone() as Arc<dyn StateReads>,
-            actions: state as Arc<dyn StateActions>,
-            logs: Arc::new(logs::RedisLogs::new(context.clone())) as Arc<dyn LogFeed>,
-            artifacts: Arc::new(artifacts::StoredArtifacts::new(context.clone()))
-                as Arc<dyn ArtifactFiles>,
+            state,
+            logs: Arc::new(logs::RedisLogs::new(context.clone())),
+            artifacts: Arc::new(artifacts::StoredArtifacts::new(context.clone())),
         }
     }
 }

@@ -1,19 +1,18 @@
-//! [`StateReads`] and [`StateActions`] over the scheduler: every read is one
+//! The scheduler's live state for the UI, reads and actions: every read is one
 //! [`Scheduler::read`] of the engine's views, translated into the UI's plain view types
 //! (a `TestView`'s `TestState` becomes a [`WaitReason`]); every action is the scheduler's
 //! own action method, its refusals mapped onto [`ActionError`].
 
 use super::super::read_model::{
-    ActionError, BranchState, ChangeStream, CommitState, DeploymentView, MachineView, QueueEntry,
-    ReadError, RunStatus, RunView, StateActions, StatePart, StateReads, TestStatus, WaitReason,
+    ActionError, BranchState, ChangeStream, CommitState, DeploymentView, MachineView, WaitingTest,
+    ReadError, RunView, StatePart, TestStatus, WaitReason,
 };
 use super::{action_error, changes, deployments, scheduler_for_actions};
 use crate::AppContext;
-use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
 use test_looper_core::scheduling::{
-    Engine, RunRecord, RunState, TestState, TestView, WaitingEntry, WaitingLimits,
+    Engine, RunRecord, TestState, TestView, WaitingEntry, WaitingLimits,
 };
 
 /// What the queue lists: 500 runnable entries, 200 of each other group (blocked, no
@@ -74,18 +73,6 @@ pub fn test_status(view: &TestView) -> TestStatus {
     }
 }
 
-fn run_status(state: RunState) -> RunStatus {
-    match state {
-        RunState::Assigned => RunStatus::Assigned,
-        RunState::Running => RunStatus::Running,
-        RunState::Passed => RunStatus::Passed,
-        RunState::Failed => RunStatus::Failed,
-        RunState::TimedOut => RunStatus::TimedOut,
-        RunState::Cancelled => RunStatus::Cancelled,
-        RunState::Lost => RunStatus::Lost,
-    }
-}
-
 /// A run with the name and source commit of its definition.
 pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
     let record = engine.test_record(&run.test_hash);
@@ -97,7 +84,7 @@ pub fn run_view(engine: &Engine, run: &RunRecord) -> RunView {
             .unwrap_or_default(),
         machine_id: run.machine_id.clone(),
         attempt: run.attempt,
-        state: run_status(run.state),
+        state: run.state,
         started: run.started,
         ended: run.ended,
         result: run.result.clone(),
@@ -150,9 +137,9 @@ pub fn commit_states(
         .collect()
 }
 
-fn queue_entry(entry: WaitingEntry) -> QueueEntry {
+fn queue_entry(entry: WaitingEntry) -> WaitingTest {
     let status = test_status(&entry.test);
-    QueueEntry {
+    WaitingTest {
         test_hash: entry.test.hash,
         test_name: entry.test.name,
         repo: entry.repo,
@@ -166,7 +153,7 @@ fn queue_entry(entry: WaitingEntry) -> QueueEntry {
 }
 
 /// What waits and why ([`Engine::waiting`]).
-pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
+pub fn queue(engine: &Engine) -> Vec<WaitingTest> {
     engine
         .waiting(WAITING_LIMITS)
         .into_iter()
@@ -174,12 +161,12 @@ pub fn queue(engine: &Engine) -> Vec<QueueEntry> {
         .collect()
 }
 
-impl StateReads for SchedulerState {
-    fn wired(&self) -> bool {
+impl SchedulerState {
+    pub fn wired(&self) -> bool {
         self.context.scheduler.get().is_some()
     }
 
-    fn version(&self) -> u64 {
+    pub fn version(&self) -> u64 {
         // Attaching the scheduler changes everything: never reuse views from before it.
         self.context
             .scheduler
@@ -187,7 +174,7 @@ impl StateReads for SchedulerState {
             .map_or(0, |scheduler| scheduler.state_version() + 1)
     }
 
-    fn changed_since(&self, parts: &[StatePart], since: u64) -> bool {
+    pub fn changed_since(&self, parts: &[StatePart], since: u64) -> bool {
         match (self.context.scheduler.get(), since.checked_sub(1)) {
             (Some(scheduler), Some(since)) => scheduler.changed_since(parts, since),
             // Computed before the scheduler was attached.
@@ -195,12 +182,11 @@ impl StateReads for SchedulerState {
         }
     }
 
-    fn branches(
+    pub async fn branches(
         &self,
         repo: &str,
-    ) -> BoxFuture<'_, Result<HashMap<String, BranchState>, ReadError>> {
+    ) -> Result<HashMap<String, BranchState>, ReadError> {
         let repo = repo.to_string();
-        Box::pin(async move {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(HashMap::new());
             };
@@ -221,40 +207,34 @@ impl StateReads for SchedulerState {
                         .collect()
                 })
                 .await)
-        })
     }
 
-    fn commits<'a>(
-        &'a self,
-        repo: &'a str,
-        hashes: &'a [String],
-    ) -> BoxFuture<'a, Result<HashMap<String, CommitState>, ReadError>> {
-        Box::pin(async move {
+    pub async fn commits(
+        &self,
+        repo: &str,
+        hashes: &[String],
+    ) -> Result<HashMap<String, CommitState>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(HashMap::new());
             };
             Ok(scheduler
                 .read(|engine| commit_states(engine, repo, hashes))
                 .await)
-        })
     }
 
-    fn runs_of<'a>(&'a self, test_hash: &'a str) -> BoxFuture<'a, Result<Vec<RunView>, ReadError>> {
-        Box::pin(async move {
+    pub async fn runs_of(&self, test_hash: &str) -> Result<Vec<RunView>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(Vec::new());
             };
             Ok(scheduler
                 .read(|engine| runs_newest_first(engine, test_hash))
                 .await)
-        })
     }
 
-    fn runs_of_many<'a>(
-        &'a self,
-        test_hashes: &'a [String],
-    ) -> BoxFuture<'a, Result<HashMap<String, Vec<RunView>>, ReadError>> {
-        Box::pin(async move {
+    pub async fn runs_of_many(
+        &self,
+        test_hashes: &[String],
+    ) -> Result<HashMap<String, Vec<RunView>>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(HashMap::new());
             };
@@ -266,22 +246,18 @@ impl StateReads for SchedulerState {
                         .collect()
                 })
                 .await)
-        })
     }
 
-    fn run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunView>, ReadError>> {
-        Box::pin(async move {
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunView>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(None);
             };
             Ok(scheduler
                 .read(|engine| engine.run(run_id).map(|run| run_view(engine, run)))
                 .await)
-        })
     }
 
-    fn machines(&self) -> BoxFuture<'_, Result<Vec<MachineView>, ReadError>> {
-        Box::pin(async move {
+    pub async fn machines(&self) -> Result<Vec<MachineView>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(Vec::new());
             };
@@ -301,20 +277,16 @@ impl StateReads for SchedulerState {
                 .await;
             machines.sort_by(|a, b| a.info.machine_id.cmp(&b.info.machine_id));
             Ok(machines)
-        })
     }
 
-    fn queue(&self) -> BoxFuture<'_, Result<Vec<QueueEntry>, ReadError>> {
-        Box::pin(async move {
+    pub async fn queue(&self) -> Result<Vec<WaitingTest>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(Vec::new());
             };
             Ok(scheduler.read(queue).await)
-        })
     }
 
-    fn deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentView>, ReadError>> {
-        Box::pin(async move {
+    pub async fn deployments(&self) -> Result<Vec<DeploymentView>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(Vec::new());
             };
@@ -322,14 +294,12 @@ impl StateReads for SchedulerState {
             Ok(scheduler
                 .read(|engine| deployments::alive_deployments(engine, hub))
                 .await)
-        })
     }
 
-    fn deployment<'a>(
-        &'a self,
-        deployment_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<DeploymentView>, ReadError>> {
-        Box::pin(async move {
+    pub async fn deployment(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Option<DeploymentView>, ReadError> {
             let Some(scheduler) = self.context.scheduler.get() else {
                 return Ok(None);
             };
@@ -341,60 +311,52 @@ impl StateReads for SchedulerState {
                         .map(|record| deployments::deployment_view(engine, hub, record))
                 })
                 .await)
-        })
     }
 
-    fn subscribe(&self) -> Option<ChangeStream> {
+    pub fn subscribe(&self) -> Option<ChangeStream> {
         Some(changes::subscribe(self.context.clone()))
     }
 }
 
-impl StateActions for SchedulerState {
-    fn set_branch_under_test<'a>(
-        &'a self,
-        repo: &'a str,
-        branch: &'a str,
+impl SchedulerState {
+    pub async fn set_branch_under_test(
+        &self,
+        repo: &str,
+        branch: &str,
         under_test: bool,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
+    ) -> Result<(), ActionError> {
             scheduler_for_actions(&self.context)?
                 .set_branch_under_test(repo, branch, under_test)
                 .await
                 .map_err(action_error)
-        })
     }
 
-    fn set_commit_priority<'a>(
-        &'a self,
-        repo: &'a str,
-        commit: &'a str,
+    pub async fn set_commit_priority(
+        &self,
+        repo: &str,
+        commit: &str,
         priority: u32,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
+    ) -> Result<(), ActionError> {
             scheduler_for_actions(&self.context)?
                 .set_commit_priority(repo, commit, priority)
                 .await
                 .map_err(action_error)
-        })
     }
 
-    fn set_runs_desired<'a>(
-        &'a self,
-        repo: &'a str,
-        commit: &'a str,
-        test_name: &'a str,
+    pub async fn set_runs_desired(
+        &self,
+        repo: &str,
+        commit: &str,
+        test_name: &str,
         runs: u32,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
+    ) -> Result<(), ActionError> {
             scheduler_for_actions(&self.context)?
                 .set_runs_desired(repo, commit, test_name, runs)
                 .await
                 .map_err(action_error)
-        })
     }
 
-    fn cancel_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
+    pub async fn cancel_run(&self, run_id: &str) -> Result<(), ActionError> {
             let cancelled = scheduler_for_actions(&self.context)?
                 .cancel_run(run_id, "cancelled by a user")
                 .await
@@ -406,16 +368,14 @@ impl StateActions for SchedulerState {
                     "run {run_id} has already finished"
                 )))
             }
-        })
     }
 
-    fn restart_test<'a>(
-        &'a self,
-        repo: &'a str,
-        commit: &'a str,
-        test_name: &'a str,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
+    pub async fn restart_test(
+        &self,
+        repo: &str,
+        commit: &str,
+        test_name: &str,
+    ) -> Result<(), ActionError> {
             let scheduler = scheduler_for_actions(&self.context)?;
             let hash = scheduler
                 .read(|engine| {
@@ -428,20 +388,19 @@ impl StateActions for SchedulerState {
                 })
                 .await?;
             scheduler.restart_test(&hash).await.map_err(action_error)
-        })
     }
 
-    fn boot_deployment<'a>(
-        &'a self,
-        test_hash: &'a str,
-    ) -> BoxFuture<'a, Result<String, ActionError>> {
-        Box::pin(deployments::boot(&self.context, test_hash))
+    pub async fn boot_deployment(
+        &self,
+        test_hash: &str,
+    ) -> Result<String, ActionError> {
+        deployments::boot(&self.context, test_hash).await
     }
 
-    fn shutdown_deployment<'a>(
-        &'a self,
-        deployment_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(deployments::shutdown(&self.context, deployment_id))
+    pub async fn shutdown_deployment(
+        &self,
+        deployment_id: &str,
+    ) -> Result<(), ActionError> {
+        deployments::shutdown(&self.context, deployment_id).await
     }
 }

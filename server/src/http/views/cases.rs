@@ -3,37 +3,20 @@
 //! original's test grid ("OK (4 runs)", "FLAKY (1/4 runs failed)", "FAIL (4 runs)"). This is
 //! where a flaky case inside a suite that fails once in fifty runs shows by name.
 
-use crate::http::cells::rate_text;
+use crate::http::cells::{rate_text, CellKind};
 use crate::http::read_model::RunView;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use test_looper_core::scheduling::stats::FailureRate;
-
-/// How a case did over the runs that reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseVerdict {
-    Passing,
-    Flaky,
-    Failing,
-}
-
-impl CaseVerdict {
-    /// The CSS class (the grid's cell classes).
-    pub fn class(self) -> &'static str {
-        match self {
-            CaseVerdict::Passing => "cell-passing",
-            CaseVerdict::Flaky => "cell-flaky",
-            CaseVerdict::Failing => "cell-failing",
-        }
-    }
-}
+use test_looper_core::scheduling::stats::{FailureRate, Verdict};
 
 /// One individual test case.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseRow {
     pub name: String,
-    pub verdict: CaseVerdict,
+    pub verdict: Verdict,
+    /// The CSS class of the verdict (the grid's cell classes).
+    #[serde(skip)]
+    pub class: &'static str,
     /// "OK (4 runs)", "FLAKY (1/4 runs failed)", "FAIL".
     pub text: String,
     pub rate: FailureRate,
@@ -65,10 +48,11 @@ pub fn case_rows(runs: &[RunView]) -> Vec<CaseRow> {
         .into_iter()
         .map(|(name, tally)| {
             let rate = FailureRate::new(tally.failures, tally.runs);
-            let (verdict, text) = verdict(tally.failures, tally.runs);
+            let (verdict, text) = verdict(&rate);
             CaseRow {
                 name: name.to_owned(),
                 verdict,
+                class: CellKind::from(verdict).class(),
                 text,
                 rate_text: rate_text(&rate),
                 rate,
@@ -86,7 +70,9 @@ pub fn case_rows(runs: &[RunView]) -> Vec<CaseRow> {
     rows
 }
 
-fn verdict(failures: u64, runs: u64) -> (CaseVerdict, String) {
+/// The verdict over a case's reports, in the original's words.
+fn verdict(rate: &FailureRate) -> (Verdict, String) {
+    let (failures, runs) = (rate.failures, rate.runs);
     let over = |word: &str| {
         if runs == 1 {
             word.to_owned()
@@ -94,25 +80,24 @@ fn verdict(failures: u64, runs: u64) -> (CaseVerdict, String) {
             format!("{word} ({runs} runs)")
         }
     };
-    if failures == 0 {
-        (CaseVerdict::Passing, over("OK"))
-    } else if failures == runs {
-        (CaseVerdict::Failing, over("FAIL"))
-    } else {
-        (
-            CaseVerdict::Flaky,
+    // Every case counted here was reported by at least one run.
+    match rate.verdict().unwrap_or(Verdict::Passing) {
+        Verdict::Passing => (Verdict::Passing, over("OK")),
+        Verdict::Failing => (Verdict::Failing, over("FAIL")),
+        Verdict::Flaky => (
+            Verdict::Flaky,
             format!("FLAKY ({failures}/{runs} runs failed)"),
-        )
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::read_model::RunStatus;
+    use crate::http::read_model::RunState;
     use test_looper_core::protocol::TestCaseResult;
 
-    fn run(state: RunStatus, cleared: bool, cases: &[(&str, bool)]) -> RunView {
+    fn run(state: RunState, cleared: bool, cases: &[(&str, bool)]) -> RunView {
         RunView {
             run_id: "r".into(),
             test_hash: "h".into(),
@@ -128,7 +113,7 @@ mod tests {
             counted: !cleared
                 && matches!(
                     state,
-                    RunStatus::Passed | RunStatus::Failed | RunStatus::TimedOut
+                    RunState::Passed | RunState::Failed | RunState::TimedOut
                 ),
             artifacts: Vec::new(),
             test_cases: cases
@@ -148,42 +133,42 @@ mod tests {
     fn flaky_cases_come_first_with_their_rate_and_the_originals_words() {
         let runs = [
             run(
-                RunStatus::Passed,
+                RunState::Passed,
                 false,
                 &[("a::b", true), ("a::c", false), ("z", true)],
             ),
             run(
-                RunStatus::Failed,
+                RunState::Failed,
                 false,
                 &[("a::b", false), ("a::c", false), ("z", true)],
             ),
             run(
-                RunStatus::Passed,
+                RunState::Passed,
                 false,
                 &[("a::b", true), ("a::c", false), ("z", true)],
             ),
             run(
-                RunStatus::Passed,
+                RunState::Passed,
                 false,
                 &[("a::b", true), ("a::c", false), ("z", true)],
             ),
             // Not counted: cancelled, cleared, still running.
-            run(RunStatus::Cancelled, false, &[("a::b", false)]),
-            run(RunStatus::Failed, true, &[("a::b", false)]),
-            run(RunStatus::Running, false, &[("a::b", false)]),
+            run(RunState::Cancelled, false, &[("a::b", false)]),
+            run(RunState::Failed, true, &[("a::b", false)]),
+            run(RunState::Running, false, &[("a::b", false)]),
         ];
         let rows = case_rows(&runs);
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["a::c", "a::b", "z"]);
         assert_eq!(rows[0].text, "FAIL (4 runs)");
-        assert_eq!(rows[0].verdict, CaseVerdict::Failing);
+        assert_eq!(rows[0].verdict, Verdict::Failing);
         assert_eq!(rows[1].text, "FLAKY (1/4 runs failed)");
-        assert_eq!(rows[1].verdict, CaseVerdict::Flaky);
+        assert_eq!(rows[1].verdict, Verdict::Flaky);
         assert_eq!((rows[1].rate.failures, rows[1].rate.runs), (1, 4));
         assert_eq!(rows[1].rate_text, rate_text(&FailureRate::new(1, 4)));
         assert_eq!(rows[1].runs_with_logs, 1);
         assert_eq!(rows[2].text, "OK (4 runs)");
-        assert_eq!(rows[2].verdict, CaseVerdict::Passing);
+        assert_eq!(rows[2].verdict, Verdict::Passing);
         assert_eq!(verdict(0, 1).1, "OK");
         assert_eq!(verdict(1, 1).1, "FAIL");
     }

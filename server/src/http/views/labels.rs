@@ -2,7 +2,7 @@
 //! definition waits, and a run's result.
 
 use crate::http::format;
-use crate::http::read_model::{RunView, WaitReason};
+use crate::http::read_model::{RunState, RunView, WaitReason};
 use test_looper_core::definitions::DefinitionKind;
 use test_looper_core::protocol::{FailureReason, RunResult};
 
@@ -20,6 +20,19 @@ pub fn failure_reason_label(reason: &FailureReason) -> String {
         .ok()
         .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
         .unwrap_or_else(|| format!("{reason:?}"))
+}
+
+/// "assigned", "running", "timed out", ... (a run's state in words).
+pub fn run_state_label(state: RunState) -> &'static str {
+    match state {
+        RunState::Assigned => "assigned",
+        RunState::Running => "running",
+        RunState::Passed => "passed",
+        RunState::Failed => "failed",
+        RunState::TimedOut => "timed out",
+        RunState::Cancelled => "cancelled",
+        RunState::Lost => "lost",
+    }
 }
 
 /// Why a definition waits, in words.

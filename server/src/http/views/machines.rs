@@ -6,7 +6,7 @@ use super::snapshot::{elapsed_texts_keep, Keep};
 use super::{Reads, Snapshot, Sources};
 use crate::http::format;
 use crate::http::paths;
-use crate::http::read_model::{MachineView, QueueEntry, ReadError};
+use crate::http::read_model::{MachineView, WaitingTest, ReadError};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ pub struct MachineRow {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct QueueRow {
-    pub entry: QueueEntry,
+    pub entry: WaitingTest,
     pub commit_url: String,
     pub why: String,
 }

@@ -1,5 +1,5 @@
 //! Page views: plain data assembled from git ([`GitReads`]) and the scheduler's live state
-//! ([`StateReads`]). HTML templates and the JSON API serve the same views, so the API covers
+//! ([`SchedulerState`]). HTML templates and the JSON API serve the same views, so the API covers
 //! everything the pages show.
 //!
 //! Each heavy view is computed once per version of its sources and shared: concurrent
@@ -28,7 +28,7 @@ mod snapshot;
 mod test_history;
 
 pub use branch::{build_branch_view, BranchInputs, BranchView, GridColumn, GridRow, TestLink};
-pub use cases::{CaseRow, CaseVerdict};
+pub use cases::CaseRow;
 pub use commit::{CommitLink, CommitPageView, DefinitionRow, DefinitionsFile};
 pub use labels::wait_text;
 pub use machines::{MachineRow, MachinesView, QueueRow};
@@ -40,7 +40,8 @@ pub use test_history::{TestHistoryPoint, TestHistoryView};
 use super::cells::{self, Cell, Member, ParseState};
 use super::format;
 use super::git_reads::{CommitDefinitions, DefinitionSummary, GitReads};
-use super::read_model::{ArtifactFiles, CommitState, ReadError, StatePart, StateReads};
+use super::adapters::{artifacts::StoredArtifacts, state::SchedulerState};
+use super::read_model::{CommitState, ReadError, StatePart};
 use coalesce::{Coalescer, Kept, Version, Weigh};
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,9 +54,9 @@ pub const MAX_PAGE: usize = 1000;
 /// The git and state sources pages read from.
 pub struct Sources {
     pub git: GitReads,
-    pub state: Arc<dyn StateReads>,
+    pub state: Arc<SchedulerState>,
     /// The files runs stored (listed on run pages).
-    pub files: Arc<dyn ArtifactFiles>,
+    pub files: Arc<StoredArtifacts>,
     /// The heavy views being computed, shared by concurrent requests for the same one.
     pub coalesced: Coalesced,
 }

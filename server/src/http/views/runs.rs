@@ -1,11 +1,11 @@
 //! One run: its state, times, result, stored files and test cases, and the row a run gets
 //! in the commit page's list.
 
-use super::labels::run_result_text;
+use super::labels::{run_result_text, run_state_label};
 use super::Sources;
 use crate::http::format;
 use crate::http::paths;
-use crate::http::read_model::{ReadError, RunStatus, RunView};
+use crate::http::read_model::{ReadError, RunState, RunView};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub struct ArtifactLink {
 pub struct RunRow {
     pub run_id: String,
     pub url: String,
-    pub state: RunStatus,
+    pub state: RunState,
     pub state_label: &'static str,
     pub machine_id: String,
     pub started: String,
@@ -61,7 +61,7 @@ impl Sources {
             }
         };
         Ok(RunPageView {
-            state_label: run.state.label(),
+            state_label: run_state_label(run.state),
             active: run.state.is_active(),
             started: format::utc_millis(run.started),
             ended: if run.ended > 0 {
@@ -93,7 +93,7 @@ pub fn run_row(run: &RunView) -> RunRow {
         run_id: run.run_id.clone(),
         url: paths::run_url(&run.run_id),
         state: run.state,
-        state_label: run.state.label(),
+        state_label: run_state_label(run.state),
         machine_id: run.machine_id.clone(),
         started: format::utc_millis(run.started),
         result: run_result_text(run),
