@@ -42,7 +42,6 @@
 //!
 //! Timestamps are milliseconds since the Unix epoch ([`Millis`]).
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{

@@ -16,10 +16,10 @@
 //! of the server. Tests call [`start`] and [`Services::start_machine_pool`] directly.
 
 use crate::config::{Config, LocalDockerMachines};
-use crate::git::scheduler_feed::spawn_scheduler_feed;
 use crate::machines::shapes::{host_hardware, local_shapes, Capacity};
 use crate::machines::{LocalPool, LocalPoolSettings, PoolError};
 use crate::scheduler::clock::SystemClock;
+use crate::scheduler::ingest::spawn_scheduler_feed;
 use crate::scheduler::results::{ArtifactResultStore, ResultStore};
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::scm::status_reporter::spawn_status_reporter;
@@ -152,7 +152,6 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
     context
         .git
         .set_tarball_cache_budget(config.retention.tarball_cache_max_bytes);
-    context.workers.attach(scheduler.clone());
     let _ = context.scheduler.set(scheduler.clone());
     let _ = context.artifacts.set(artifacts.clone());
     tracing::info!(mode = ?scheduler.start_mode(), store = %artifacts.describe(), "scheduler running");

@@ -46,11 +46,15 @@ impl FailureRate {
     /// The pooled rate of a group (e.g. the tests of one grid cell): the sum of each
     /// member's `(failures, runs)`, each member's failures clamped to its runs.
     pub fn pooled(members: impl IntoIterator<Item = (u64, u64)>) -> FailureRate {
-        let (failures, runs) = members
-            .into_iter()
-            .fold((0, 0), |(failures, runs), (member_failures, member_runs)| {
-                (failures + member_failures.min(member_runs), runs + member_runs)
-            });
+        let (failures, runs) = members.into_iter().fold(
+            (0, 0),
+            |(failures, runs), (member_failures, member_runs)| {
+                (
+                    failures + member_failures.min(member_runs),
+                    runs + member_runs,
+                )
+            },
+        );
         FailureRate::new(failures, runs)
     }
 

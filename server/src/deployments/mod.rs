@@ -2,7 +2,7 @@
 //! terminal between the worker that runs it and the browser terminals attached to it, and
 //! the browser terminal's client→server [`framing`]. The worker socket
 //! (`crate::workers`) feeds worker output in and takes input out; the HTTP side
-//! (`crate::http::terminal`) attaches browsers.
+//! (`crate::web::terminal`) attaches browsers.
 
 pub mod framing;
 mod hub;

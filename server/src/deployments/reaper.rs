@@ -6,7 +6,7 @@
 //! (`Engine::create_deployment`); [`limits`] turns the configuration into them.
 
 use crate::config::DeploymentsSection;
-use crate::http::adapters::deployments::shutdown_with;
+use crate::reads::deployments::shutdown_with;
 use crate::scheduler::Scheduler;
 use crate::AppContext;
 use std::sync::Arc;

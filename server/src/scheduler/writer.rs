@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use super::feed::FeedEvent;
 use super::results::ResultStore;
-use crate::state::{RedisState, StateError, StoreCheck};
+use super::store::{RedisState, StateError, StoreCheck};
 
 /// One prepared step.
 pub(crate) struct PendingWrite {
