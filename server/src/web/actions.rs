@@ -8,9 +8,8 @@
 use crate::reads::model::ActionError;
 use crate::views::paths;
 use crate::web::error::ApiError;
-use crate::web::pages::{error_page, PageError};
-use crate::web::Ui;
-use actix_web::http::StatusCode;
+use crate::web::render::error_page;
+use crate::web::ui::Ui;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -211,11 +210,11 @@ pub async fn form_action(
         &request,
         fields.get(crate::web::csrf::FIELD).map(String::as_str),
     ) {
-        return error_page(&ui, PageError::new(StatusCode::FORBIDDEN, err.to_string()));
+        return error_page(&ui, ApiError::from(err));
     }
     let action = match Action::parse(&name, &fields) {
         Ok(action) => action,
-        Err(err) => return error_page(&ui, PageError::new(err.status, err.message)),
+        Err(err) => return error_page(&ui, err),
     };
     match action.perform(&ui).await {
         Ok(outcome) => {
@@ -230,7 +229,7 @@ pub async fn form_action(
         }
         Err(err) => {
             let err = ApiError::from(err);
-            error_page(&ui, PageError::new(err.status, err.message))
+            error_page(&ui, err)
         }
     }
 }
@@ -311,6 +310,7 @@ fn back_to(request: &HttpRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::StatusCode;
 
     fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

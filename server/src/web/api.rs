@@ -8,7 +8,7 @@ use crate::views;
 use crate::views::paths;
 use crate::views::Snapshot;
 use crate::web::error::ApiError;
-use crate::web::Ui;
+use crate::web::ui::Ui;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::sync::Arc;

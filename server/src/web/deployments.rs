@@ -7,8 +7,8 @@ use crate::views::format;
 use crate::views::format::short_hash;
 use crate::views::paths;
 use crate::web::error::ApiError;
-use crate::web::pages::{error_page, PageError};
-use crate::web::Ui;
+use crate::web::render::error_page;
+use crate::web::ui::Ui;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Serialize;
@@ -72,13 +72,13 @@ struct DeploymentsPage<'a> {
 pub async fn page(ui: web::Data<Ui>) -> HttpResponse {
     let view = match view(&ui).await {
         Ok(view) => view,
-        Err(err) => return error_page(&ui, PageError::from(err)),
+        Err(err) => return error_page(&ui, ApiError::from(err)),
     };
     let page = DeploymentsPage {
         csrf: ui.csrf.value(),
         view,
     };
-    crate::web::pages::html(&page)
+    crate::web::render::html(&page)
 }
 
 /// `GET /api/deployments`.

@@ -1,5 +1,8 @@
-//! The JSON error of the API: `{"error": {"status": 404, "code": "not_found", "message": "…"}}`
-//! with the matching HTTP status. Every failure of a handler converts into it.
+//! The one error type of the web layer, [`ApiError`]: a status, a code and a message. Every
+//! failure of a handler converts into it, in one mapping per failure kind. The API renders it
+//! as JSON (`{"error": {"status": 404, "code": "not_found", "message": "…"}}`) with the
+//! matching HTTP status; pages render it as the HTML error page
+//! ([`crate::web::render::error_page`]).
 
 use crate::reads::model::{ActionError, ReadError};
 use crate::views::paths::InvalidName;
@@ -36,6 +39,19 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// An error with this status and the usual code for it.
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        };
+        Self::new(status, code, message)
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::reads::model::{Change, ChangeStream};
 use crate::views::paths;
 use crate::web::error::ApiError;
-use crate::web::Ui;
+use crate::web::ui::Ui;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt;

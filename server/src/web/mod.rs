@@ -11,7 +11,8 @@
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
 //! - [`deployments`], [`terminal`]: the deployments page and a deployment's browser terminal.
 //! - [`pins`]: the branch Pins view, the commit's Repo Refs and the update-pin action.
-//! - [`csrf`]: the per-server CSRF token.
+//! - [`render`]: templates as responses, kept pages, the HTML error page.
+//! - [`csrf`]: the per-server CSRF token; [`Ui`]: what every handler shares.
 
 pub mod actions;
 pub mod api;
@@ -23,71 +24,17 @@ mod health;
 pub mod live;
 pub mod pages;
 pub mod pins;
+pub mod render;
 pub mod terminal;
+mod ui;
 
-use crate::logs::feed::RedisLogs;
-use crate::reads::artifacts::StoredArtifacts;
-use crate::reads::git::GitReads;
-use crate::reads::state::SchedulerState;
-use crate::views;
+pub use ui::{Attachments, Ui};
+
 use crate::AppContext;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// What UI handlers share (one per server, shared by all worker threads).
-pub struct Ui {
-    pub sources: Arc<views::Sources>,
-    pub actions: Arc<SchedulerState>,
-    pub logs: Arc<RedisLogs>,
-    pub artifacts: Arc<StoredArtifacts>,
-    pub csrf: csrf::CsrfToken,
-    git: Arc<crate::git::GitService>,
-}
-
-/// The live-state services the UI reads from and acts on.
-pub struct Attachments {
-    /// Reads of the scheduler's state and the user actions it accepts.
-    pub state: Arc<SchedulerState>,
-    pub logs: Arc<RedisLogs>,
-    pub artifacts: Arc<StoredArtifacts>,
-}
-
-impl Attachments {
-    /// The real services of `context` (scheduler, live logs, artifact store).
-    pub fn live(context: &Arc<AppContext>) -> Self {
-        let state = Arc::new(SchedulerState::new(context.clone()));
-        Attachments {
-            state,
-            logs: Arc::new(RedisLogs::new(context.clone())),
-            artifacts: Arc::new(StoredArtifacts::new(context.clone())),
-        }
-    }
-}
-
-impl Ui {
-    pub fn new(git: Arc<crate::git::GitService>, attachments: Attachments) -> Arc<Ui> {
-        Arc::new(Ui {
-            sources: Arc::new(views::Sources {
-                git: GitReads::new(git.clone()),
-                state: attachments.state.clone(),
-                files: attachments.artifacts.clone(),
-                coalesced: Default::default(),
-            }),
-            actions: attachments.state,
-            logs: attachments.logs,
-            artifacts: attachments.artifacts,
-            csrf: csrf::CsrfToken::generate(),
-            git,
-        })
-    }
-
-    /// Git scan events (one of the sources of live updates).
-    pub fn git_events(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::git::RepoScanned>> {
-        self.git.subscribe()
-    }
-}
 
 /// Registers every route on an actix `App`; shared by the listener and by in-process tests.
 /// Wrap the `App` in [`edge::guard`] too (as [`start_with`] does).

@@ -3,17 +3,16 @@
 //! graph rows, plots and highlighted source). Failures render the error page with the right
 //! status.
 
-use crate::reads::model::ReadError;
 use crate::views;
 use crate::views::cells::ParseState;
 use crate::views::paths;
-use crate::views::paths::{BrowsePath, InvalidName};
+use crate::views::paths::BrowsePath;
 use crate::views::{
-    BranchView, CommitPageView, MachinesView, RepoView, ReposView, RunPageView, Snapshot,
-    TestHistoryView,
+    BranchView, CommitPageView, MachinesView, RepoView, ReposView, RunPageView, TestHistoryView,
 };
-use crate::web::Ui;
-use actix_web::body::MessageBody;
+use crate::web::error::ApiError;
+use crate::web::render::{html, kept_html, respond};
+use crate::web::ui::Ui;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -71,110 +70,12 @@ struct MachinesPage<'a> {
     view: &'a MachinesView,
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    csrf: &'a str,
-    status: u16,
-    title: &'a str,
-    message: String,
-}
-
 /// Paging options of history pages, and the view of a page with several (`?view=pins`).
 #[derive(Deserialize, Default)]
 pub struct Paging {
     pub page: Option<usize>,
     pub per_page: Option<usize>,
     pub view: Option<String>,
-}
-
-/// A page failure: status and message.
-pub struct PageError {
-    status: StatusCode,
-    message: String,
-}
-
-impl From<ReadError> for PageError {
-    fn from(err: ReadError) -> Self {
-        let status = match err {
-            ReadError::NotFound(_) => StatusCode::NOT_FOUND,
-            ReadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ReadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        PageError {
-            status,
-            message: err.to_string(),
-        }
-    }
-}
-
-impl From<InvalidName> for PageError {
-    fn from(err: InvalidName) -> Self {
-        PageError {
-            status: StatusCode::BAD_REQUEST,
-            message: err.to_string(),
-        }
-    }
-}
-
-impl PageError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        PageError {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-/// Renders a template as an HTML response.
-pub(super) fn html(template: &impl Template) -> HttpResponse {
-    html_response(template.render().map_err(|err| err.to_string()))
-}
-
-/// The page of a kept view: rendered once by `render` for every request the view answers.
-fn kept_html<V>(
-    snapshot: &Snapshot<V>,
-    render: impl FnOnce(&V) -> Result<String, askama::Error>,
-) -> HttpResponse {
-    html_response(snapshot.page(|view| render(view).map_err(|err| err.to_string())))
-}
-
-fn html_response<B: MessageBody + 'static>(rendered: Result<B, String>) -> HttpResponse {
-    match rendered {
-        Ok(body) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(body),
-        Err(err) => {
-            tracing::error!(%err, "template rendering failed");
-            HttpResponse::InternalServerError().body("template rendering failed")
-        }
-    }
-}
-
-/// The error page for `error`.
-pub fn error_page(ui: &Ui, error: PageError) -> HttpResponse {
-    let title = match error.status {
-        StatusCode::BAD_REQUEST => "Invalid URL provided",
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::CONFLICT => "Not possible now",
-        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
-        _ => "Server error",
-    };
-    let page = ErrorPage {
-        csrf: ui.csrf.value(),
-        status: error.status.as_u16(),
-        title,
-        message: error.message,
-    };
-    let mut response = html(&page);
-    *response.status_mut() = error.status;
-    response
-}
-
-fn respond(ui: &Ui, result: Result<HttpResponse, PageError>) -> HttpResponse {
-    result.unwrap_or_else(|error| error_page(ui, error))
 }
 
 pub async fn root() -> HttpResponse {
@@ -214,7 +115,7 @@ pub async fn browse(
         let raw = request
             .path()
             .strip_prefix("/repos/")
-            .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, "unknown page"))?;
+            .ok_or_else(|| ApiError::with_status(StatusCode::NOT_FOUND, "unknown page"))?;
         let csrf = ui.csrf.value();
         let page = paging.page.unwrap_or(0);
         let per_page = paging.per_page.unwrap_or(views::DEFAULT_PAGE);
@@ -232,7 +133,7 @@ pub async fn browse(
                     kept_html(&snapshot, |view| BranchPage { csrf, view }.render())
                 }
                 Some(other) => {
-                    return Err(PageError::new(
+                    return Err(ApiError::with_status(
                         StatusCode::BAD_REQUEST,
                         format!("unknown branch view {other:?}"),
                     ))

@@ -13,8 +13,8 @@ use crate::views::format::short_hash;
 use crate::views::paths;
 use crate::views::paths::InvalidName;
 use crate::web::error::ApiError;
-use crate::web::pages::{html, PageError};
-use crate::web::Ui;
+use crate::web::render::html;
+use crate::web::ui::Ui;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use git2::Oid;
@@ -266,7 +266,7 @@ pub async fn branch_pins_page(
     csrf: &str,
     repo: &str,
     branch: &str,
-) -> Result<HttpResponse, PageError> {
+) -> Result<HttpResponse, ApiError> {
     Ok(html(&BranchPinsPage {
         csrf,
         view: branch_pins(ui, repo, branch).await?,

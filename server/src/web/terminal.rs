@@ -18,8 +18,9 @@ use crate::deployments::framing::{FrameDecoder, MAX_KEYS_BYTES};
 use crate::deployments::{InputSent, TerminalSubscription};
 use crate::reads::model::DeploymentView;
 use crate::views::paths;
-use crate::web::pages::{error_page, html, PageError};
-use crate::web::Ui;
+use crate::web::error::ApiError;
+use crate::web::render::{error_page, html};
+use crate::web::ui::Ui;
 use crate::AppContext;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -41,14 +42,14 @@ struct TerminalPage {
 }
 
 /// A deployment id from the URL, known to the scheduler.
-async fn known_deployment(ui: &Ui, id: &str) -> Result<DeploymentView, PageError> {
+async fn known_deployment(ui: &Ui, id: &str) -> Result<DeploymentView, ApiError> {
     let deployment_id = paths::run_id(id)?;
     ui.sources
         .state
         .deployment(&deployment_id)
         .await?
         .ok_or_else(|| {
-            PageError::new(
+            ApiError::with_status(
                 StatusCode::NOT_FOUND,
                 format!("deployment {deployment_id} not found"),
             )
