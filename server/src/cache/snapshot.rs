@@ -8,11 +8,10 @@
 //! (a parse waiting for another repo, machines' heartbeats) bound it to
 //! [`UNVERSIONED_FOR_MS`].
 
-use crate::reads::model::StatePart;
-use crate::views::format;
 use bytes::Bytes;
 use serde::Serialize;
 use std::sync::{Arc, OnceLock};
+use test_looper_core::scheduling::StatePart;
 
 /// How long a view that shows facts without a version is kept.
 pub const UNVERSIONED_FOR_MS: u64 = 1_000;
@@ -51,21 +50,6 @@ impl Keep {
     pub fn unversioned(now_ms: u64) -> Keep {
         Keep::Until(now_ms.saturating_add(UNVERSIONED_FOR_MS))
     }
-}
-
-/// How long texts of the elapsed time since each of `since_ms` (wall-clock milliseconds), as
-/// [`format::duration`] writes them at `now_ms` from whole seconds, stay the same.
-pub fn elapsed_texts_keep(now_ms: u64, since_ms: impl IntoIterator<Item = i64>) -> Keep {
-    let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
-    since_ms
-        .into_iter()
-        .map(|since| {
-            let elapsed = now_ms.saturating_sub(since).div_euclid(1000);
-            let changes_at = elapsed.saturating_add(format::duration_holds_for(elapsed));
-            let until = since.saturating_add(changes_at.saturating_mul(1000));
-            Keep::Until(u64::try_from(until).unwrap_or(0))
-        })
-        .fold(Keep::WhileUnchanged, Keep::min)
 }
 
 /// What of the scheduler's state a view was computed from.
@@ -155,6 +139,8 @@ impl<V: Serialize> Snapshot<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::views::format;
+    use crate::views::format::elapsed_texts_keep;
 
     #[test]
     fn the_shorter_keep_wins() {

@@ -9,7 +9,22 @@ mod hub;
 pub mod reaper;
 pub mod scrollback;
 
+use crate::scheduler::{Scheduler, SchedulerError};
+
 pub use hub::{
     banner, InputRoute, InputSent, OutputChunk, TerminalHub, TerminalSubscription, INPUT_QUEUE,
     SCROLLBACK_BYTES,
 };
+
+/// Shuts a deployment down through `scheduler` and ends its terminal stream (the user's
+/// shutdown action and the deployment reaper).
+pub async fn shutdown_with(
+    scheduler: &Scheduler,
+    hub: &TerminalHub,
+    deployment_id: &str,
+) -> Result<(), SchedulerError> {
+    scheduler.shutdown_deployment(deployment_id).await?;
+    hub.terminate(deployment_id);
+    tracing::info!(%deployment_id, "deployment shut down");
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! retention, or never uploaded) the log is one line saying so, never an error. A live log
 //! cut at `logs.live_log_max_bytes` ends with the notice the intake wrote.
 
-use crate::logs::intake::log_key;
+use crate::logs::intake::{log_key, LOG_ARTIFACT};
 use crate::reads::model::{LogChunk, ReadError};
 use crate::AppContext;
 use futures_util::StreamExt;
@@ -26,8 +26,6 @@ pub const MAX_CHUNK: u64 = 1 << 20;
 pub const COMPLETION_GRACE_MS: u64 = 2_000;
 /// The longest a reader waits without a notification before it looks again.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The artifact that keeps a finished run's log.
-pub const LOG_ARTIFACT: &str = "test_looper_log.txt";
 
 /// Live logs in Redis.
 pub struct RedisLogs {

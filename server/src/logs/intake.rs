@@ -28,12 +28,16 @@ impl LiveLogLimits {
     }
 }
 
+/// The artifact that keeps a finished run's log (uploaded by the worker, read by
+/// [`crate::logs::feed`] once Redis has let the live log expire).
+pub const LOG_ARTIFACT: &str = "test_looper_log.txt";
+
 /// The line that ends a log cut at `max_bytes`.
 pub fn truncation_notice(run_id: &str, max_bytes: u64) -> String {
     format!(
         "\n[test-looper] live log truncated at {max_bytes} bytes (logs.live_log_max_bytes); \
          the full log is in the run's artifact {} once the run has finished\n",
-        crate::views::paths::artifact_url(run_id, crate::logs::feed::LOG_ARTIFACT)
+        crate::views::paths::artifact_url(run_id, LOG_ARTIFACT)
     )
 }
 

@@ -6,7 +6,7 @@
 use crate::deployments::TerminalHub;
 use crate::reads::action_error;
 use crate::reads::model::{ActionError, DeploymentView};
-use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scheduler::SchedulerError;
 use crate::AppContext;
 use test_looper_core::scheduling::{DeploymentRecord, Engine, SchedulingError};
 
@@ -80,25 +80,11 @@ pub async fn boot(context: &AppContext, test_hash: &str) -> Result<String, Actio
 
 /// Shuts a deployment down and ends its terminal stream.
 pub async fn shutdown(context: &AppContext, deployment_id: &str) -> Result<(), ActionError> {
-    shutdown_with(
+    crate::deployments::shutdown_with(
         context.running_scheduler()?,
         &context.deployments,
         deployment_id,
     )
     .await
-}
-
-/// [`shutdown`] through a given scheduler (the deployment reaper's path too).
-pub async fn shutdown_with(
-    scheduler: &Scheduler,
-    hub: &TerminalHub,
-    deployment_id: &str,
-) -> Result<(), ActionError> {
-    scheduler
-        .shutdown_deployment(deployment_id)
-        .await
-        .map_err(action_error)?;
-    hub.terminate(deployment_id);
-    tracing::info!(%deployment_id, "deployment shut down");
-    Ok(())
+    .map_err(action_error)
 }

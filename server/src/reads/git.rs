@@ -7,8 +7,9 @@
 //! force push moves the head, and the next read walks from the new one — while commit
 //! metadata, definitions files and parse results are keyed by commit (except *pending* parses,
 //! which can change when a repo appears). Branch heads and the repo list are read afresh on
-//! every call, through opened repositories kept in a pool ([`repo_pool`]). Every cache is
-//! bounded ([`cache`]). All functions block (libgit2): call them from `spawn_blocking`.
+//! every call, through opened repositories kept in a pool ([`crate::reads::repo_pool`]).
+//! Every cache is bounded ([`crate::cache::bounded`]). All functions block (libgit2): call
+//! them from `spawn_blocking`.
 
 use crate::cache::bounded::{BoundedCache, Computed};
 use crate::git::history;
@@ -16,7 +17,6 @@ use crate::git::history::CommitMetadata;
 use crate::git::{files, GitError, GitService, ParseOutcome};
 use crate::reads::model::ReadError;
 use crate::reads::repo_pool::{PooledRepo, RepoPool};
-use crate::views::cells::ParseState;
 use crate::views::merge_graph;
 use crate::views::merge_graph::RowGraph;
 use git2::{Oid, Sort};
@@ -24,6 +24,18 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use test_looper_core::definitions::DefinitionKind;
+
+/// How a commit's definitions parsed, as the grid needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum ParseState {
+    /// Not scanned yet.
+    NotLoaded,
+    NoTests,
+    Pending(String),
+    Untestable(String),
+    Ok,
+}
 
 /// One definition of a commit as grids need it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

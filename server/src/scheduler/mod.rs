@@ -19,7 +19,8 @@
 //!   and heartbeat replies.
 //!
 //! - [`store`] (+ [`keys`]): the scheduler's facts in Redis, one transaction per step.
-//! - [`ingest`]: the bridge from git scans into the ingest API.
+//! - [`ingest`]: the bridge from git scans into the ingest API; [`status_reporter`]: the
+//!   change feed out to the forge as commit statuses.
 //! - [`writer`]: the single writer with group commit; [`results`]: durable run records;
 //!   [`feed`]: the change feed out of the scheduler; [`versions`]: which parts changed when.
 
@@ -28,6 +29,7 @@ pub mod feed;
 pub mod ingest;
 pub mod keys;
 pub mod results;
+pub mod status_reporter;
 pub mod store;
 pub mod versions;
 mod writer;

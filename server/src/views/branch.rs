@@ -2,11 +2,11 @@
 //! merge graph) with one cell per project or configuration, and the history page itself,
 //! which the grid and every test's history plot are built from.
 
-use crate::cache::snapshot::elapsed_texts_keep;
 use crate::reads::git::{CommitDefinitions, DefinitionSummary, HistoryPage};
 use crate::reads::model::{BranchState, CommitState, ReadError};
 use crate::views::cells::{Cell, ParseState};
 use crate::views::format;
+use crate::views::format::elapsed_texts_keep;
 use crate::views::format::short_hash;
 use crate::views::{
     blocking, branches_part, commit_part, group_cell, parses_keep, CommitStates, Keep, Reads,

@@ -14,17 +14,7 @@ use serde::Serialize;
 use test_looper_core::definitions::DefinitionKind;
 use test_looper_core::scheduling::stats::{FailureRate, Verdict};
 
-/// How a commit's definitions parsed, as the grid needs it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
-pub enum ParseState {
-    /// Not scanned yet.
-    NotLoaded,
-    NoTests,
-    Pending(String),
-    Untestable(String),
-    Ok,
-}
+pub use crate::reads::git::ParseState;
 
 /// The look of a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

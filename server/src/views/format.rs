@@ -1,6 +1,7 @@
 //! Human formatting shared by pages: ages, durations, byte sizes, percentages, short hashes,
 //! and HTML escaping for markup built in Rust (SVG plots, highlighted source).
 
+use crate::cache::snapshot::Keep;
 use std::fmt::Write;
 
 /// "42 seconds", "3.5 minutes", "7.2 hours", "12.0 days" (the original's helper, spec §2.1).
@@ -143,6 +144,21 @@ pub fn duration_holds_for(seconds: i64) -> i64 {
         }
     }
     changed
+}
+
+/// How long texts of the elapsed time since each of `since_ms` (wall-clock milliseconds), as
+/// [`duration`] writes them at `now_ms` from whole seconds, stay the same.
+pub fn elapsed_texts_keep(now_ms: u64, since_ms: impl IntoIterator<Item = i64>) -> Keep {
+    let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+    since_ms
+        .into_iter()
+        .map(|since| {
+            let elapsed = now_ms.saturating_sub(since).div_euclid(1000);
+            let changes_at = elapsed.saturating_add(duration_holds_for(elapsed));
+            let until = since.saturating_add(changes_at.saturating_mul(1000));
+            Keep::Until(u64::try_from(until).unwrap_or(0))
+        })
+        .fold(Keep::WhileUnchanged, Keep::min)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Machines (hardware, uptime, heartbeat, what each is busy with) and the queue (what
 //! waits, and why).
 
-use crate::cache::snapshot::{elapsed_texts_keep, Keep};
+use crate::cache::snapshot::Keep;
 use crate::reads::model::{MachineView, ReadError, WaitingTest};
+use crate::views::format::elapsed_texts_keep;
 use crate::views::labels::wait_text;
 use crate::views::{format, paths, Reads, Snapshot, Sources};
 use serde::Serialize;

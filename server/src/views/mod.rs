@@ -117,7 +117,7 @@ fn unshare<T>(result: Shared<T>) -> Result<T, ReadError> {
 async fn blocking<T: Send + 'static>(
     job: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, ReadError> {
-    actix_web::rt::task::spawn_blocking(job)
+    tokio::task::spawn_blocking(job)
         .await
         .map_err(|e| ReadError::Internal(format!("git task failed: {e}")))?
 }

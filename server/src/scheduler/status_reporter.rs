@@ -7,9 +7,9 @@
 //! request): any failed run or failed dependency → failure once nothing is left to run;
 //! everything finished and green → success; otherwise pending.
 
-use super::{CommitState, CommitStatus, ScmClient};
-use crate::scheduler::feed::FeedEvent;
-use crate::scheduler::Scheduler;
+use super::feed::FeedEvent;
+use super::Scheduler;
+use crate::scm::{CommitState, CommitStatus, ScmClient};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use test_looper_core::definitions::DefinitionKind;
