@@ -16,11 +16,11 @@ pub struct AppContext {
     /// Repo store, history, scans and their events (see [`crate::git::GitService`]).
     pub git: Arc<crate::git::GitService>,
     /// The worker channel (attached to the scheduler once it runs).
-    pub workers: crate::workers::WorkerHub,
+    pub workers: crate::workers::hub::WorkerHub,
     /// Deployments' terminal streams between workers and browsers.
     pub deployments: crate::deployments::TerminalHub,
     /// Webhook deliveries handled recently (replays are refused).
-    pub webhook_deliveries: crate::webhooks::RecentDeliveries,
+    pub webhook_deliveries: crate::webhooks::deliveries::RecentDeliveries,
     /// The scheduler, once [`crate::services::start`] has opened it.
     pub scheduler: std::sync::OnceLock<Arc<crate::scheduler::Scheduler>>,
     /// The artifact store, once [`crate::services::start`] has opened it.
@@ -48,14 +48,14 @@ impl AppContext {
                 )
             })?;
         let git = crate::git::GitService::from_config(&config);
-        let workers = crate::workers::WorkerHub::new(config.auth.worker_token.as_deref());
+        let workers = crate::workers::hub::WorkerHub::new(config.auth.worker_token.as_deref());
         Ok(Arc::new(Self {
             config,
             redis,
             git,
             workers,
             deployments: crate::deployments::TerminalHub::default(),
-            webhook_deliveries: crate::webhooks::RecentDeliveries::default(),
+            webhook_deliveries: crate::webhooks::deliveries::RecentDeliveries::default(),
             scheduler: std::sync::OnceLock::new(),
             artifacts: std::sync::OnceLock::new(),
         }))

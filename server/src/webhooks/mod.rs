@@ -10,7 +10,7 @@
 //! - Replays (L11): a signed delivery whose id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`)
 //!   was handled recently is answered 409 and not acted on again ([`RecentDeliveries`]).
 
-mod deliveries;
+pub mod deliveries;
 mod payload;
 mod verify;
 

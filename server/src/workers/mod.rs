@@ -14,38 +14,15 @@
 //! workers get 503 and retry.
 
 mod auth;
+pub mod hub;
 mod sessions;
 mod socket;
 mod sources;
 
+pub use hub::WorkerHub;
+
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
-
-/// What the worker endpoints share.
-pub struct WorkerHub {
-    token: auth::WorkerToken,
-    sessions: sessions::LiveSessions,
-}
-
-impl WorkerHub {
-    /// A hub accepting the configured token, or a random one drawn now when none is given.
-    pub fn new(configured_token: Option<&str>) -> Self {
-        WorkerHub {
-            token: auth::WorkerToken::from_config(configured_token),
-            sessions: sessions::LiveSessions::default(),
-        }
-    }
-
-    /// The token workers must present (hand it to workers started by this server).
-    pub fn token(&self) -> &str {
-        self.token.value()
-    }
-
-    /// Whether a worker session is connected for `machine_id`.
-    pub fn has_live_session(&self, machine_id: &str) -> bool {
-        self.sessions.is_live(machine_id)
-    }
-}
 
 /// Registers the worker routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -55,5 +32,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Rejects browser requests and requests without the worker token.
 pub(crate) fn check_auth(context: &AppContext, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-    context.workers.token.check(req)
+    context.workers.check(req)
 }
