@@ -42,8 +42,6 @@
 //!
 //! Timestamps are milliseconds since the Unix epoch ([`Millis`]).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{
@@ -349,11 +347,3 @@ pub enum ServerToWorker {
 
 /// The kind of a definition, re-exported for convenience of worker code.
 pub type Kind = DefinitionKind;
-
-/// Per-case results keyed by name, sorted (what the UI shows).
-pub fn cases_by_name(cases: &[TestCaseResult]) -> BTreeMap<&str, &TestCaseResult> {
-    cases
-        .iter()
-        .map(|case| (case.name.as_str(), case))
-        .collect()
-}

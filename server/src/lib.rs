@@ -1,72 +1,43 @@
 //! test-looper server library: configuration, HTTP app, Redis state and source-control access.
 //!
-//! The binary in `main.rs` is a thin shell around [`run_server`].
+//! The binary in `main.rs` is a thin shell around [`run_server`]. The layout, outside in:
+//!
+//! - [`web`]: HTTP transport only (routes, the JSON API, actions, CSRF, one error type);
+//!   [`webhooks`] and [`workers`] (the worker channel) are the other two audiences.
+//! - [`views`]: pure view models of every page, built from [`reads`] (the read side as plain
+//!   data: git facts, the scheduler's state, stored files) and kept by [`cache`].
+//! - [`logs`]: live run logs, from workers ([`logs::intake`]) to browsers ([`logs::feed`]).
+//! - [`scheduler`]: the single-writer service over the pure engine, with its Redis
+//!   [`scheduler::store`] and the bridge from git ([`scheduler::ingest`]).
+//! - [`git`], [`scm`], [`machines`], [`deployments`], [`retention`]: as named;
+//!   [`config`], [`context`] (what handlers share), [`redis_connection`], [`services`]
+//!   (starting the background services).
 
-pub mod api;
+pub mod cache;
 pub mod config;
+pub mod context;
 pub mod deployments;
 pub mod git;
-pub mod http;
+pub mod logs;
 pub mod machines;
-pub mod redis_state;
+pub mod reads;
+pub mod redis_connection;
 pub mod retention;
 pub mod scheduler;
 pub mod scm;
 pub mod services;
-pub mod state;
+pub mod views;
+pub mod web;
 pub mod webhooks;
 pub mod workers;
 
-use anyhow::Context;
-use std::sync::Arc;
-
-/// Everything request handlers share.
-pub struct AppContext {
-    pub config: config::Config,
-    pub redis: redis_state::RedisHandle,
-    /// Repo store, history, scans and their events (see [`git::GitService`]).
-    pub git: Arc<git::GitService>,
-    /// The worker channel (attached to the scheduler once it runs).
-    pub workers: workers::WorkerHub,
-    /// Deployments' terminal streams between workers and browsers.
-    pub deployments: deployments::TerminalHub,
-    /// Webhook deliveries handled recently (replays are refused).
-    pub webhook_deliveries: webhooks::RecentDeliveries,
-    /// The scheduler, once [`services::start`] has opened it.
-    pub scheduler: std::sync::OnceLock<Arc<scheduler::Scheduler>>,
-    /// The artifact store, once [`services::start`] has opened it.
-    pub artifacts: std::sync::OnceLock<Arc<dyn test_looper_artifacts::ArtifactStore>>,
-}
-
-impl AppContext {
-    /// Builds the shared context from a validated configuration (connects to nothing yet).
-    pub fn new(config: config::Config) -> anyhow::Result<Arc<Self>> {
-        let redis = redis_state::RedisHandle::new(&config.redis.url).with_context(|| {
-            format!(
-                "invalid redis url {}",
-                config::redact_userinfo(&config.redis.url)
-            )
-        })?;
-        let git = git::GitService::from_config(&config);
-        let workers = workers::WorkerHub::new(config.auth.worker_token.as_deref());
-        Ok(Arc::new(Self {
-            config,
-            redis,
-            git,
-            workers,
-            deployments: deployments::TerminalHub::default(),
-            webhook_deliveries: webhooks::RecentDeliveries::default(),
-            scheduler: std::sync::OnceLock::new(),
-            artifacts: std::sync::OnceLock::new(),
-        }))
-    }
-}
+pub use context::AppContext;
 
 /// Starts the HTTP server on the configured address and serves until it is stopped.
 pub async fn run_server(config: config::Config) -> anyhow::Result<()> {
     let bind = (config.server.bind.clone(), config.server.http_port);
     let context = AppContext::new(config)?;
-    let (server, addrs) = http::start(context.clone(), bind)?;
+    let (server, addrs) = web::start(context.clone(), bind)?;
     tracing::info!(?addrs, "test-looper server listening");
     let own_url = services::own_url(&addrs);
     // Scheduler, git feed, artifact store and machine pool; retried until Redis answers.

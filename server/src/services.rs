@@ -7,7 +7,8 @@
 //!   shape can run is reported as "no viable hardware");
 //! - the git service's scans fed into the scheduler ([`spawn_scheduler_feed`]);
 //! - commit statuses posted back to GitHub/GitLab when configured ([`spawn_status_reporter`]);
-//! - the worker channel attached to the scheduler ([`crate::workers::WorkerHub::attach`]);
+//! - the scheduler handed to the [`AppContext`], where the UI, the API and the worker channel
+//!   find it ([`AppContext::running_scheduler`]);
 //! - the machine pool ([`LocalPool`] for `machine_management.local_docker`), started once the
 //!   HTTP listener's address is known because its workers connect back to it.
 //!
@@ -16,13 +17,13 @@
 //! of the server. Tests call [`start`] and [`Services::start_machine_pool`] directly.
 
 use crate::config::{Config, LocalDockerMachines};
-use crate::git::scheduler_feed::spawn_scheduler_feed;
 use crate::machines::shapes::{host_hardware, local_shapes, Capacity};
 use crate::machines::{LocalPool, LocalPoolSettings, PoolError};
 use crate::scheduler::clock::SystemClock;
+use crate::scheduler::ingest::spawn_scheduler_feed;
 use crate::scheduler::results::{ArtifactResultStore, ResultStore};
+use crate::scheduler::status_reporter::spawn_status_reporter;
 use crate::scheduler::{Scheduler, SchedulerError};
-use crate::scm::status_reporter::spawn_status_reporter;
 use crate::AppContext;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -155,7 +156,6 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
     context
         .git
         .set_tarball_cache_budget(config.retention.tarball_cache_max_bytes);
-    context.workers.attach(scheduler.clone());
     let _ = context.scheduler.set(scheduler.clone());
     let _ = context.artifacts.set(artifacts.clone());
     tracing::info!(mode = ?scheduler.start_mode(), store = %artifacts.describe(), "scheduler running");

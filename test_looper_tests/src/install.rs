@@ -175,8 +175,7 @@ machine_management:
         let context = AppContext::new(config).expect("context");
         let mut services = services::start(&context).await.expect("services start");
         let (server, addrs) =
-            test_looper_server::http::start(context.clone(), ("127.0.0.1".into(), 0))
-                .expect("bind");
+            test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), 0)).expect("bind");
         let handle = server.handle();
         actix_web::rt::spawn(server);
         let base_url = services::own_url(&addrs);

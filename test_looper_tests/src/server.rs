@@ -18,7 +18,7 @@ impl TestServer {
         config.server.bind = "127.0.0.1".into();
         let context = AppContext::new(config).expect("context");
         let (server, addrs) =
-            test_looper_server::http::start(context, ("127.0.0.1".into(), 0)).expect("bind");
+            test_looper_server::web::start(context, ("127.0.0.1".into(), 0)).expect("bind");
         let handle = server.handle();
         actix_web::rt::spawn(server);
         Self {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use test_looper_artifacts::ArtifactPrefix;
 use test_looper_core::protocol::{FailureReason, RunResult, TestCaseResult};
 use test_looper_core::scheduling::{RunRecord, RunState, TestView};
-use test_looper_server::workers::logs;
+use test_looper_server::logs::intake as logs;
 use test_looper_tests::install::{make_repo, suite_files, wait_until, Install, PoolOptions};
 use test_looper_tests::DockerEngine;
 

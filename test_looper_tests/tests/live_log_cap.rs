@@ -103,7 +103,7 @@ async fn a_finished_run_whose_log_is_gone_says_so() {
         .query::<()>(&mut connection)
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(
-        test_looper_server::http::adapters::logs::COMPLETION_GRACE_MS + 200,
+        test_looper_server::logs::feed::COMPLETION_GRACE_MS + 200,
     ))
     .await;
     let response = reqwest::get(server.url(&format!("/api/runs/{run_id}/log")))

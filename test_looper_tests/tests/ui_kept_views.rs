@@ -9,7 +9,7 @@ mod ui_support;
 
 use serde_json::Value;
 use std::sync::Arc;
-use test_looper_server::http::{Attachments, Ui};
+use test_looper_server::web::{Attachments, Ui};
 use test_looper_tests::{GitRepo, RedisServer};
 use ui_support::LiveServer;
 

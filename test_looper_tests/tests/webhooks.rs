@@ -26,7 +26,7 @@ struct Served {
 fn serve(config: Config) -> Served {
     let context = AppContext::new(config).expect("context");
     let (server, addrs) =
-        test_looper_server::http::start(context.clone(), ("127.0.0.1".into(), 0)).expect("bind");
+        test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), 0)).expect("bind");
     let handle = server.handle();
     actix_web::rt::spawn(server);
     Served {

@@ -29,7 +29,7 @@ pub use inputs::{DeploymentLimits, SchedulingError};
 pub use model::*;
 pub use retention::ExpiredRun;
 pub use state::{TestCounts, TestState};
-pub use stats::FailureRate;
+pub use stats::{FailureRate, Verdict};
 pub use touched::{PartsTouched, StatePart, MAX_PARTS_TOUCHED};
 pub use views::*;
 pub use waiting::{WaitingEntry, WaitingGroup, WaitingLimits};

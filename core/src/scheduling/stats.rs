@@ -1,5 +1,6 @@
 //! Failure-rate statistics: the observed rate of failing runs with a Wilson score interval,
-//! so a cell can show "12% (4–31%)" instead of a bare colour.
+//! so a cell can show "12% (4–31%)" instead of a bare colour, and the verdict over a group of
+//! runs (passing, flaky, failing) that every page uses.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,53 @@ impl FailureRate {
     }
 }
 
+impl FailureRate {
+    /// The pooled rate of a group (e.g. the tests of one grid cell): the sum of each
+    /// member's `(failures, runs)`, each member's failures clamped to its runs.
+    pub fn pooled(members: impl IntoIterator<Item = (u64, u64)>) -> FailureRate {
+        let (failures, runs) = members.into_iter().fold(
+            (0, 0),
+            |(failures, runs), (member_failures, member_runs)| {
+                (
+                    failures + member_failures.min(member_runs),
+                    runs + member_runs,
+                )
+            },
+        );
+        FailureRate::new(failures, runs)
+    }
+
+    /// The verdict over these runs; `None` without runs.
+    pub fn verdict(&self) -> Option<Verdict> {
+        Verdict::of(self.failures, self.runs)
+    }
+}
+
+/// How a group of finished runs did: every run passed, some failed, or every run failed.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passing,
+    Flaky,
+    Failing,
+}
+
+impl Verdict {
+    /// The verdict of `failures` among `runs` finished runs; `None` without runs. `failures`
+    /// above `runs` counts as every run failing.
+    pub fn of(failures: u64, runs: u64) -> Option<Verdict> {
+        if runs == 0 {
+            None
+        } else if failures == 0 {
+            Some(Verdict::Passing)
+        } else if failures >= runs {
+            Some(Verdict::Failing)
+        } else {
+            Some(Verdict::Flaky)
+        }
+    }
+}
+
 /// The Wilson score interval for `successes` out of `trials` at normal quantile `z`.
 /// `trials == 0` gives `(0, 1)`.
 pub fn wilson_interval(successes: u64, trials: u64, z: f64) -> (f64, f64) {
@@ -70,6 +118,17 @@ mod tests {
         let (low, high) = wilson_interval(5, 10, Z_95);
         assert!((low - 0.2366).abs() < 1e-3, "{low}");
         assert!((high - 0.7634).abs() < 1e-3, "{high}");
+    }
+
+    #[test]
+    fn verdicts_and_pooled_rates() {
+        assert_eq!(Verdict::of(0, 0), None);
+        assert_eq!(Verdict::of(0, 4), Some(Verdict::Passing));
+        assert_eq!(Verdict::of(1, 4), Some(Verdict::Flaky));
+        assert_eq!(Verdict::of(4, 4), Some(Verdict::Failing));
+        let rate = FailureRate::pooled([(1, 3), (5, 2), (0, 0)]);
+        assert_eq!((rate.failures, rate.runs), (3, 5));
+        assert_eq!(rate.verdict(), Some(Verdict::Flaky));
     }
 
     #[test]

@@ -59,13 +59,6 @@ impl Engine {
         }
     }
 
-    /// A definition by hash.
-    pub fn test_view(&self, hash: &str) -> Option<TestView> {
-        self.test_index
-            .get(hash)
-            .map(|idx| self.test_view_idx(*idx))
-    }
-
     /// A commit with every test it declares.
     pub fn commit_view(&self, repo: &str, hash: &str) -> Option<CommitView> {
         let idx = *self

@@ -136,15 +136,20 @@ impl Config {
         Ok(())
     }
 
-    /// The secret that authenticates push webhooks, if one is configured.
+    /// The secret that authenticates push webhooks: the one of the active back end (an empty
+    /// string counts as none).
     pub fn webhook_secret(&self) -> Option<&str> {
         let sc = &self.source_control;
-        sc.local
-            .as_ref()
-            .and_then(|c| c.webhook_secret.as_deref())
-            .or_else(|| sc.github.as_ref().and_then(|c| c.webhook_secret.as_deref()))
-            .or_else(|| sc.gitlab.as_ref().and_then(|c| c.webhook_secret.as_deref()))
-            .filter(|secret| !secret.is_empty())
+        let secret = if let Some(local) = &sc.local {
+            local.webhook_secret.as_deref()
+        } else if let Some(github) = &sc.github {
+            github.webhook_secret.as_deref()
+        } else if let Some(gitlab) = &sc.gitlab {
+            gitlab.webhook_secret.as_deref()
+        } else {
+            None
+        };
+        secret.filter(|s| !s.is_empty())
     }
 }
 

@@ -5,8 +5,8 @@
 //! deployments are checked by the scheduler when one is booted
 //! (`Engine::create_deployment`); [`limits`] turns the configuration into them.
 
+use super::shutdown_with;
 use crate::config::DeploymentsSection;
-use crate::http::adapters::deployments::shutdown_with;
 use crate::scheduler::Scheduler;
 use crate::AppContext;
 use std::sync::Arc;

@@ -24,7 +24,6 @@ pub mod history;
 pub mod pin_refs;
 pub mod pins;
 pub mod scanner;
-pub mod scheduler_feed;
 pub mod service;
 pub mod store;
 pub mod tarball;

@@ -46,8 +46,6 @@ pub struct ServiceOptions {
 
 enum Request {
     Scan { repo: String, fetch: bool },
-    ScanAll { fetch: bool },
-    RefreshRepoList,
     Resync,
 }
 
@@ -171,16 +169,6 @@ impl GitService {
         });
     }
 
-    /// Fetches and rescans every repo now.
-    pub fn request_scan_all(&self) {
-        self.send(Request::ScanAll { fetch: true });
-    }
-
-    /// Re-lists the repos of the back end.
-    pub fn request_repo_list_refresh(&self) {
-        self.send(Request::RefreshRepoList);
-    }
-
     /// Forgets what was seen: the next scan reports every branch and every reachable commit
     /// of every repo as new (for a consumer that just subscribed or lost its state).
     pub fn resync(&self) {
@@ -292,7 +280,7 @@ impl Worker {
 
     fn handle_batch(&mut self, batch: Vec<Request>, runtime: &tokio::runtime::Runtime) {
         let mut list = false;
-        let mut all: Option<bool> = None;
+        let mut resync = false;
         let mut repos: BTreeSet<(String, bool)> = BTreeSet::new();
         for request in batch {
             match request {
@@ -302,19 +290,17 @@ impl Worker {
                     }
                     repos.insert((repo, fetch));
                 }
-                Request::ScanAll { fetch } => all = Some(all.unwrap_or(false) || fetch),
-                Request::RefreshRepoList => list = true,
                 Request::Resync => {
                     self.heads.clear();
-                    all = Some(all.unwrap_or(false));
+                    resync = true;
                 }
             }
         }
         if list {
             self.refresh_repo_list(runtime);
         }
-        if let Some(fetch) = all {
-            self.scan_all(fetch);
+        if resync {
+            self.scan_all(false);
             return;
         }
         let mut scanned = Vec::new();

@@ -16,10 +16,10 @@
 //!   same sweep (Redis shrinks too), and their artifacts go with them.
 //! - **Ended deployments** booted more than `ended_deployment_days` ago.
 //! - **Live logs** in Redis expire by themselves `live_log_days` after their last line
-//!   (`crate::workers::logs`).
+//!   (`crate::logs::intake`).
 
 use crate::config::RetentionSection;
-use crate::redis_state::RedisHandle;
+use crate::redis_connection::RedisHandle;
 use crate::scheduler::Scheduler;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};

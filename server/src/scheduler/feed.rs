@@ -1,5 +1,5 @@
 //! The change feed: one event per kind of change after every scheduler step, published to
-//! the Redis stream [`crate::state::keys::FEED`] (for other processes: machine pools, a
+//! the Redis stream [`crate::scheduler::keys::FEED`] (for other processes: machine pools, a
 //! second web front end) and to an in-process broadcast channel (web UI websockets, idle
 //! workers waiting for work). Events name what changed; readers fetch the details.
 

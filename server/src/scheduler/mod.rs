@@ -17,10 +17,20 @@
 //!   [`Scheduler::heartbeat`], [`Scheduler::artifact_uploaded`],
 //!   [`Scheduler::record_completion`]; cancellation notices are `RunCancelled` feed events
 //!   and heartbeat replies.
+//!
+//! - [`store`] (+ [`keys`]): the scheduler's facts in Redis, one transaction per step.
+//! - [`ingest`]: the bridge from git scans into the ingest API; [`status_reporter`]: the
+//!   change feed out to the forge as commit statuses.
+//! - [`writer`]: the single writer with group commit; [`results`]: durable run records;
+//!   [`feed`]: the change feed out of the scheduler; [`versions`]: which parts changed when.
 
 pub mod clock;
 pub mod feed;
+pub mod ingest;
+pub mod keys;
 pub mod results;
+pub mod status_reporter;
+pub mod store;
 pub mod timings;
 pub mod versions;
 mod writer;
@@ -40,10 +50,10 @@ pub use test_looper_core::scheduling::{CommitInfo, ParseOutcome};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
-use crate::state::{RedisState, StateError};
 use clock::Clock;
 use feed::FeedEvent;
 use results::{ResultStore, StoreError};
+use store::{RedisState, StateError};
 use timings::{Phase, StepTimings};
 use versions::StateVersions;
 
@@ -97,7 +107,7 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Scheduler>, SchedulerError> {
         let redis = RedisState::connect(client).await?;
-        let epoch = crate::state::new_epoch();
+        let epoch = store::new_epoch();
         let now = clock.now();
         let (engine, start_mode) = if redis.is_initialized().await? {
             let (snapshot, quarantined) = redis.load().await?;

@@ -28,8 +28,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use super::feed::FeedEvent;
 use super::results::ResultStore;
+use super::store::{RedisState, StateError, StoreCheck};
 use super::timings::{Phase, StepTimings};
-use crate::state::{RedisState, StateError, StoreCheck};
 
 /// One prepared step.
 pub(crate) struct PendingWrite {

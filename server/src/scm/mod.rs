@@ -1,12 +1,12 @@
 //! REST clients of the remote source-control back ends (GitHub, GitLab): list the repos of
 //! an owner or group and their branches (paginated), and post commit statuses back
 //! (switchable with the config's `post_commit_statuses`). Tokens travel in headers only and
-//! never appear in errors or logs.
+//! never appear in errors or logs. What to post and when is decided by
+//! [`crate::scheduler::status_reporter`], which follows the scheduler's change feed.
 
 mod github;
 mod gitlab;
 mod pagination;
-pub mod status_reporter;
 
 use crate::config::{GithubSourceControl, GitlabSourceControl};
 use serde::{Deserialize, Serialize};

@@ -10,32 +10,16 @@
 //! - Replays (L11): a signed delivery whose id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`)
 //!   was handled recently is answered 409 and not acted on again ([`RecentDeliveries`]).
 
-mod deliveries;
+pub mod deliveries;
 mod payload;
 mod verify;
 
 pub use deliveries::RecentDeliveries;
 
-use crate::config::Config;
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
 use payload::{PushEvent, PushTarget};
 use serde_json::json;
-
-/// The webhook secret of the active back end (an empty string counts as none).
-pub fn webhook_secret(config: &Config) -> Option<&str> {
-    let sc = &config.source_control;
-    let secret = if let Some(local) = &sc.local {
-        local.webhook_secret.as_deref()
-    } else if let Some(github) = &sc.github {
-        github.webhook_secret.as_deref()
-    } else if let Some(gitlab) = &sc.gitlab {
-        gitlab.webhook_secret.as_deref()
-    } else {
-        None
-    };
-    secret.filter(|s| !s.is_empty())
-}
 
 /// Which forge sent the request.
 enum Sender {
@@ -58,7 +42,7 @@ pub async fn receive(
     context: web::Data<AppContext>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let Some(secret) = webhook_secret(&context.config) else {
+    let Some(secret) = context.config.webhook_secret() else {
         tracing::warn!("webhook refused: no webhook_secret configured");
         return reply(
             StatusCode::FORBIDDEN,

@@ -8,60 +8,21 @@
 //!   message is applied to the [`Scheduler`]; feed events addressed to the machine
 //!   (cancellations, "work available") are pushed to it.
 //! - `GET /api/worker/source?repo=&commit=&path=`: the source tarball of a commit (same auth).
-//! - Live logs: [`logs`] keeps each run's log in Redis ([`logs::read_from`] by byte offset).
+//! - Live logs: [`crate::logs::intake`] keeps each run's log in Redis.
 //!
-//! The hub is attached to the scheduler once it is running ([`WorkerHub::attach`]); until then
+//! Workers use the context's scheduler ([`crate::AppContext::running_scheduler`]); until it runs
 //! workers get 503 and retry.
 
 mod auth;
-pub mod logs;
+pub mod hub;
 mod sessions;
 mod socket;
 mod sources;
 
-use crate::scheduler::Scheduler;
+pub use hub::WorkerHub;
+
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::sync::{Arc, OnceLock};
-
-/// What the worker endpoints share.
-pub struct WorkerHub {
-    scheduler: OnceLock<Arc<Scheduler>>,
-    token: auth::WorkerToken,
-    sessions: sessions::LiveSessions,
-}
-
-impl WorkerHub {
-    /// A hub accepting the configured token, or a random one drawn now when none is given.
-    pub fn new(configured_token: Option<&str>) -> Self {
-        WorkerHub {
-            scheduler: OnceLock::new(),
-            token: auth::WorkerToken::from_config(configured_token),
-            sessions: sessions::LiveSessions::default(),
-        }
-    }
-
-    /// The token workers must present (hand it to workers started by this server).
-    pub fn token(&self) -> &str {
-        self.token.value()
-    }
-
-    /// Whether a worker session is connected for `machine_id`.
-    pub fn has_live_session(&self, machine_id: &str) -> bool {
-        self.sessions.is_live(machine_id)
-    }
-
-    /// Connects the hub to the running scheduler (once).
-    pub fn attach(&self, scheduler: Arc<Scheduler>) {
-        if self.scheduler.set(scheduler).is_err() {
-            tracing::warn!("worker hub already attached to a scheduler");
-        }
-    }
-
-    pub fn scheduler(&self) -> Option<&Arc<Scheduler>> {
-        self.scheduler.get()
-    }
-}
 
 /// Registers the worker routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -71,5 +32,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Rejects browser requests and requests without the worker token.
 pub(crate) fn check_auth(context: &AppContext, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-    context.workers.token.check(req)
+    context.workers.check(req)
 }

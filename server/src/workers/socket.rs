@@ -20,9 +20,9 @@
 
 use super::sessions::{MachineClaim, TAKEOVER_WAIT};
 use crate::deployments::{InputRoute, INPUT_QUEUE};
-use crate::http::paths;
 use crate::scheduler::feed::FeedEvent;
 use crate::scheduler::Scheduler;
+use crate::views::paths;
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
@@ -56,8 +56,11 @@ pub async fn worker_socket(
     if let Err(response) = super::check_auth(&context, &req) {
         return Ok(*response);
     }
-    let Some(scheduler) = context.workers.scheduler().cloned() else {
-        return Ok(HttpResponse::ServiceUnavailable().body("the scheduler is not running yet"));
+    let scheduler = match context.running_scheduler() {
+        Ok(scheduler) => scheduler.clone(),
+        Err(not_started) => {
+            return Ok(HttpResponse::ServiceUnavailable().body(not_started.to_string()));
+        }
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
@@ -408,9 +411,9 @@ impl WorkerSession {
                     let what = format!("log chunk for {run_id}, not a run of this machine");
                     return self.refuse(&what, Vec::new());
                 }
-                if let Err(error) = super::logs::append(
+                if let Err(error) = crate::logs::intake::append(
                     &self.context.redis,
-                    &super::logs::LiveLogLimits::from_config(&self.context.config),
+                    &crate::logs::intake::LiveLogLimits::from_config(&self.context.config),
                     &run_id,
                     offset,
                     &text,

@@ -290,8 +290,7 @@ async fn main() -> anyhow::Result<()> {
     let context = AppContext::new(config)?;
     let services = services::start(&context).await?;
     let scheduler = services.scheduler.clone();
-    let (server, addrs) =
-        test_looper_server::http::start(context.clone(), ("127.0.0.1".into(), 0))?;
+    let (server, addrs) = test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), 0))?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let base = format!("http://{}", addrs[0]);

@@ -1,7 +1,7 @@
 //! Benchmark: server-side time to build and render the branch page for 1,000 commits × 100
 //! tests (goal < 150 ms). Each round does what the handler does after its git reads: read
 //! the 1,000 commits' states from a real scheduler engine through the UI adapter
-//! ([`test_looper_server::http::adapters::state::commit_states`]: 100,000 test views turned
+//! ([`test_looper_server::reads::state::commit_states`]: 100,000 test views turned
 //! into counters and wait reasons), build the grid and render the askama template. Prints
 //! the median and p99 of the whole and of the state read alone.
 //! Run: `cargo run --release -p test_looper_tests --bin bench_ui`.
@@ -13,10 +13,11 @@ use test_looper_core::definitions::{resolve_commit, CommitRef, ResolvedCommit};
 use test_looper_core::protocol::{Completion, MachineInfo, OsConfig, RunOutcome, RunResult, Work};
 use test_looper_core::scheduling::{CommitInfo, Engine, ParseOutcome, SchedulerConfig};
 use test_looper_server::git::history::CommitMetadata;
-use test_looper_server::http::adapters::state::commit_states;
-use test_looper_server::http::cells::ParseState;
-use test_looper_server::http::git_reads::{CommitDefinitions, DefinitionSummary, HistoryPage};
-use test_looper_server::http::{merge_graph, pages, views};
+use test_looper_server::reads::git::{CommitDefinitions, DefinitionSummary, HistoryPage};
+use test_looper_server::reads::state::commit_states;
+use test_looper_server::views::cells::ParseState;
+use test_looper_server::views::{self, merge_graph};
+use test_looper_server::web::pages;
 
 const COMMITS: usize = 1000;
 const TESTS: usize = 100;

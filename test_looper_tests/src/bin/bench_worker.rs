@@ -12,7 +12,7 @@
 //! `cargo run --release -p test_looper_tests --bin bench_worker -- [--samples N] [--log-mb M]`
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use test_looper_server::workers::logs;
+use test_looper_server::logs::intake as logs;
 use test_looper_tests::install::{make_repo, wait_until, Install, PoolOptions};
 use test_looper_tests::DockerEngine;
 

@@ -44,8 +44,7 @@ impl LiveServer {
         let context = AppContext::new(config).expect("context");
         let services = services::start(&context).await.expect("services start");
         let (server, addrs) =
-            test_looper_server::http::start(context.clone(), ("127.0.0.1".into(), 0))
-                .expect("bind");
+            test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), 0)).expect("bind");
         let handle = server.handle();
         actix_web::rt::spawn(server);
         LiveServer {
@@ -166,16 +165,10 @@ impl LiveServer {
     /// Appends a log chunk through the real log intake (as the worker socket does).
     pub async fn append_log(&self, run_id: &str, offset: u64, text: &str) -> u64 {
         let limits =
-            test_looper_server::workers::logs::LiveLogLimits::from_config(&self.context.config);
-        test_looper_server::workers::logs::append(
-            &self.context.redis,
-            &limits,
-            run_id,
-            offset,
-            text,
-        )
-        .await
-        .expect("append log")
+            test_looper_server::logs::intake::LiveLogLimits::from_config(&self.context.config);
+        test_looper_server::logs::intake::append(&self.context.redis, &limits, run_id, offset, text)
+            .await
+            .expect("append log")
     }
 
     /// Stores a file of a run (like a kept output file) in the artifact store.

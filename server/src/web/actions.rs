@@ -1,0 +1,365 @@
+//! State-changing actions: enable/disable a branch, set a commit's priority (0 disables it),
+//! set runs desired, cancel a run, restart a test, update a pin, boot and shut down a
+//! deployment. Only POST routes exist (a GET to an action URL is a 405 and changes nothing),
+//! and every request must carry the CSRF token. HTML forms post to `/actions/<name>` and are
+//! redirected back (303); API clients post JSON to `/api/actions/<name>` and get JSON.
+//! Booting from a form redirects to the new deployment's terminal page.
+
+use crate::reads::model::ActionError;
+use crate::views::paths;
+use crate::web::error::ApiError;
+use crate::web::render::error_page;
+use crate::web::ui::Ui;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The most runs a user may ask for per test in one action (the original clamps to 1..100;
+/// the commit page's form says so too). The scheduler's own ceiling is
+/// [`test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED`], which this stays below.
+pub const MAX_RUNS_PER_ACTION: u32 = 100;
+const _: () =
+    assert!(MAX_RUNS_PER_ACTION <= test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED);
+
+/// One validated action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Branch {
+        repo: String,
+        branch: String,
+        under_test: bool,
+    },
+    CommitPriority {
+        repo: String,
+        commit: String,
+        priority: u32,
+    },
+    RunsDesired {
+        repo: String,
+        commit: String,
+        test: String,
+        runs: u32,
+    },
+    Cancel {
+        run_id: String,
+    },
+    Restart {
+        repo: String,
+        commit: String,
+        test: String,
+    },
+    /// Move a manual pin of the branch head to its branch's head (`head`: the head the user
+    /// saw; a branch that moved since is a conflict).
+    UpdatePin {
+        repo: String,
+        branch: String,
+        pin: String,
+        head: Option<String>,
+    },
+    BootDeployment {
+        test_hash: String,
+    },
+    ShutdownDeployment {
+        deployment_id: String,
+    },
+}
+
+/// What a performed action produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A deployment was booted.
+    Booted {
+        deployment_id: String,
+    },
+}
+
+/// A definition's identity hash: 64 lowercase hex characters.
+fn definition_hash(text: &str) -> Result<String, ApiError> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{text:?} is not a 64-hex definition hash"
+        )))
+    }
+}
+
+impl Action {
+    /// Validates the fields of action `name`.
+    pub fn parse(name: &str, fields: &HashMap<String, String>) -> Result<Action, ApiError> {
+        let get = |key: &str| {
+            fields
+                .get(key)
+                .map(String::as_str)
+                .ok_or_else(|| ApiError::bad_request(format!("missing field {key}")))
+        };
+        let number = |key: &str| -> Result<u32, ApiError> {
+            get(key)?
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| ApiError::bad_request(format!("{key} must be a non-negative integer")))
+        };
+        Ok(match name {
+            "branch" => Action::Branch {
+                repo: paths::repo_name(get("repo")?)?,
+                branch: paths::branch_name(get("branch")?)?,
+                under_test: match get("under_test")? {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "off" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "under_test must be true or false, not {other:?}"
+                        )))
+                    }
+                },
+            },
+            "commit" => Action::CommitPriority {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                priority: number("priority")?,
+            },
+            "runs_desired" => Action::RunsDesired {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                test: paths::test_name(get("test")?)?,
+                runs: number("runs")?.clamp(1, MAX_RUNS_PER_ACTION),
+            },
+            "cancel" => Action::Cancel {
+                run_id: paths::run_id(get("run_id")?)?,
+            },
+            "restart" => Action::Restart {
+                repo: paths::repo_name(get("repo")?)?,
+                commit: paths::commit_hash(get("commit")?)?,
+                test: paths::test_name(get("test")?)?,
+            },
+            "update_pin" => Action::UpdatePin {
+                repo: paths::repo_name(get("repo")?)?,
+                branch: paths::branch_name(get("branch")?)?,
+                pin: crate::web::pins::pin_name(get("pin")?)?,
+                head: match fields.get("head").filter(|h| !h.is_empty()) {
+                    Some(head) => Some(paths::commit_hash(head)?),
+                    None => None,
+                },
+            },
+            "boot_deployment" => Action::BootDeployment {
+                test_hash: definition_hash(get("test_hash")?)?,
+            },
+            "shutdown_deployment" => Action::ShutdownDeployment {
+                deployment_id: paths::run_id(get("deployment_id")?)?,
+            },
+            other => return Err(ApiError::not_found(format!("unknown action {other:?}"))),
+        })
+    }
+
+    /// Performs it against the scheduler.
+    pub async fn perform(&self, ui: &Ui) -> Result<Outcome, ActionError> {
+        let state = &ui.actions;
+        match self {
+            Action::BootDeployment { test_hash } => {
+                let deployment_id = state.boot_deployment(test_hash).await?;
+                return Ok(Outcome::Booted { deployment_id });
+            }
+            Action::ShutdownDeployment { deployment_id } => {
+                state.shutdown_deployment(deployment_id).await?
+            }
+            Action::Branch {
+                repo,
+                branch,
+                under_test,
+            } => {
+                state
+                    .set_branch_under_test(repo, branch, *under_test)
+                    .await?
+            }
+            Action::CommitPriority {
+                repo,
+                commit,
+                priority,
+            } => state.set_commit_priority(repo, commit, *priority).await?,
+            Action::RunsDesired {
+                repo,
+                commit,
+                test,
+                runs,
+            } => state.set_runs_desired(repo, commit, test, *runs).await?,
+            Action::Cancel { run_id } => state.cancel_run(run_id).await?,
+            Action::Restart { repo, commit, test } => {
+                state.restart_test(repo, commit, test).await?
+            }
+            Action::UpdatePin {
+                repo,
+                branch,
+                pin,
+                head,
+            } => crate::web::pins::update_pin(ui, repo, branch, pin, head.as_deref()).await?,
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+/// `POST /actions/{name}` from an HTML form.
+pub async fn form_action(
+    ui: web::Data<Ui>,
+    request: HttpRequest,
+    name: web::Path<String>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    let fields = form.into_inner();
+    if let Err(err) = ui.csrf.verify(
+        &request,
+        fields.get(crate::web::csrf::FIELD).map(String::as_str),
+    ) {
+        return error_page(&ui, ApiError::from(err));
+    }
+    let action = match Action::parse(&name, &fields) {
+        Ok(action) => action,
+        Err(err) => return error_page(&ui, err),
+    };
+    match action.perform(&ui).await {
+        Ok(outcome) => {
+            tracing::info!(?action, "user action");
+            let location = match outcome {
+                Outcome::Booted { deployment_id } => paths::terminal_url(&deployment_id),
+                Outcome::Done => back_to(&request),
+            };
+            HttpResponse::SeeOther()
+                .insert_header(("Location", location))
+                .finish()
+        }
+        Err(err) => {
+            let err = ApiError::from(err);
+            error_page(&ui, err)
+        }
+    }
+}
+
+/// `POST /api/actions/{name}` with a JSON object body and the `X-CSRF-Token` header.
+pub async fn api_action(
+    ui: web::Data<Ui>,
+    request: HttpRequest,
+    name: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    ui.csrf.verify(&request, None)?;
+    let Value::Object(object) = body.into_inner() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    let fields: HashMap<String, String> = object
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect();
+    let action = Action::parse(&name, &fields)?;
+    let outcome = action.perform(&ui).await?;
+    tracing::info!(?action, "user action (api)");
+    Ok(HttpResponse::Ok().json(match outcome {
+        Outcome::Done => json!({"ok": true}),
+        Outcome::Booted { deployment_id } => json!({
+            "ok": true,
+            "terminal": paths::terminal_url(&deployment_id),
+            "deployment_id": deployment_id,
+        }),
+    }))
+}
+
+/// Any other method on an action URL.
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", "POST"))
+        .json(
+            json!({"error": {"status": 405, "code": "method_not_allowed",
+            "message": "actions change state: use POST with the CSRF token"}}),
+        )
+}
+
+/// Where to send the browser after a form action: the local page it came from.
+fn back_to(request: &HttpRequest) -> String {
+    let referer = request
+        .headers()
+        .get("referer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok());
+    let host = request.connection_info().host().to_owned();
+    match referer {
+        Some(url)
+            if url
+                .host_str()
+                .is_some_and(|h| host.split(':').next() == Some(h)) =>
+        {
+            let mut target = url.path().to_owned();
+            if let Some(query) = url.query() {
+                target.push('?');
+                target.push_str(query);
+            }
+            if target.starts_with('/') && !target.starts_with("//") {
+                target
+            } else {
+                "/repos".into()
+            }
+        }
+        _ => "/repos".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::StatusCode;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn actions_validate_names_and_clamp_runs() {
+        let sha = "a".repeat(40);
+        let action = Action::parse(
+            "runs_desired",
+            &fields(&[
+                ("repo", "app"),
+                ("commit", &sha),
+                ("test", "t/linux"),
+                ("runs", "500"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(action, Action::RunsDesired { runs: 100, .. }));
+        let bad = Action::parse(
+            "branch",
+            &fields(&[
+                ("repo", "../../etc"),
+                ("branch", "master"),
+                ("under_test", "true"),
+            ]),
+        );
+        assert_eq!(bad.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(Action::parse("cancel", &fields(&[])).is_err());
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            Action::parse("boot_deployment", &fields(&[("test_hash", &hash)])).unwrap(),
+            Action::BootDeployment { test_hash: hash }
+        );
+        assert!(Action::parse("boot_deployment", &fields(&[("test_hash", &sha)])).is_err());
+        assert!(
+            Action::parse("shutdown_deployment", &fields(&[("deployment_id", "../x")])).is_err()
+        );
+        assert_eq!(
+            Action::parse("nuke", &fields(&[])).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        assert!(Action::parse(
+            "commit",
+            &fields(&[("repo", "app"), ("commit", &sha), ("priority", "-1")])
+        )
+        .is_err());
+    }
+}
