@@ -144,7 +144,7 @@ fn tl_info_and_the_server_give_every_commit_of_a_merge_history_the_same_hashes()
     for commit in commits {
         let server = resolve_commit(&CommitRef::new("app", commit.to_string()), &source)
             .unwrap_or_else(|e| panic!("the server resolves {commit}: {e}"));
-        let server = serde_json::to_value(&server).unwrap();
+        let server = serde_json::to_value(server).unwrap();
         let tl = tl_info(&workdir, &root, commit);
 
         let (mut server_hashes, mut tl_hashes) = (BTreeMap::new(), BTreeMap::new());
