@@ -25,6 +25,11 @@ pub fn server_binary() -> PathBuf {
     workspace_binary("test_looper_server", "test-looper-server")
 }
 
+/// The `tl` executable of this build, built on first use.
+pub fn tl_binary() -> PathBuf {
+    workspace_binary("test_looper_cli", "tl")
+}
+
 /// The executable `bin` of workspace package `package`, built once per test process with the
 /// profile and target directory of the running test.
 fn workspace_binary(package: &str, bin: &str) -> PathBuf {

@@ -259,7 +259,7 @@ machine_management:
             signal(pid, libc::SIGKILL);
         }
         let engine = DockerEngine::connect().await;
-        let _ = test_looper_worker::executor::reaper::remove_labelled(
+        let _ = test_looper_containers::remove_labelled(
             engine.client(),
             "test-looper.scope",
             &self.scope,

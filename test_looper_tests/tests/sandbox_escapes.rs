@@ -20,11 +20,11 @@ use futures_util::StreamExt;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
+use test_looper_containers::RUN_LABEL;
 use test_looper_core::definitions::{Artifact, ArtifactFormat, Stage};
 use test_looper_core::protocol::{FailureReason, RunOutcome, RunResult};
 use test_looper_tests::DockerEngine;
 use test_looper_worker::executor::docker_proxy::{engine_socket_path, DockerProxy, ProxyScope};
-use test_looper_worker::executor::reaper::RUN_LABEL;
 use test_looper_worker::executor::sandbox::{DockerSocketPolicy, Sandbox};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

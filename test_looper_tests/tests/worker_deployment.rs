@@ -7,11 +7,11 @@ mod worker_support;
 
 use std::path::Path;
 use std::time::Duration;
+use test_looper_containers::{remove_labelled, RUN_LABEL, SCOPE_LABEL, WORKER_LABEL};
 use test_looper_core::definitions::memory::MemorySource;
 use test_looper_core::definitions::{resolve_commit, CommitRef, ResolvedCommit};
 use test_looper_core::protocol::{DeploymentAssignment, SourceCommit, TerminalInput};
 use test_looper_tests::DockerEngine;
-use test_looper_worker::executor::reaper::{remove_labelled, RUN_LABEL, SCOPE_LABEL, WORKER_LABEL};
 use test_looper_worker::executor::{run_deployment, DeploymentEnd, DeploymentEvent, Executor};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;

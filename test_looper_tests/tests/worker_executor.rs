@@ -4,9 +4,9 @@
 mod worker_support;
 
 use test_looper_artifacts::{ArtifactKey, ArtifactPrefix};
+use test_looper_containers::SCOPE_LABEL;
 use test_looper_core::protocol::{FailureReason, RunResult};
 use test_looper_tests::DockerEngine;
-use test_looper_worker::executor::reaper::SCOPE_LABEL;
 use worker_support::{assignment, executor, resolved_fixture, run};
 
 fn reason(result: &RunResult) -> Option<FailureReason> {
@@ -236,7 +236,7 @@ async fn leftovers_of_a_killed_worker_are_reaped_at_start() {
     let exec = executor(engine.client(), dir.path(), &scope, "machine-killed");
     // What a `kill -9` mid-run leaves: a running container with the worker's labels and a
     // run directory.
-    let labels = test_looper_worker::executor::reaper::container_labels(
+    let labels = test_looper_containers::container_labels(
         &scope,
         "machine-killed",
         "run-x",

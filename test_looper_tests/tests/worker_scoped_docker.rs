@@ -13,11 +13,11 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
+use test_looper_containers::{RUN_LABEL, SCOPE_LABEL};
 use test_looper_core::definitions::Stage;
 use test_looper_core::protocol::RunResult;
 use test_looper_tests::DockerEngine;
 use test_looper_worker::executor::docker_proxy::{engine_socket_path, DockerProxy, ProxyScope};
-use test_looper_worker::executor::reaper::{RUN_LABEL, SCOPE_LABEL};
 use tokio::io::AsyncWriteExt;
 
 fn unique(prefix: &str) -> String {

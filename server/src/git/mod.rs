@@ -4,10 +4,10 @@
 //! - [`store`]: the repo store (local repos read in place, remote repos mirrored under
 //!   `data_dir/git/` and fetched with the `git` command line).
 //! - [`history`]: branches, commit metadata, walks from branch tops.
-//! - [`files`]: reading trees and files at a commit, the definitions-file lookup, "last
-//!   commit touching a path".
-//! - [`definitions_source`]: the [`test_looper_core::definitions::DefinitionsSource`] over the
-//!   store, with caches shared across scans.
+//! - [`files`], [`definitions_source`]: re-exported from [`test_looper_git`] (shared with
+//!   `tl`): reading trees and files at a commit, "last commit touching a path", and the
+//!   [`test_looper_core::definitions::DefinitionsSource`] over the store (a
+//!   [`test_looper_git::RepoOpener`]), with caches shared across scans.
 //! - [`tarball`]: deterministic source tarballs cached by (commit, path).
 //! - [`scanner`]: one rescan of one repo (new commits, deleted branches, orphans).
 //! - [`pins`]: auto-updating floating pins (definitions.md §12).
@@ -16,10 +16,7 @@
 //!   broadcasts [`scanner::RepoScanned`] events.
 
 pub mod credentials;
-pub mod definitions_source;
 pub mod discovery;
-mod error;
-pub mod files;
 pub mod history;
 pub mod pin_refs;
 pub mod pins;
@@ -28,7 +25,7 @@ pub mod service;
 pub mod store;
 pub mod tarball;
 
-pub use error::GitError;
 pub use scanner::{CommitInfo, ParseOutcome, RepoScanned};
 pub use service::GitService;
 pub use store::RepoStore;
+pub use test_looper_git::{definitions_source, files, GitError};

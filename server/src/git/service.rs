@@ -190,7 +190,8 @@ impl GitService {
         let git = self.store.open(repo)?;
         let oid = history::find_commit_id(&git, repo, commit)?;
         let metadata = history::commit_metadata(&git, repo, oid)?;
-        let source = GitDefinitionsSource::new(&self.store, &self.caches).with_open_repo(repo, git);
+        let source =
+            GitDefinitionsSource::new(&*self.store, &self.caches).with_open_repo(repo, git);
         Ok(scanner::parse_commit(&source, repo, &metadata))
     }
 

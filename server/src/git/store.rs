@@ -243,6 +243,13 @@ impl RepoStore {
     }
 }
 
+/// The shared definitions source reads repos through the store.
+impl test_looper_git::RepoOpener for RepoStore {
+    fn open_repo(&self, name: &str) -> Result<Repository, GitError> {
+        self.open(name)
+    }
+}
+
 /// Repo names from listings become directory names: no `..`, no absolute paths, no empty
 /// segments, no hidden segments.
 pub fn is_safe_repo_name(name: &str) -> bool {

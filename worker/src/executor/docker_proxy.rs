@@ -18,8 +18,6 @@
 
 use super::dirs::{RunDirs, MOUNTS};
 use super::docker_policy::{route, BodyCheck, Policy, Reference, Refusal};
-use super::reaper::RUN_LABEL;
-use super::reaper::{container_labels, remove_labelled, remove_labelled_networks_and_volumes};
 use super::sandbox::Sandbox;
 use super::Executor;
 use bollard::Docker;
@@ -33,6 +31,9 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use test_looper_containers::{
+    container_labels, remove_labelled, remove_labelled_networks_and_volumes, RUN_LABEL,
+};
 use test_looper_core::definitions::ResolvedDefinition;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;

@@ -22,7 +22,6 @@ pub mod image;
 pub mod inputs;
 pub mod package;
 pub mod prepare;
-pub mod reaper;
 pub mod results;
 mod run;
 pub mod sandbox;
@@ -37,6 +36,7 @@ use bollard::Docker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use test_looper_artifacts::ArtifactStore;
+use test_looper_containers::{remove_labelled, remove_labelled_networks_and_volumes, WORKER_LABEL};
 
 /// Default seconds a run may take when its definition gives no timeout.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
@@ -72,14 +72,8 @@ impl Executor {
     /// Removes what a previous incarnation of this worker left behind: its containers
     /// (by label) and its run directories. Call once at start.
     pub async fn reap_leftovers(&self) -> Result<usize, bollard::errors::Error> {
-        let removed =
-            reaper::remove_labelled(&self.docker, reaper::WORKER_LABEL, &self.machine_id).await?;
-        reaper::remove_labelled_networks_and_volumes(
-            &self.docker,
-            reaper::WORKER_LABEL,
-            &self.machine_id,
-        )
-        .await;
+        let removed = remove_labelled(&self.docker, WORKER_LABEL, &self.machine_id).await?;
+        remove_labelled_networks_and_volumes(&self.docker, WORKER_LABEL, &self.machine_id).await;
         let runs = self.storage.join("runs");
         if let Err(error) = dirs::remove_tree(&runs) {
             tracing::warn!(%error, path = %runs.display(), "could not remove old run directories");

@@ -9,7 +9,6 @@ use super::package::pack_directory_below;
 use super::prepare::{
     prepare_environment, substitute, JobShape, PrepareFailure, PreparedEnvironment,
 };
-use super::reaper::container_labels;
 use super::results::collect_cases;
 use super::{Executor, RunEvent, CLEANUP_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS};
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use test_looper_artifacts::{sanitize_name, ArtifactKey};
+use test_looper_containers::container_labels;
 use test_looper_core::definitions::{Artifact, DefinitionKind};
 use test_looper_core::protocol::{Assignment, FailureReason, RunOutcome, RunResult};
 use tokio::sync::mpsc::UnboundedSender;

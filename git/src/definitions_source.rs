@@ -1,10 +1,12 @@
-//! [`DefinitionsSource`] over the repo store, so `resolve_commit` can read any commit of any
-//! watched repo. Definitions-file lookups (per tree) and "last commit touching" answers (per
-//! commit and path) are cached in [`DefinitionsCaches`], shared across scans: both are
-//! content-addressed, so they never go stale. A file over the definitions' size limit is
-//! refused from its size in the object header, never read whole (H4).
+//! [`DefinitionsSource`] over git repos found by name through a [`RepoOpener`] (the server's
+//! repo store, `tl`'s checkout and its `--repos` directory), so `resolve_commit` can read any
+//! commit of any reachable repo the same way in both. Definitions-file lookups (per tree) and
+//! "last commit touching" answers (per commit and path) are cached in [`DefinitionsCaches`],
+//! shared across scans: both are content-addressed, so they never go stale. A file over the
+//! definitions' size limit is refused from its size in the object header, never read whole
+//! (H4).
 
-use super::{files, store::RepoStore, GitError};
+use crate::{files, GitError};
 use git2::{ObjectType, Oid, Repository};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +14,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Mutex;
 use test_looper_core::definitions::{CommitRef, DefinitionsSource, SourceError};
+
+/// Where a [`GitDefinitionsSource`] finds repos by name.
+pub trait RepoOpener {
+    /// Opens repo `name`. [`GitError::UnknownRepo`] when there is no such repo (the commit
+    /// being resolved is then *pending*); any other error makes it untestable.
+    fn open_repo(&self, name: &str) -> Result<Repository, GitError>;
+}
 
 /// Entries kept per cache before it is cleared (bounds memory on huge histories).
 const MAX_CACHE_ENTRIES: usize = 500_000;
@@ -29,17 +38,17 @@ impl DefinitionsCaches {
     }
 }
 
-/// Reads commits of the store's repos; repos are opened once per source.
+/// Reads commits of the repos `repos` opens; repos are opened once per source.
 pub struct GitDefinitionsSource<'a> {
-    store: &'a RepoStore,
+    repos: &'a dyn RepoOpener,
     caches: &'a DefinitionsCaches,
     open_repos: RefCell<HashMap<String, Rc<Repository>>>,
 }
 
 impl<'a> GitDefinitionsSource<'a> {
-    pub fn new(store: &'a RepoStore, caches: &'a DefinitionsCaches) -> Self {
+    pub fn new(repos: &'a dyn RepoOpener, caches: &'a DefinitionsCaches) -> Self {
         GitDefinitionsSource {
-            store,
+            repos,
             caches,
             open_repos: RefCell::new(HashMap::new()),
         }
@@ -57,7 +66,7 @@ impl<'a> GitDefinitionsSource<'a> {
         if let Some(repo) = self.open_repos.borrow().get(name) {
             return Ok(repo.clone());
         }
-        let repo = match self.store.open(name) {
+        let repo = match self.repos.open_repo(name) {
             Ok(repo) => Rc::new(repo),
             Err(GitError::UnknownRepo(_)) => {
                 return Err(SourceError::UnknownRepo {

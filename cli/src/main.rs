@@ -1,8 +1,8 @@
 //! `tl`: the test-looper command line tool. Each subcommand's code lives in
-//! `test_looper_worker::tl::<subcommand>`.
+//! `test_looper_cli::<subcommand>`.
 
 use clap::{Parser, Subcommand};
-use test_looper_worker::tl::info;
+use test_looper_cli::info;
 
 #[derive(Parser, Debug)]
 #[command(name = "tl", about = "test-looper command line tool")]

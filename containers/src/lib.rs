@@ -1,6 +1,7 @@
-//! Container labels that identify what a worker started, and the reaper that removes
-//! leftovers (after a `kill -9` of the worker, its containers outlive it), and the networks
-//! and volumes jobs created through their scoped socket.
+//! Docker objects test-looper owns, shared by the worker and the server's local machine pool
+//! (so neither links the other): the container labels that identify what a worker started,
+//! and the reaper that removes leftovers (after a `kill -9` of the worker, its containers
+//! outlive it), and the networks and volumes jobs created through their scoped socket.
 
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,

@@ -2,7 +2,7 @@
 //! definitions file (memoised per tree, so consecutive commits only look at changed
 //! subtrees), and "the last commit at or before C that touched path P".
 
-use super::GitError;
+use crate::GitError;
 use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 use std::collections::HashMap;
 use std::path::Path;

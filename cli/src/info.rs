@@ -26,8 +26,9 @@ use test_looper_core::definitions::glob::fnmatch;
 use test_looper_core::definitions::{
     resolve_commit, CommitRef, Image, ResolvedCommit, ResolvedDefinition, ResolvedDependency,
 };
+use test_looper_git::DefinitionsCaches;
 
-use super::git_source::GitSource;
+use crate::repos::ReposDir;
 
 /// Arguments of `tl info`.
 #[derive(Args, Debug)]
@@ -65,7 +66,9 @@ pub fn run(args: &InfoArgs) -> Result<i32> {
     };
     let target = CommitRef::new(&name, head.id().to_string());
     drop(head);
-    let source = GitSource::new(&name, repo, args.repos.clone());
+    let repos = ReposDir::new(args.repos.clone());
+    let caches = DefinitionsCaches::new();
+    let source = repos.source(&caches, &name, repo);
     match resolve_commit(&target, &source) {
         Ok(mut resolved) => {
             if let Some(glob) = &args.glob {
