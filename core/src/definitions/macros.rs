@@ -738,6 +738,16 @@ fn duplicate_key(key: &str, path: &DocPath, mark: Mark) -> DefinitionsError {
     invalid_at(format!("duplicate key after expansion: {key}"), path, mark)
 }
 
+/// The key sets of the directives, each recognised when a map has exactly these keys
+/// (what [`is_directive`] and `Expander::walk_map` test).
+pub const DIRECTIVES: &[&[&str]] = &[
+    &["define", "in"],
+    &["foreach", "repeat"],
+    &["squash", "over"],
+    &["merge"],
+    &["case", "in"],
+];
+
 /// Whether `map` is a directive, by its exact key set (see the module doc).
 fn is_directive(map: &Map) -> bool {
     // Compare the (at most two) keys directly: no hashing for the common non-directive map.
@@ -806,4 +816,27 @@ pub fn flatten(node: Node) -> Vec<Node> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_of(keys: &[&str]) -> Map {
+        keys.iter()
+            .map(|k| ((*k).to_owned(), Node::new(Value::Null, Mark::default())))
+            .collect()
+    }
+
+    #[test]
+    fn directives_are_exactly_the_listed_key_sets() {
+        for keys in DIRECTIVES {
+            assert!(is_directive(&map_of(keys)), "{keys:?}");
+            let mut more = keys.to_vec();
+            more.push("x");
+            assert!(!is_directive(&map_of(&more)), "{more:?}");
+        }
+        assert!(!is_directive(&map_of(&["define"])));
+        assert!(!is_directive(&map_of(&["foreach", "in"])));
+    }
 }

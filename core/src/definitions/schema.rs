@@ -190,6 +190,24 @@ const DEFINITION_COMMON: &[&str] = &[
     "min_disk_gb",
     "docker_socket",
 ];
+/// Keys only a root environment (one with `platform` or `image`) takes.
+const ROOT_ENV_ONLY: &[&str] = &["platform", "image"];
+/// Keys only a derived (mixin) environment takes.
+const DERIVED_ENV_ONLY: &[&str] = &["base", "setup_script_contents"];
+/// The keys of the image forms: `{dockerfile_contents}`, `{dockerfile}` or
+/// `{base_ami[, setup_script_contents]}` (what `decode_image` matches).
+const IMAGE_KEYS: &[&str] = &[
+    "dockerfile_contents",
+    "dockerfile",
+    "base_ami",
+    "setup_script_contents",
+];
+/// A repo given as a map: a reference, optionally a pin.
+const REPO_REFERENCE_KEYS: &[&str] = &["reference", "branch", "auto", "prioritize"];
+/// A repo given as an import (alone).
+const REPO_IMPORT_KEYS: &[&str] = &["import"];
+/// An include record after expansion.
+const INCLUDE_KEYS: &[&str] = &["path", "variables"];
 const RUNNABLE: &[&str] = &["command", "cleanup", "stages", "disabled"];
 const BUILD_ONLY: &[&str] = &["max_retries", "retry_wait_seconds"];
 const DEPLOYMENT_ONLY: &[&str] = &["portExpose", "command"];
@@ -203,6 +221,39 @@ const ARTIFACT_KEYS: &[&str] = &[
 ];
 /// Repo names that can't be used (§5.1).
 pub const RESERVED_REPO_NAMES: &[&str] = &["data", "source", "HEAD"];
+
+/// Every key the schema accepts, by the kind of map that takes it, in the order of
+/// `docs/definitions.md`: what a user may write. `core/tests/docs.rs` checks that the
+/// reference documents exactly these. The macro directives' keys are
+/// [`super::macros::DIRECTIVES`].
+pub fn accepted_keys() -> Vec<(&'static str, Vec<&'static str>)> {
+    let definition = |kind: DefinitionKind| -> Vec<&'static str> {
+        let (runnable, specific): (&[&str], &[&str]) = match kind {
+            DefinitionKind::Build => (RUNNABLE, BUILD_ONLY),
+            DefinitionKind::Test => (RUNNABLE, &[]),
+            DefinitionKind::Deployment => (&[], DEPLOYMENT_ONLY),
+        };
+        let mut keys: Vec<&str> = [DEFINITION_COMMON, runnable, specific].concat();
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(*k));
+        keys
+    };
+    vec![
+        ("top level", TOP_LEVEL.to_vec()),
+        ("repo reference", REPO_REFERENCE_KEYS.to_vec()),
+        ("repo import", REPO_IMPORT_KEYS.to_vec()),
+        ("include", INCLUDE_KEYS.to_vec()),
+        ("environment", SHARED_ENV.to_vec()),
+        ("root environment", ROOT_ENV_ONLY.to_vec()),
+        ("derived environment", DERIVED_ENV_ONLY.to_vec()),
+        ("image", IMAGE_KEYS.to_vec()),
+        ("build", definition(DefinitionKind::Build)),
+        ("test", definition(DefinitionKind::Test)),
+        ("deployment", definition(DefinitionKind::Deployment)),
+        ("stage", STAGE_KEYS.to_vec()),
+        ("artifact", ARTIFACT_KEYS.to_vec()),
+    ]
+}
 
 /// Check `looper_version` (§1.3) on the expanded root map.
 pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
@@ -623,7 +674,7 @@ fn decode_repo(name: &str, node: &Node, path: &DocPath) -> Result<RawRepo> {
             if let Some(import) = map.get("import") {
                 check_keys(
                     map,
-                    &["import"],
+                    REPO_IMPORT_KEYS,
                     "an import repo reference",
                     path,
                     node.mark,
@@ -640,7 +691,7 @@ fn decode_repo(name: &str, node: &Node, path: &DocPath) -> Result<RawRepo> {
             }
             check_keys(
                 map,
-                &["reference", "branch", "auto", "prioritize"],
+                REPO_REFERENCE_KEYS,
                 "a repo reference",
                 path,
                 node.mark,
@@ -736,9 +787,9 @@ fn decode_environment(name: &str, node: &Node, path: &DocPath) -> Result<RawEnvi
     let is_root = map.contains_key("platform") || map.contains_key("image");
     let mut allowed: Vec<&str> = SHARED_ENV.to_vec();
     if is_root {
-        allowed.extend(["platform", "image"]);
+        allowed.extend(ROOT_ENV_ONLY);
     } else {
-        allowed.extend(["base", "setup_script_contents"]);
+        allowed.extend(DERIVED_ENV_ONLY);
     }
     let what = if is_root {
         "a root environment"
