@@ -1,4 +1,4 @@
-//! The resolution phase (§11 steps 4–6): environments, definitions, dependencies,
+//! The resolution phase: environments, definitions, dependencies,
 //! `prioritize`/`disabled`, identity hashes; memoised per commit, with guards against
 //! cycles between commits, environments, builds and variables. Everything a resolver reads
 //! and builds is charged to its one [`Budget`] (H4).
@@ -166,7 +166,7 @@ impl<'s> Resolver<'s> {
     }
 
     /// Only the repo references of a commit (parsed and imports resolved, includes merged).
-    /// Used to keep pins of a commit whose full resolution fails (§1.4).
+    /// Used to keep pins of a commit whose full resolution fails.
     pub fn repos(
         &mut self,
         commit: &CommitRef,
@@ -945,7 +945,8 @@ fn stages_bytes(stages: &[Stage]) -> usize {
         .sum()
 }
 
-/// First `/`-prefix of `name` that is a definition wins; the rest is the artifact (§6).
+/// First `/`-prefix of `name` that is a definition wins; the rest is the artifact
+/// (docs/definitions.md#dependencies).
 fn find_by_prefix(
     name: &str,
     kind_of: impl Fn(&str) -> Option<DefinitionKind>,
@@ -1184,7 +1185,7 @@ fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
     out
 }
 
-/// §9: every enabled definition re-enables its internal build dependencies, transitively.
+/// Every enabled definition re-enables its internal build dependencies, transitively.
 fn reenable_dependencies(state: &mut CommitState) {
     if !state.definitions.values().any(|d| d.disabled) {
         return;

@@ -1,11 +1,12 @@
-//! Schema decoding (§4–§5): the expanded tree of one file into typed, unresolved records,
-//! with strict keys (unknown keys are errors) and the original's coercions: a bare scalar
-//! where a list is expected is a one-element list, nested lists flatten, a map section may
-//! be a list of maps (a duplicate key across them is an error, §15.11), bools in string
-//! fields become `true`/`false`, int fields take only ints, `order` takes ints or floats.
+//! Schema decoding (docs/definitions.md#yaml-typing and the key tables there): the expanded
+//! tree of one file into typed, unresolved records, with strict keys (unknown keys are
+//! errors) and the original's coercions: a bare scalar where a list is expected is a
+//! one-element list, nested lists flatten, a map section may be a list of maps (a duplicate
+//! key across them is an error), bools in string fields become `true`/`false`, int fields
+//! take only ints, `order` takes ints or floats.
 //!
 //! An environment with `platform` or `image` is a root environment; any other environment
-//! is a derived (mixin) one, `base` defaulting to `[]` (§15.14).
+//! is a derived (mixin) one, `base` defaulting to `[]`.
 
 use indexmap::IndexMap;
 
@@ -219,7 +220,7 @@ const ARTIFACT_KEYS: &[&str] = &[
     "exclude_patterns",
     "format",
 ];
-/// Repo names that can't be used (§5.1).
+/// Repo names that can't be used (docs/definitions.md#repos).
 pub const RESERVED_REPO_NAMES: &[&str] = &["data", "source", "HEAD"];
 
 /// Every key the schema accepts, by the kind of map that takes it, in the order of
@@ -255,7 +256,7 @@ pub fn accepted_keys() -> Vec<(&'static str, Vec<&'static str>)> {
     ]
 }
 
-/// Check `looper_version` (§1.3) on the expanded root map.
+/// Check `looper_version` on the expanded root map.
 pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
     let path = DocPath::Root;
     match root.get("looper_version") {
@@ -281,8 +282,9 @@ pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
     }
 }
 
-/// Decode an expanded root map (top-level keys already expanded per §3.1). The
-/// definition sections are consumed: their strings move into the decoded definitions.
+/// Decode an expanded root map (top-level keys already expanded, see
+/// docs/definitions.md#macros). The definition sections are consumed: their strings move
+/// into the decoded definitions.
 pub fn decode_file(root: &mut Map, root_mark: Mark) -> Result<RawFile> {
     let path = DocPath::Root;
     check_keys(root, TOP_LEVEL, "the top level", &path, root_mark)?;
@@ -387,7 +389,7 @@ fn singular(kind: DefinitionKind) -> &'static str {
     }
 }
 
-/// The entries of a map section, which may also be a list of maps (§4.6); null is empty.
+/// The entries of a map section, which may also be a list of maps; null is empty.
 /// Borrows from `node`: sections can hold thousands of entries.
 fn section_entries<'a>(node: &'a Node, path: &DocPath) -> Result<Vec<(&'a str, &'a Node)>> {
     let parts: Vec<&Node> = match &node.value {
@@ -539,7 +541,7 @@ fn as_map<'a>(node: &'a Node, what: &str, path: &DocPath) -> Result<std::borrow:
     }
 }
 
-/// A string field (§4.4): strings; bools as `true`/`false`; ints in decimal; null is "".
+/// A string field: strings; bools as `true`/`false`; ints in decimal; null is "".
 pub fn string_field(node: &Node, path: &DocPath) -> Result<String> {
     match &node.value {
         Value::Str(s) => Ok(s.clone()),
@@ -600,7 +602,7 @@ fn float_field(node: &Node, name: &str, path: &DocPath) -> Result<f64> {
     }
 }
 
-/// A list-of-strings field (§4.5): a bare scalar is a 1-element list, nested lists flatten.
+/// A list-of-strings field: a bare scalar is a 1-element list, nested lists flatten.
 pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
     if matches!(node.value, Value::Null) {
         return Ok(Vec::new());
@@ -612,7 +614,7 @@ pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
         .collect()
 }
 
-/// A `variables` map (§4.8): values str, bool (`true`/`false`), int or float; anything else
+/// A `variables` map: values str, bool (`true`/`false`), int or float; anything else
 /// (including null) is an error.
 fn variables_map(node: &Node, path: &DocPath) -> Result<FastIndexMap<String, String>> {
     let mut out = FastIndexMap::default();
