@@ -1,4 +1,4 @@
-//! Property tests of the preprocessing invariants (spec §3), through the public
+//! Property tests of the preprocessing invariants (docs/definitions.md#macros), through the public
 //! [`expand_file`] (the document after macro expansion, as JSON) and the whole pipeline.
 
 use proptest::prelude::*;
@@ -210,7 +210,7 @@ proptest! {
         }
     }
 
-    /// Variable substitution (§8) equals replacing `${name}` one variable at a time in
+    /// Variable substitution equals replacing `${name}` one variable at a time in
     /// name order, whatever the text and values (including `$`, `{`, `}` and nesting).
     #[test]
     fn substitution_equals_name_ordered_replacement(

@@ -1,5 +1,5 @@
 //! Environments without a root (mixins) stay available, merged and substituted, to other
-//! commits that name them in `base: repo/env` (spec §5.4/§5.5).
+//! commits that name them in `base: repo/env` (docs/definitions.md#inheritance).
 
 use test_looper_core::definitions::memory::MemorySource;
 use test_looper_core::definitions::{resolve_commit, CommitRef, Image};

@@ -1,5 +1,6 @@
-//! The acceptance examples of `spec/definitions.md` §14 (E2–E31; E1 is in `discovery`,
-//! E26 in `variables`, E17 in `stages`), run through the public API.
+//! The acceptance examples E2–E31 of the original system's specification, numbered as
+//! there (E1 is in `discovery`, E26 in `variables`, E17 in `stages`), run through the
+//! public API. The behaviour they pin is documented in `docs/definitions.md`.
 
 use test_looper_core::definitions::memory::MemorySource;
 use test_looper_core::definitions::{

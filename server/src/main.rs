@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use test_looper_server::config::Config;
 
@@ -18,7 +19,9 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Colour only on a terminal: redirected to a log file, the log stays plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,actix_server=warn".into()),

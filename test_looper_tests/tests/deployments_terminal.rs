@@ -1,7 +1,7 @@
 //! Interactive deployments through the real server (scheduler over a real Redis, git feed
 //! from a real repo): a deployment booted through the JSON API, a fake worker speaking the
 //! worker protocol over the real worker websocket, and browser-terminal clients on the real
-//! terminal websocket. Checks the client framing (ui.md acceptance checks 10 and 11: a
+//! terminal websocket. Checks the client framing (the original's acceptance checks: a
 //! resize split across three frames, type code 7 closes the socket, keyboard lengths in
 //! UTF-8 bytes), the banners, worker output (resends deduplicated) reaching terminals,
 //! resuming from an offset, the clients count, cross-origin refusal, shutdown by the user

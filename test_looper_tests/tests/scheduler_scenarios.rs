@@ -1,4 +1,4 @@
-//! Scheduler acceptance scenarios (spec/runtime.md §10 and the §8 behaviours) against a
+//! Scheduler acceptance scenarios (those of the original system's specification) against a
 //! real Redis, with a fake clock.
 
 mod scheduler_support;

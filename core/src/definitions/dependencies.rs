@@ -1,10 +1,10 @@
-//! The dependency grammar (§6): a dependency value such as `HEAD`, `HEAD/source/docs`,
-//! `build/linux`, `lib`, `lib/source/p`, `lib/core/linux` parsed into a [`DependencyRef`],
-//! and validation of dependency keys.
+//! The dependency grammar (docs/definitions.md#dependencies): a dependency value such as
+//! `HEAD`, `HEAD/source/docs`, `build/linux`, `lib`, `lib/source/p`, `lib/core/linux`
+//! parsed into a [`DependencyRef`], and validation of dependency keys.
 //!
-//! Deliberate differences (§15): `R/X` (two parts, `X != source`) is build `X` of repo `R`
-//! (fix 6); keys with `$`, `..` segments or absolute paths are rejected for every
-//! definition (fix 21).
+//! Deliberate differences from the original: `R/X` (two parts, `X != source`) is build `X`
+//! of repo `R`; keys with `$`, `..` segments or absolute paths are rejected for every
+//! definition.
 
 /// What a dependency value refers to, before resolution.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! Finding the definitions file in a commit tree: one basename rule for the server and `tl`.
 //!
-//! A path is a candidate when its basename is `testDefinitions.yml`, `testDefinitions.json`,
-//! `testlooper.yml`, or ends with `.testlooper.yml` (including the hidden `.testlooper.yml`
-//! itself, the conventional name), in any directory, and no path segment is `.git`. Candidates are sorted by their full path as bytes and the first wins (so
-//! `Zed.testlooper.yml` < `a.testlooper.yml` < `b/testDefinitions.yml` < `testlooper.yml`).
-//! This unifies the original's two rules (§1.1, fix §15.23): unlike the original server,
-//! `sub/testlooper.yml` is a candidate.
+//! A path is a candidate when its basename is `testDefinitions.yml`,
+//! `testDefinitions.json`, `testlooper.yml`, or ends with `.testlooper.yml` (including the
+//! hidden `.testlooper.yml` itself, the conventional name), in any directory, and no path
+//! segment is `.git`. Candidates are sorted by their full path as bytes and the first wins
+//! (so `Zed.testlooper.yml` < `a.testlooper.yml` < `b/testDefinitions.yml` <
+//! `testlooper.yml`). This unifies the original's two rules (docs/definitions.md#the-file):
+//! unlike the original server, `sub/testlooper.yml` is a candidate.
 
 /// Whether `path` is a definitions-file candidate.
 pub fn is_definitions_file(path: &str) -> bool {

@@ -1,4 +1,5 @@
-//! Environment inheritance (§5.5): linearising the bases and merging the chain.
+//! Environment inheritance (docs/definitions.md#inheritance): linearising the bases and
+//! merging the chain.
 //!
 //! **Inheritance order.** For `E` with `base: [B1, ..., Bn]` the order is the C3-like
 //! merge of `[E], L(Bn), ..., L(B1), [Bn], ..., [B1]` — bases *reversed*, so the

@@ -1,4 +1,4 @@
-//! Identity hashes: "are two builds the same?" (§13).
+//! Identity hashes: "are two builds the same?" (docs/definitions.md#identity-hashes).
 //!
 //! An identity is the SHA-256 (64 lowercase hex digits) of a canonical byte encoding of
 //! the fields listed below, in that order. The encoding is prefix-free, so two identities
@@ -23,18 +23,18 @@
 //! `test_stages`.
 //!
 //! **Definition identity** ([`definition_hash`] of a [`DefinitionIdentity`]): the domain
-//! tag `test-looper/definition/2`, then kind, name, project, configuration, the
-//! environment identity (its hex text), resolved variables (no runtime variables), the
-//! sorted and substituted stages, dependencies in resolved form, the resources (timeout,
-//! min cores, max cores, min RAM, min disk, max retries, retry wait) and exposed ports
-//! (a map of name to port), then, only when `docker_socket` is true, the tag byte `1` (so
-//! identities of definitions without it are unchanged). A `Source` dependency's commit is the last commit touching
-//! its path.
+//! tag `test-looper/definition/2`, then kind, name, project, configuration, the environment
+//! identity (its hex text), resolved variables (no runtime variables), the sorted and
+//! substituted stages, dependencies in resolved form, the resources (timeout, min cores,
+//! max cores, min RAM, min disk, max retries, retry wait) and exposed ports (a map of name
+//! to port), then, only when `docker_socket` is true, the tag byte `1` (so identities of
+//! definitions without it are unchanged). A `Source` dependency's commit is the last commit
+//! touching its path.
 //!
 //! Not included: the repo and commit that declare the definition (so a build without
 //! source dependencies keeps its identity across commits and repos; a build depending on
 //! `HEAD` does not), where a depended-on build is declared (its hash stands for it), and
-//! `disabled` (so `prioritize` never changes identities, §15.18). Dependencies chain the
+//! `disabled` (so `prioritize` never changes identities). Dependencies chain the
 //! identities: a Merkle hash over the dependency graph.
 
 use std::collections::BTreeMap;

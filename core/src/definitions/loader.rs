@@ -1,12 +1,13 @@
-//! The load phase of one commit (§11 steps 1–3): parse the root file, resolve repo
-//! references and imports (§5.2), then process includes breadth-first (§5.3), merging
-//! every file into one namespace. The result, [`Loaded`], is what the resolver works on
-//! and what other commits see when they import this commit's repos.
+//! The load phase of one commit: parse the root file, resolve repo references and imports,
+//! then process includes breadth-first, merging every file into one namespace. The result,
+//! [`Loaded`], is what the resolver works on and what other commits see when they import
+//! this commit's repos.
 //!
 //! Includes resolve relative to the *including* file (its repo, commit and directory;
-//! fix §15.4); `/x` is from the including file's commit root; a first segment that is a
-//! repo name means that repo's commit. Parsed includes behave as part of the root commit
-//! for `HEAD`, local environment names and Dockerfile paths (as in the original).
+//! unlike the original; see docs/definitions.md#includes); `/x` is from the including
+//! file's commit root; a first segment that is a repo name means that repo's commit. Parsed
+//! includes behave as part of the root commit for `HEAD`, local environment names and
+//! Dockerfile paths (as in the original).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -166,7 +167,7 @@ fn has_head_reference(raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>) -
     })
 }
 
-/// §15.24: a reference must be a valid commit ref (or the `HEAD` placeholder).
+/// A reference must be a valid commit ref (or the `HEAD` placeholder).
 fn check_commit_refs(
     loader: &mut dyn CommitLoader,
     raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>,
@@ -188,7 +189,8 @@ fn check_commit_refs(
     Ok(())
 }
 
-/// Resolve every repo definition, following imports into other commits (§5.2).
+/// Resolve every repo definition, following imports into other commits
+/// (docs/definitions.md#repos).
 pub fn resolve_repos(
     loader: &mut dyn CommitLoader,
     raw: &FastIndexMap<String, Declared<(RawRepo, Origin)>>,
@@ -266,7 +268,8 @@ fn resolve_repo(
     Ok(resolved)
 }
 
-/// `orig_reference` of an import ending at `entry` (fix §15.10 for pins).
+/// `orig_reference` of an import ending at `entry` (for a pin: `<pinned repo>/<branch>`;
+/// the original named the repo holding the pin).
 fn orig_of(entry: &RepoReference) -> String {
     match entry {
         RepoReference::Fixed { .. } => String::new(),
@@ -466,7 +469,7 @@ fn normalize(path: &str) -> String {
     out.join("/")
 }
 
-/// §5.1: the first `/`-segment of a definition name must not be a repo name.
+/// The first `/`-segment of a definition name must not be a repo name.
 fn check_definition_names(loaded: &Loaded) -> Result<(), DefinitionsError> {
     for (name, declared) in &loaded.definitions {
         let first = name.split('/').next().unwrap_or(name);

@@ -1,16 +1,18 @@
-//! Preprocessing (§3): macro expansion of the plain tree before any schema applies.
+//! Preprocessing (docs/definitions.md#macros): macro expansion of the plain tree before any
+//! schema applies.
 //!
 //! Directives are recognised by their *exact* key set: `{define, in}`, `{squash, over}`,
 //! `{foreach, repeat}`, `{merge}` and `{case, in}`. Strings get `${name}` substitution with
 //! the variables in scope, applied one variable at a time in ascending name order (so a
 //! value containing `${b}` is expanded again only when `b` sorts after the variable that
-//! introduced it, §3.3). A string that is exactly `${name}` of a structured variable
+//! introduced it). A string that is exactly `${name}` of a structured variable
 //! becomes that value. Unknown `${x}` stays literal.
 //!
-//! Deliberate differences from the original (spec §15): `foreach` map keys iterate in
-//! document order and a scalar value is a one-element list (not its characters); keys
-//! that collide after expansion are an error; an include map `{path}` without `variables`
-//! is accepted.
+//! Deliberate differences from the original
+//! (docs/definitions.md#differences-from-the-original): `foreach` map keys iterate in
+//! document order and a scalar value is a one-element list (not its characters); keys that
+//! collide after expansion are an error; an include map `{path}` without `variables` is
+//! accepted.
 //!
 //! Expansion is bounded (H4): every value it produces or copies (including the variable
 //! scopes copied for `define`, `foreach` and include records) is charged to the
@@ -137,7 +139,7 @@ impl<'b> Expander<'b> {
         }
     }
 
-    /// Expand an `includes` section: strings become `{path, variables}` records (§3.5).
+    /// Expand an `includes` section: strings become `{path, variables}` records.
     pub fn expand_includes(&mut self, node: &Node, scope: &Scope, path: &DocPath) -> Result<Node> {
         self.walk(node, scope, Mode::Includes, false, path)
     }
@@ -575,7 +577,7 @@ impl<'b> Expander<'b> {
         }
     }
 
-    /// §3.3 substitution of one string. The length of each replacement is computed before
+    /// Macro substitution of one string. The length of each replacement is computed before
     /// it is made: no string passes [`MAX_VALUE_BYTES`].
     fn substitute_node(
         &mut self,
@@ -653,7 +655,7 @@ impl<'b> Expander<'b> {
         Ok(Node::str(current, mark))
     }
 
-    /// The iteration variable sets of a `foreach` operand (§3.4), charged before they
+    /// The iteration variable sets of a `foreach` operand, charged before they
     /// are built (a product of axes multiplies them).
     fn iterations(&mut self, each: Node, path: &DocPath) -> Result<Vec<Vec<(String, Node)>>> {
         match each.value {
@@ -738,6 +740,16 @@ fn duplicate_key(key: &str, path: &DocPath, mark: Mark) -> DefinitionsError {
     invalid_at(format!("duplicate key after expansion: {key}"), path, mark)
 }
 
+/// The key sets of the directives, each recognised when a map has exactly these keys
+/// (what [`is_directive`] and `Expander::walk_map` test).
+pub const DIRECTIVES: &[&[&str]] = &[
+    &["define", "in"],
+    &["foreach", "repeat"],
+    &["squash", "over"],
+    &["merge"],
+    &["case", "in"],
+];
+
 /// Whether `map` is a directive, by its exact key set (see the module doc).
 fn is_directive(map: &Map) -> bool {
     // Compare the (at most two) keys directly: no hashing for the common non-directive map.
@@ -806,4 +818,27 @@ pub fn flatten(node: Node) -> Vec<Node> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_of(keys: &[&str]) -> Map {
+        keys.iter()
+            .map(|k| ((*k).to_owned(), Node::new(Value::Null, Mark::default())))
+            .collect()
+    }
+
+    #[test]
+    fn directives_are_exactly_the_listed_key_sets() {
+        for keys in DIRECTIVES {
+            assert!(is_directive(&map_of(keys)), "{keys:?}");
+            let mut more = keys.to_vec();
+            more.push("x");
+            assert!(!is_directive(&map_of(&more)), "{more:?}");
+        }
+        assert!(!is_directive(&map_of(&["define"])));
+        assert!(!is_directive(&map_of(&["foreach", "in"])));
+    }
 }

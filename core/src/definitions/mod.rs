@@ -1,10 +1,18 @@
-//! The test-definitions language (`spec/definitions.md`): finding, loading, preprocessing,
-//! decoding and resolving one commit's definitions into a [`ResolvedCommit`].
+//! The test-definitions language (documented for users in `docs/definitions.md`): finding,
+//! loading, preprocessing, decoding and resolving one commit's definitions into a
+//! [`ResolvedCommit`].
 //!
 //! Entry point: [`resolve_commit`]. It is pure: everything outside comes through a
-//! [`DefinitionsSource`]. Pipeline modules, in order: [`discovery`] → `yaml` → `macros` →
-//! `schema` → `repos` → `includes` → `environments` → `variables` → `dependencies` →
-//! `stages` → [`identity`], orchestrated by `resolver`.
+//! [`DefinitionsSource`]. The pipeline, in order:
+//!
+//! - load one commit (`loader`): [`discovery`] finds the file; for each file `parse` runs
+//!   `yaml` (YAML 1.1 typing) → `macros` (directives and `${name}` substitution) →
+//!   `schema` (typed, unresolved records); then `loader` resolves the repo references and
+//!   imports and follows the includes into one namespace;
+//! - resolve it (`resolver`): `environments` (inheritance), [`variables`],
+//!   `dependencies`, `stages` and artifacts, then [`identity`] hashes.
+//!
+//! Everything is bounded by the [`limits`].
 
 mod dependencies;
 pub mod discovery;
@@ -55,6 +63,21 @@ pub fn resolve_commit(
     resolved.map(std::sync::Arc::unwrap_or_clone)
 }
 
+/// Every key a definitions file may use, by the kind of map that takes it (`"top level"`,
+/// `"build"`, `"stage"`, ..., and `"macro directive"`): the schema's own key lists, for
+/// documentation and the test that keeps `docs/definitions.md` complete.
+pub fn accepted_keys() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut keys = schema::accepted_keys();
+    let mut directives: Vec<&'static str> = Vec::new();
+    for key in macros::DIRECTIVES.iter().flat_map(|set| set.iter()) {
+        if !directives.contains(key) {
+            directives.push(key);
+        }
+    }
+    keys.push(("macro directive", directives));
+    keys
+}
+
 /// What one definitions file declares, after preprocessing and schema decoding (no
 /// includes followed, nothing resolved): for linting a single file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -66,8 +89,8 @@ pub struct FileSummary {
     pub prioritize: Vec<String>,
 }
 
-/// The document after preprocessing (§3: the top-level `define` chain, directives and
-/// `${v}` substitution in each section), before schema decoding, as JSON: what a file's
+/// The document after preprocessing (the top-level `define` chain, directives and
+/// `${v}` substitution in each section; see docs/definitions.md#macros), before schema decoding, as JSON: what a file's
 /// macros expand to. `path` picks YAML or JSON by its extension. `Ok(None)` for an empty
 /// file.
 pub fn expand_file(text: &str, path: &str) -> Result<Option<serde_json::Value>, DefinitionsError> {

@@ -22,8 +22,8 @@ pub struct ResolvedCommit {
     /// Path of the root definitions file inside the commit; `None` means the commit has
     /// no definitions file (and therefore no tests).
     pub definitions_path: Option<String>,
-    /// True when a repo reference is the `HEAD` placeholder (§5.2): the commit then has
-    /// no environments and no definitions, only its repo pins.
+    /// True when a repo reference is the `HEAD` placeholder (docs/definitions.md#repos):
+    /// the commit then has no environments and no definitions, only its repo pins.
     pub head_placeholder: bool,
     /// Repo references by local name, in declaration order (root file first, then includes).
     pub repos: IndexMap<String, RepoReference>,
@@ -31,8 +31,9 @@ pub struct ResolvedCommit {
     /// `env+mixin` environments are not listed here; each definition carries its own.
     pub environments: IndexMap<String, Arc<ResolvedEnvironment>>,
     /// The commit's named environments whose inheritance chain has no root environment
-    /// (mixins), merged and substituted (§5.5). Other commits can use them as
-    /// `base: repo/name`; no definition can run in one. Omitted from JSON when empty.
+    /// (mixins), merged and substituted (docs/definitions.md#inheritance). Other commits
+    /// can use them as `base: repo/name`; no definition can run in one. Omitted from JSON
+    /// when empty.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub derived_environments: IndexMap<String, Arc<DerivedEnvironment>>,
     /// Every build, test and deployment, in declaration order (builds, tests, deployments).
@@ -47,7 +48,8 @@ pub struct ResolvedCommit {
 pub enum RepoReference {
     /// A fixed pin: `name: "git/repo/<hash>"` or `{reference: ...}`.
     Fixed { reference: CommitRef },
-    /// A floating pin that follows `branch` of the referenced repo (§12).
+    /// A floating pin that follows `branch` of the referenced repo
+    /// (docs/definitions.md#branch-pins).
     Pin {
         reference: CommitRef,
         branch: String,
@@ -59,8 +61,9 @@ pub enum RepoReference {
         reference: CommitRef,
         /// The import path as written (`a/b/c`).
         import_source: String,
-        /// Where the final entry came from: `""` for a fixed pin, `"<pinned repo>/<branch>"`
-        /// for a floating pin (the §15.10 fix), or the carried-over value for an import.
+        /// Where the final entry came from: `""` for a fixed pin,
+        /// `"<pinned repo>/<branch>"` for a floating pin (the original named the repo
+        /// holding the pin), or the carried-over value for an import.
         orig_reference: String,
     },
 }

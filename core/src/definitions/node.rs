@@ -112,7 +112,7 @@ impl Node {
         Node::new(value, Mark::default())
     }
 
-    /// Python `str()` of a scalar, as used by macro substitution (§3.3): `True`/`False`.
+    /// Python `str()` of a scalar, as used by macro substitution: `True`/`False`.
     pub fn python_str(&self) -> Option<String> {
         match &self.value {
             Value::Bool(true) => Some("True".into()),

@@ -1,5 +1,5 @@
 //! One file from text to [`RawFile`]: load (YAML or JSON by extension), run the top-level
-//! `define` chain, expand each section (§3.1) ([`expand_file`]), check `looper_version`,
+//! `define` chain, expand each section ([`expand_file`]), check `looper_version`,
 //! decode the schema. The text's size is checked first, and loading and expansion are
 //! charged to the resolution's [`Budget`] (H4).
 

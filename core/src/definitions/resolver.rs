@@ -1,4 +1,4 @@
-//! The resolution phase (§11 steps 4–6): environments, definitions, dependencies,
+//! The resolution phase: environments, definitions, dependencies,
 //! `prioritize`/`disabled`, identity hashes; memoised per commit, with guards against
 //! cycles between commits, environments, builds and variables. Everything a resolver reads
 //! and builds is charged to its one [`Budget`] (H4).
@@ -16,7 +16,7 @@ use super::identity::{definition_hash, environment_hash, DefinitionIdentity};
 use super::limits::{check_file_size, Budget, Counter, LimitExceeded};
 use super::loader::{error_at, load_commit, CommitLoader, Declared, Loaded};
 use super::model::{
-    DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image, ResolvedCommit,
+    DefinitionKind, DerivedEnvironment, EnvironmentDefaults, Image, Platform, ResolvedCommit,
     ResolvedDefinition, ResolvedDependency, ResolvedEnvironment, Stage,
 };
 use super::node::{FastHashMap as HashMap, FastHashSet as HashSet};
@@ -94,6 +94,37 @@ enum EnvPart<'a> {
     ExternalDerived(Arc<DerivedEnvironment>),
 }
 
+/// What an environment of another commit contributes to a chain. Root or not, it arrives
+/// merged and substituted, so both kinds merge the same way.
+struct ExternalContents<'a> {
+    variables: &'a BTreeMap<String, String>,
+    dependencies: &'a IndexMap<String, ResolvedDependency>,
+    defaults: &'a EnvironmentDefaults,
+    test_stages: &'a [Stage],
+}
+
+impl EnvPart<'_> {
+    /// The environment as declared in this commit (`Err`), or what one of another commit
+    /// contributes (`Ok`).
+    fn contents(&self) -> std::result::Result<ExternalContents<'_>, &Declared<RawEnvironment>> {
+        match self {
+            EnvPart::Local(declared) => Err(declared),
+            EnvPart::External(env) => Ok(ExternalContents {
+                variables: &env.variables,
+                dependencies: &env.dependencies,
+                defaults: &env.defaults,
+                test_stages: &env.test_stages,
+            }),
+            EnvPart::ExternalDerived(env) => Ok(ExternalContents {
+                variables: &env.variables,
+                dependencies: &env.dependencies,
+                defaults: &env.defaults,
+                test_stages: &env.test_stages,
+            }),
+        }
+    }
+}
+
 /// A merged environment: with a root (runnable) or without (a mixin).
 #[derive(Clone)]
 enum MergedEnvironment {
@@ -135,7 +166,7 @@ impl<'s> Resolver<'s> {
     }
 
     /// Only the repo references of a commit (parsed and imports resolved, includes merged).
-    /// Used to keep pins of a commit whose full resolution fails (§1.4).
+    /// Used to keep pins of a commit whose full resolution fails.
     pub fn repos(
         &mut self,
         commit: &CommitRef,
@@ -236,6 +267,10 @@ impl<'s> Resolver<'s> {
         Ok(env)
     }
 
+    /// Merge environment `key` along its own steps: linearise the bases, collect the
+    /// parts, check there is a single root, merge variables, dependencies and stages (and
+    /// the `test_*` defaults and setup scripts), build the image, substitute, resolve the
+    /// dependencies, and assemble the result (see docs/definitions.md#inheritance).
     fn environment_uncached(
         &mut self,
         state: &mut CommitState,
@@ -260,271 +295,28 @@ impl<'s> Resolver<'s> {
         };
         let at = |message: String| error_at(message, &located_file, &located_origin);
 
-        let available = || {
-            loaded
-                .environments
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let bases_of = |node: &EnvNode| -> std::result::Result<Vec<EnvNode>, String> {
-            match node {
-                EnvNode::External(..) => Ok(Vec::new()),
-                EnvNode::Local(name) if name == key && synthetic.is_some() => {
-                    let (base, mixins) = synthetic.unwrap_or_default();
-                    Ok(std::iter::once(base)
-                        .chain(mixins.iter().map(String::as_str))
-                        .map(|n| EnvNode::Local(n.to_owned()))
-                        .collect())
-                }
-                EnvNode::Local(name) => {
-                    let Some(declared) = loaded.environments.get(name) else {
-                        return Err(format!(
-                            "Can't find environment {name} for {commit}. Available: {}",
-                            available()
-                        ));
-                    };
-                    if declared.value.root.is_some() {
-                        return Ok(Vec::new());
-                    }
-                    declared
-                        .value
-                        .bases
-                        .iter()
-                        .map(|base| match base.split_once('/') {
-                            None => Ok(EnvNode::Local(base.clone())),
-                            Some((repo, env)) if !env.contains('/') => {
-                                Ok(EnvNode::External(repo.to_owned(), env.to_owned()))
-                            }
-                            Some(_) => Err(format!("Invalid import {base}: an environment base is 'name' or 'repo/name'")),
-                        })
-                        .collect()
-                }
-            }
-        };
-        let order = linearize(&EnvNode::Local(key.to_owned()), &bases_of).map_err(&at)?;
-
-        let mut parts: Vec<(String, EnvPart)> = Vec::with_capacity(order.len());
-        for node in &order {
-            match node {
-                EnvNode::Local(name) if name == key && synthetic.is_some() => {}
-                EnvNode::Local(name) => match loaded.environments.get(name) {
-                    Some(declared) => parts.push((name.clone(), EnvPart::Local(declared))),
-                    None => {
-                        return Err(at(format!(
-                            "Can't find environment {name} for {commit}. Available: {}",
-                            available()
-                        )))
-                    }
-                },
-                EnvNode::External(repo, name) => {
-                    let Some(reference) = loaded.repos.get(repo) else {
-                        return Err(at(format!(
-                            "Can't find repo {repo} for environment base {repo}/{name}"
-                        )));
-                    };
-                    let other = self.resolve(reference.reference()).map_err(|e| {
-                        e.context(&format!(
-                            "While resolving {} for environment {key}:",
-                            reference.reference()
-                        ))
-                    })?;
-                    let part = match (
-                        other.environments.get(name),
-                        other.derived_environments.get(name),
-                    ) {
-                        (Some(env), _) => EnvPart::External(env.clone()),
-                        (None, Some(env)) => EnvPart::ExternalDerived(env.clone()),
-                        (None, None) => {
-                            return Err(at(format!(
-                                "Can't find environment {name} for {}. Available: {}",
-                                reference.reference(),
-                                other
-                                    .environments
-                                    .keys()
-                                    .chain(other.derived_environments.keys())
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            )));
-                        }
-                    };
-                    parts.push((name.clone(), part));
-                }
-            }
-        }
-
-        let roots: Vec<&str> = parts
-            .iter()
-            .filter(|(_, p)| match p {
-                EnvPart::Local(d) => d.value.root.is_some(),
-                EnvPart::External(_) => true,
-                EnvPart::ExternalDerived(_) => false,
-            })
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if roots.len() > 1 {
-            return Err(at(format!(
-                "Can't depend on two different non-import environments: [{}]",
-                roots.join(", ")
-            )));
-        }
-
-        let mut variables: BTreeMap<String, String> = BTreeMap::new();
-        let mut dependencies: IndexMap<String, EnvDependency> = IndexMap::new();
-        let mut test_stages: Vec<Stage> = Vec::new();
-        for (_, part) in parts.iter().rev() {
-            match part {
-                EnvPart::Local(d) => {
-                    for (k, v) in &d.value.variables {
-                        variables.insert(k.clone(), v.clone());
-                    }
-                    for (k, v) in &d.value.dependencies {
-                        dependencies.insert(k.clone(), EnvDependency::Raw(v.clone()));
-                    }
-                    test_stages.extend(d.value.test_stages.iter().cloned());
-                }
-                EnvPart::External(env) => {
-                    for (k, v) in &env.variables {
-                        variables.insert(k.clone(), v.clone());
-                    }
-                    for (k, v) in &env.dependencies {
-                        dependencies.insert(k.clone(), EnvDependency::Resolved(v.clone()));
-                    }
-                    test_stages.extend(env.test_stages.iter().cloned());
-                }
-                EnvPart::ExternalDerived(env) => {
-                    for (k, v) in &env.variables {
-                        variables.insert(k.clone(), v.clone());
-                    }
-                    for (k, v) in &env.dependencies {
-                        dependencies.insert(k.clone(), EnvDependency::Resolved(v.clone()));
-                    }
-                    test_stages.extend(env.test_stages.iter().cloned());
-                }
-            }
-        }
+        let order = environment_order(&loaded, &commit, key, synthetic).map_err(&at)?;
+        let parts =
+            self.environment_parts(&loaded, &commit, &order, key, synthetic.is_some(), &at)?;
+        check_single_root(&parts).map_err(&at)?;
+        let (variables, dependencies, test_stages) = merge_chain(&parts);
         let defaults = merge_defaults(&parts);
-        let setup_scripts: Vec<&str> = parts
-            .iter()
-            .filter_map(|(_, p)| match p {
-                EnvPart::Local(d)
-                    if d.value.root.is_none() && !d.value.setup_script_contents.is_empty() =>
-                {
-                    Some(d.value.setup_script_contents.as_str())
-                }
-                EnvPart::ExternalDerived(env) if !env.setup_script_contents.is_empty() => {
-                    Some(env.setup_script_contents.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        let joined_setup: String = setup_scripts
-            .iter()
-            .rev()
-            .copied()
-            .collect::<Vec<_>>()
-            .join("\n");
-
-        let mut root = match parts.iter().find_map(|(_, p)| match p {
-            EnvPart::Local(d) => d
-                .value
-                .root
-                .as_ref()
-                .map(|(platform, image)| (*platform, Some(image), None)),
-            EnvPart::External(env) => Some((env.platform, None, Some(env.image.clone()))),
-            EnvPart::ExternalDerived(_) => None,
-        }) {
-            Some((platform, Some(raw_image), _)) => {
-                Some((platform, self.image(raw_image, &commit).map_err(&at)?))
-            }
-            Some((platform, None, Some(image))) => Some((platform, image)),
-            // No root in the chain: a mixin, kept merged for other commits (§5.5).
-            _ => None,
-        };
+        let joined_setup = joined_setup_scripts(&parts);
+        let root = self.root_image(&parts, &commit).map_err(&at)?;
         let variables = resolve_within(&variables, &BTreeMap::new(), &mut self.budget)
             .map_err(|e| at(e.to_string()))?;
-        let image_bytes = match &root {
-            Some((
-                _,
-                Image::Docker {
-                    dockerfile_contents,
-                    ..
-                },
-            )) => dockerfile_contents.len(),
-            Some((
-                _,
-                Image::Ami {
-                    setup_script_contents,
-                    ..
-                },
-            )) => setup_script_contents.len(),
-            None => 0,
-        };
-        self.charge_resolved(
-            map_bytes(&variables)
-                + image_bytes
-                + 2 * joined_setup.len()
-                + stages_bytes(&test_stages),
-        )
-        .map_err(|e| e.in_file(&located_file))?;
-        if let (false, Some((_, image))) = (joined_setup.is_empty(), &mut root) {
-            match image {
-                Image::Docker {
-                    dockerfile_contents,
-                    ..
-                } => {
-                    dockerfile_contents.push('\n');
-                    dockerfile_contents.push_str(&joined_setup);
-                }
-                Image::Ami {
-                    setup_script_contents,
-                    ..
-                } => {
-                    setup_script_contents.push('\n');
-                    setup_script_contents.push_str(&joined_setup);
-                }
-            }
-        }
-        if let Some((
-            _,
-            Image::Ami {
-                setup_script_contents,
-                ..
-            },
-        )) = &mut root
-        {
-            *setup_script_contents = self
-                .substitute(setup_script_contents, &variables)
-                .map_err(|e| e.in_file(&located_file))?;
-        }
-        let mut resolved_deps: IndexMap<String, ResolvedDependency> = IndexMap::new();
-        for (raw_key, dep) in dependencies {
-            match dep {
-                EnvDependency::Resolved(resolved) => {
-                    resolved_deps.insert(raw_key, resolved);
-                }
-                EnvDependency::Raw(value) => {
-                    let dep_key = self
-                        .substitute(&raw_key, &variables)
-                        .map_err(|e| e.in_file(&located_file))?;
-                    check_key(&dep_key)
-                        .map_err(|m| at(format!("environment {key}, dependency {raw_key}: {m}")))?;
-                    let value = self
-                        .substitute(&value, &variables)
-                        .map_err(|e| e.in_file(&located_file))?;
-                    let parsed = parse_dependency(&value, Declarer::Environment, &|r| {
-                        loaded.repos.contains_key(r)
-                    })
-                    .map_err(|m| at(format!("environment {key}, dependency {dep_key}: {m}")))?;
-                    let resolved = self
-                        .dependency(state, &parsed, &value)
-                        .map_err(|e| e.in_file(&located_file))?;
-                    resolved_deps.insert(dep_key, resolved);
-                }
-            }
-        }
+        let root =
+            self.finish_image(root, &joined_setup, &variables, &test_stages, &located_file)?;
+        let resolved_deps = self.environment_dependencies(
+            state,
+            &loaded,
+            key,
+            dependencies,
+            &variables,
+            &located_file,
+            &at,
+        )?;
+
         // `order[0]` is the environment itself; the synthetic one is not in `parts`.
         let skip = usize::from(synthetic.is_none());
         let inheritance: Vec<String> = parts
@@ -566,6 +358,204 @@ impl<'s> Resolver<'s> {
             test_stages,
             hash,
         })))
+    }
+
+    /// Step 2 of [`Self::environment_uncached`]: each environment of the inheritance
+    /// order, as declared (local) or as resolved in its own commit (`repo/name`). The
+    /// synthetic `E+M1+..` environment itself has no part.
+    fn environment_parts<'l>(
+        &mut self,
+        loaded: &'l Loaded,
+        commit: &CommitRef,
+        order: &[EnvNode],
+        key: &str,
+        synthetic: bool,
+        at: &dyn Fn(String) -> DefinitionsError,
+    ) -> Result<Vec<(String, EnvPart<'l>)>> {
+        let mut parts: Vec<(String, EnvPart)> = Vec::with_capacity(order.len());
+        for node in order {
+            match node {
+                EnvNode::Local(name) if name == key && synthetic => {}
+                EnvNode::Local(name) => match loaded.environments.get(name) {
+                    Some(declared) => parts.push((name.clone(), EnvPart::Local(declared))),
+                    None => {
+                        return Err(at(format!(
+                            "Can't find environment {name} for {commit}. Available: {}",
+                            available_environments(loaded)
+                        )))
+                    }
+                },
+                EnvNode::External(repo, name) => {
+                    let Some(reference) = loaded.repos.get(repo) else {
+                        return Err(at(format!(
+                            "Can't find repo {repo} for environment base {repo}/{name}"
+                        )));
+                    };
+                    let other = self.resolve(reference.reference()).map_err(|e| {
+                        e.context(&format!(
+                            "While resolving {} for environment {key}:",
+                            reference.reference()
+                        ))
+                    })?;
+                    let part = match (
+                        other.environments.get(name),
+                        other.derived_environments.get(name),
+                    ) {
+                        (Some(env), _) => EnvPart::External(env.clone()),
+                        (None, Some(env)) => EnvPart::ExternalDerived(env.clone()),
+                        (None, None) => {
+                            return Err(at(format!(
+                                "Can't find environment {name} for {}. Available: {}",
+                                reference.reference(),
+                                other
+                                    .environments
+                                    .keys()
+                                    .chain(other.derived_environments.keys())
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )));
+                        }
+                    };
+                    parts.push((name.clone(), part));
+                }
+            }
+        }
+        Ok(parts)
+    }
+
+    /// The chain's root platform and image: a local root's image is built here (a
+    /// `dockerfile` is read from `commit`); another commit's arrives built. `None` for a
+    /// chain without a root (a mixin, kept merged for other commits).
+    fn root_image(
+        &self,
+        parts: &[(String, EnvPart)],
+        commit: &CommitRef,
+    ) -> std::result::Result<Option<(Platform, Image)>, String> {
+        Ok(
+            match parts.iter().find_map(|(_, p)| match p {
+                EnvPart::Local(d) => d
+                    .value
+                    .root
+                    .as_ref()
+                    .map(|(platform, image)| (*platform, Some(image), None)),
+                EnvPart::External(env) => Some((env.platform, None, Some(env.image.clone()))),
+                EnvPart::ExternalDerived(_) => None,
+            }) {
+                Some((platform, Some(raw_image), _)) => {
+                    Some((platform, self.image(raw_image, commit)?))
+                }
+                Some((platform, None, Some(image))) => Some((platform, image)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Charge the environment's resolved size, append the joined setup scripts to the
+    /// root's Dockerfile text or AMI script, and substitute the AMI script's variables.
+    fn finish_image(
+        &mut self,
+        mut root: Option<(Platform, Image)>,
+        joined_setup: &str,
+        variables: &BTreeMap<String, String>,
+        test_stages: &[Stage],
+        file: &super::error::FileRef,
+    ) -> Result<Option<(Platform, Image)>> {
+        let image_bytes = match &root {
+            Some((
+                _,
+                Image::Docker {
+                    dockerfile_contents,
+                    ..
+                },
+            )) => dockerfile_contents.len(),
+            Some((
+                _,
+                Image::Ami {
+                    setup_script_contents,
+                    ..
+                },
+            )) => setup_script_contents.len(),
+            None => 0,
+        };
+        self.charge_resolved(
+            map_bytes(variables) + image_bytes + 2 * joined_setup.len() + stages_bytes(test_stages),
+        )
+        .map_err(|e| e.in_file(file))?;
+        if let (false, Some((_, image))) = (joined_setup.is_empty(), &mut root) {
+            match image {
+                Image::Docker {
+                    dockerfile_contents,
+                    ..
+                } => {
+                    dockerfile_contents.push('\n');
+                    dockerfile_contents.push_str(joined_setup);
+                }
+                Image::Ami {
+                    setup_script_contents,
+                    ..
+                } => {
+                    setup_script_contents.push('\n');
+                    setup_script_contents.push_str(joined_setup);
+                }
+            }
+        }
+        if let Some((
+            _,
+            Image::Ami {
+                setup_script_contents,
+                ..
+            },
+        )) = &mut root
+        {
+            *setup_script_contents = self
+                .substitute(setup_script_contents, variables)
+                .map_err(|e| e.in_file(file))?;
+        }
+        Ok(root)
+    }
+
+    /// Resolve the merged dependencies of environment `key`: the local ones (keys and
+    /// values substituted with the environment's variables) now, in this commit; those of
+    /// other commits' environments arrived resolved.
+    #[allow(clippy::too_many_arguments)]
+    fn environment_dependencies(
+        &mut self,
+        state: &mut CommitState,
+        loaded: &Loaded,
+        key: &str,
+        dependencies: IndexMap<String, EnvDependency>,
+        variables: &BTreeMap<String, String>,
+        file: &super::error::FileRef,
+        at: &dyn Fn(String) -> DefinitionsError,
+    ) -> Result<IndexMap<String, ResolvedDependency>> {
+        let mut resolved_deps: IndexMap<String, ResolvedDependency> = IndexMap::new();
+        for (raw_key, dep) in dependencies {
+            match dep {
+                EnvDependency::Resolved(resolved) => {
+                    resolved_deps.insert(raw_key, resolved);
+                }
+                EnvDependency::Raw(value) => {
+                    let dep_key = self
+                        .substitute(&raw_key, variables)
+                        .map_err(|e| e.in_file(file))?;
+                    check_key(&dep_key)
+                        .map_err(|m| at(format!("environment {key}, dependency {raw_key}: {m}")))?;
+                    let value = self
+                        .substitute(&value, variables)
+                        .map_err(|e| e.in_file(file))?;
+                    let parsed = parse_dependency(&value, Declarer::Environment, &|r| {
+                        loaded.repos.contains_key(r)
+                    })
+                    .map_err(|m| at(format!("environment {key}, dependency {dep_key}: {m}")))?;
+                    let resolved = self
+                        .dependency(state, &parsed, &value)
+                        .map_err(|e| e.in_file(file))?;
+                    resolved_deps.insert(dep_key, resolved);
+                }
+            }
+        }
+        Ok(resolved_deps)
     }
 
     fn image(&self, raw: &RawImage, commit: &CommitRef) -> std::result::Result<Image, String> {
@@ -955,7 +945,8 @@ fn stages_bytes(stages: &[Stage]) -> usize {
         .sum()
 }
 
-/// First `/`-prefix of `name` that is a definition wins; the rest is the artifact (§6).
+/// First `/`-prefix of `name` that is a definition wins; the rest is the artifact
+/// (docs/definitions.md#dependencies).
 fn find_by_prefix(
     name: &str,
     kind_of: impl Fn(&str) -> Option<DefinitionKind>,
@@ -1015,11 +1006,151 @@ fn build_dependency(
     })
 }
 
+/// Step 1 of `Resolver::environment_uncached`: the inheritance order of environment `key`,
+/// highest priority first (see `environments.rs`); a synthetic `E+M1+..` has the bases
+/// `[E, M1, ..]`.
+fn environment_order(
+    loaded: &Loaded,
+    commit: &CommitRef,
+    key: &str,
+    synthetic: Option<(&str, &[String])>,
+) -> std::result::Result<Vec<EnvNode>, String> {
+    let bases_of = |node: &EnvNode| -> std::result::Result<Vec<EnvNode>, String> {
+        match node {
+            EnvNode::External(..) => Ok(Vec::new()),
+            EnvNode::Local(name) if name == key && synthetic.is_some() => {
+                let (base, mixins) = synthetic.unwrap_or_default();
+                Ok(std::iter::once(base)
+                    .chain(mixins.iter().map(String::as_str))
+                    .map(|n| EnvNode::Local(n.to_owned()))
+                    .collect())
+            }
+            EnvNode::Local(name) => {
+                let Some(declared) = loaded.environments.get(name) else {
+                    return Err(format!(
+                        "Can't find environment {name} for {commit}. Available: {}",
+                        available_environments(loaded)
+                    ));
+                };
+                if declared.value.root.is_some() {
+                    return Ok(Vec::new());
+                }
+                declared
+                    .value
+                    .bases
+                    .iter()
+                    .map(|base| match base.split_once('/') {
+                        None => Ok(EnvNode::Local(base.clone())),
+                        Some((repo, env)) if !env.contains('/') => {
+                            Ok(EnvNode::External(repo.to_owned(), env.to_owned()))
+                        }
+                        Some(_) => Err(format!(
+                            "Invalid import {base}: an environment base is 'name' or 'repo/name'"
+                        )),
+                    })
+                    .collect()
+            }
+        }
+    };
+    linearize(&EnvNode::Local(key.to_owned()), &bases_of)
+}
+
+/// The commit's environment names, for messages.
+fn available_environments(loaded: &Loaded) -> String {
+    loaded
+        .environments
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// At most one environment of a chain may be a root (have a platform and image).
+fn check_single_root(parts: &[(String, EnvPart)]) -> std::result::Result<(), String> {
+    let roots: Vec<&str> = parts
+        .iter()
+        .filter(|(_, p)| match p {
+            EnvPart::Local(d) => d.value.root.is_some(),
+            EnvPart::External(_) => true,
+            EnvPart::ExternalDerived(_) => false,
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if roots.len() > 1 {
+        return Err(format!(
+            "Can't depend on two different non-import environments: [{}]",
+            roots.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Merge a chain's variables and dependencies (overlaid from lowest priority to highest)
+/// and its `test_stages` (concatenated lowest priority first).
+fn merge_chain(
+    parts: &[(String, EnvPart)],
+) -> (
+    BTreeMap<String, String>,
+    IndexMap<String, EnvDependency>,
+    Vec<Stage>,
+) {
+    let mut variables: BTreeMap<String, String> = BTreeMap::new();
+    let mut dependencies: IndexMap<String, EnvDependency> = IndexMap::new();
+    let mut test_stages: Vec<Stage> = Vec::new();
+    for (_, part) in parts.iter().rev() {
+        match part.contents() {
+            Err(d) => {
+                for (k, v) in &d.value.variables {
+                    variables.insert(k.clone(), v.clone());
+                }
+                for (k, v) in &d.value.dependencies {
+                    dependencies.insert(k.clone(), EnvDependency::Raw(v.clone()));
+                }
+                test_stages.extend(d.value.test_stages.iter().cloned());
+            }
+            Ok(env) => {
+                for (k, v) in env.variables {
+                    variables.insert(k.clone(), v.clone());
+                }
+                for (k, v) in env.dependencies {
+                    dependencies.insert(k.clone(), EnvDependency::Resolved(v.clone()));
+                }
+                test_stages.extend(env.test_stages.iter().cloned());
+            }
+        }
+    }
+    (variables, dependencies, test_stages)
+}
+
+/// The derived environments' non-empty setup scripts, base-most first, joined with `\n`.
+fn joined_setup_scripts(parts: &[(String, EnvPart)]) -> String {
+    let setup_scripts: Vec<&str> = parts
+        .iter()
+        .filter_map(|(_, p)| match p {
+            EnvPart::Local(d)
+                if d.value.root.is_none() && !d.value.setup_script_contents.is_empty() =>
+            {
+                Some(d.value.setup_script_contents.as_str())
+            }
+            EnvPart::ExternalDerived(env) if !env.setup_script_contents.is_empty() => {
+                Some(env.setup_script_contents.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    setup_scripts
+        .iter()
+        .rev()
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
     let mut out = EnvironmentDefaults::default();
     for (_, part) in parts {
-        let d = match part {
-            EnvPart::Local(declared) => {
+        let d = match part.contents() {
+            Err(declared) => {
                 let raw = &declared.value.defaults;
                 EnvironmentDefaults {
                     configuration: raw.configuration.clone(),
@@ -1032,8 +1163,7 @@ fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
                     retry_wait_seconds: raw.retry_wait_seconds,
                 }
             }
-            EnvPart::External(env) => env.defaults.clone(),
-            EnvPart::ExternalDerived(env) => env.defaults.clone(),
+            Ok(external) => external.defaults.clone(),
         };
         if out.configuration.is_empty() {
             out.configuration = d.configuration;
@@ -1055,7 +1185,7 @@ fn merge_defaults(parts: &[(String, EnvPart)]) -> EnvironmentDefaults {
     out
 }
 
-/// §9: every enabled definition re-enables its internal build dependencies, transitively.
+/// Every enabled definition re-enables its internal build dependencies, transitively.
 fn reenable_dependencies(state: &mut CommitState) {
     if !state.definitions.values().any(|d| d.disabled) {
         return;

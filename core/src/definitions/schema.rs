@@ -1,11 +1,12 @@
-//! Schema decoding (§4–§5): the expanded tree of one file into typed, unresolved records,
-//! with strict keys (unknown keys are errors) and the original's coercions: a bare scalar
-//! where a list is expected is a one-element list, nested lists flatten, a map section may
-//! be a list of maps (a duplicate key across them is an error, §15.11), bools in string
-//! fields become `true`/`false`, int fields take only ints, `order` takes ints or floats.
+//! Schema decoding (docs/definitions.md#yaml-typing and the key tables there): the expanded
+//! tree of one file into typed, unresolved records, with strict keys (unknown keys are
+//! errors) and the original's coercions: a bare scalar where a list is expected is a
+//! one-element list, nested lists flatten, a map section may be a list of maps (a duplicate
+//! key across them is an error), bools in string fields become `true`/`false`, int fields
+//! take only ints, `order` takes ints or floats.
 //!
 //! An environment with `platform` or `image` is a root environment; any other environment
-//! is a derived (mixin) one, `base` defaulting to `[]` (§15.14).
+//! is a derived (mixin) one, `base` defaulting to `[]`.
 
 use indexmap::IndexMap;
 
@@ -190,6 +191,24 @@ const DEFINITION_COMMON: &[&str] = &[
     "min_disk_gb",
     "docker_socket",
 ];
+/// Keys only a root environment (one with `platform` or `image`) takes.
+const ROOT_ENV_ONLY: &[&str] = &["platform", "image"];
+/// Keys only a derived (mixin) environment takes.
+const DERIVED_ENV_ONLY: &[&str] = &["base", "setup_script_contents"];
+/// The keys of the image forms: `{dockerfile_contents}`, `{dockerfile}` or
+/// `{base_ami[, setup_script_contents]}` (what `decode_image` matches).
+const IMAGE_KEYS: &[&str] = &[
+    "dockerfile_contents",
+    "dockerfile",
+    "base_ami",
+    "setup_script_contents",
+];
+/// A repo given as a map: a reference, optionally a pin.
+const REPO_REFERENCE_KEYS: &[&str] = &["reference", "branch", "auto", "prioritize"];
+/// A repo given as an import (alone).
+const REPO_IMPORT_KEYS: &[&str] = &["import"];
+/// An include record after expansion.
+const INCLUDE_KEYS: &[&str] = &["path", "variables"];
 const RUNNABLE: &[&str] = &["command", "cleanup", "stages", "disabled"];
 const BUILD_ONLY: &[&str] = &["max_retries", "retry_wait_seconds"];
 const DEPLOYMENT_ONLY: &[&str] = &["portExpose", "command"];
@@ -201,10 +220,43 @@ const ARTIFACT_KEYS: &[&str] = &[
     "exclude_patterns",
     "format",
 ];
-/// Repo names that can't be used (§5.1).
+/// Repo names that can't be used (docs/definitions.md#repos).
 pub const RESERVED_REPO_NAMES: &[&str] = &["data", "source", "HEAD"];
 
-/// Check `looper_version` (§1.3) on the expanded root map.
+/// Every key the schema accepts, by the kind of map that takes it, in the order of
+/// `docs/definitions.md`: what a user may write. `core/tests/docs.rs` checks that the
+/// reference documents exactly these. The macro directives' keys are
+/// [`super::macros::DIRECTIVES`].
+pub fn accepted_keys() -> Vec<(&'static str, Vec<&'static str>)> {
+    let definition = |kind: DefinitionKind| -> Vec<&'static str> {
+        let (runnable, specific): (&[&str], &[&str]) = match kind {
+            DefinitionKind::Build => (RUNNABLE, BUILD_ONLY),
+            DefinitionKind::Test => (RUNNABLE, &[]),
+            DefinitionKind::Deployment => (&[], DEPLOYMENT_ONLY),
+        };
+        let mut keys: Vec<&str> = [DEFINITION_COMMON, runnable, specific].concat();
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(*k));
+        keys
+    };
+    vec![
+        ("top level", TOP_LEVEL.to_vec()),
+        ("repo reference", REPO_REFERENCE_KEYS.to_vec()),
+        ("repo import", REPO_IMPORT_KEYS.to_vec()),
+        ("include", INCLUDE_KEYS.to_vec()),
+        ("environment", SHARED_ENV.to_vec()),
+        ("root environment", ROOT_ENV_ONLY.to_vec()),
+        ("derived environment", DERIVED_ENV_ONLY.to_vec()),
+        ("image", IMAGE_KEYS.to_vec()),
+        ("build", definition(DefinitionKind::Build)),
+        ("test", definition(DefinitionKind::Test)),
+        ("deployment", definition(DefinitionKind::Deployment)),
+        ("stage", STAGE_KEYS.to_vec()),
+        ("artifact", ARTIFACT_KEYS.to_vec()),
+    ]
+}
+
+/// Check `looper_version` on the expanded root map.
 pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
     let path = DocPath::Root;
     match root.get("looper_version") {
@@ -230,8 +282,9 @@ pub fn check_version(root: &Map, root_mark: Mark) -> Result<()> {
     }
 }
 
-/// Decode an expanded root map (top-level keys already expanded per §3.1). The
-/// definition sections are consumed: their strings move into the decoded definitions.
+/// Decode an expanded root map (top-level keys already expanded, see
+/// docs/definitions.md#macros). The definition sections are consumed: their strings move
+/// into the decoded definitions.
 pub fn decode_file(root: &mut Map, root_mark: Mark) -> Result<RawFile> {
     let path = DocPath::Root;
     check_keys(root, TOP_LEVEL, "the top level", &path, root_mark)?;
@@ -336,7 +389,7 @@ fn singular(kind: DefinitionKind) -> &'static str {
     }
 }
 
-/// The entries of a map section, which may also be a list of maps (§4.6); null is empty.
+/// The entries of a map section, which may also be a list of maps; null is empty.
 /// Borrows from `node`: sections can hold thousands of entries.
 fn section_entries<'a>(node: &'a Node, path: &DocPath) -> Result<Vec<(&'a str, &'a Node)>> {
     let parts: Vec<&Node> = match &node.value {
@@ -488,7 +541,7 @@ fn as_map<'a>(node: &'a Node, what: &str, path: &DocPath) -> Result<std::borrow:
     }
 }
 
-/// A string field (§4.4): strings; bools as `true`/`false`; ints in decimal; null is "".
+/// A string field: strings; bools as `true`/`false`; ints in decimal; null is "".
 pub fn string_field(node: &Node, path: &DocPath) -> Result<String> {
     match &node.value {
         Value::Str(s) => Ok(s.clone()),
@@ -549,7 +602,7 @@ fn float_field(node: &Node, name: &str, path: &DocPath) -> Result<f64> {
     }
 }
 
-/// A list-of-strings field (§4.5): a bare scalar is a 1-element list, nested lists flatten.
+/// A list-of-strings field: a bare scalar is a 1-element list, nested lists flatten.
 pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
     if matches!(node.value, Value::Null) {
         return Ok(Vec::new());
@@ -561,7 +614,7 @@ pub fn string_list(node: &Node, path: &DocPath) -> Result<Vec<String>> {
         .collect()
 }
 
-/// A `variables` map (§4.8): values str, bool (`true`/`false`), int or float; anything else
+/// A `variables` map: values str, bool (`true`/`false`), int or float; anything else
 /// (including null) is an error.
 fn variables_map(node: &Node, path: &DocPath) -> Result<FastIndexMap<String, String>> {
     let mut out = FastIndexMap::default();
@@ -623,7 +676,7 @@ fn decode_repo(name: &str, node: &Node, path: &DocPath) -> Result<RawRepo> {
             if let Some(import) = map.get("import") {
                 check_keys(
                     map,
-                    &["import"],
+                    REPO_IMPORT_KEYS,
                     "an import repo reference",
                     path,
                     node.mark,
@@ -640,7 +693,7 @@ fn decode_repo(name: &str, node: &Node, path: &DocPath) -> Result<RawRepo> {
             }
             check_keys(
                 map,
-                &["reference", "branch", "auto", "prioritize"],
+                REPO_REFERENCE_KEYS,
                 "a repo reference",
                 path,
                 node.mark,
@@ -736,9 +789,9 @@ fn decode_environment(name: &str, node: &Node, path: &DocPath) -> Result<RawEnvi
     let is_root = map.contains_key("platform") || map.contains_key("image");
     let mut allowed: Vec<&str> = SHARED_ENV.to_vec();
     if is_root {
-        allowed.extend(["platform", "image"]);
+        allowed.extend(ROOT_ENV_ONLY);
     } else {
-        allowed.extend(["base", "setup_script_contents"]);
+        allowed.extend(DERIVED_ENV_ONLY);
     }
     let what = if is_root {
         "a root environment"

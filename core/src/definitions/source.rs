@@ -78,7 +78,7 @@ pub trait DefinitionsSource {
         path: &str,
     ) -> Result<Option<String>, SourceError>;
 
-    /// Whether `commit` names a commit whose definitions are read at all (§1.2). Anything
+    /// Whether `commit` names a commit whose definitions are read at all. Anything
     /// else is treated as a commit with no definitions. Default: 40 lowercase hex digits.
     fn is_valid_commit_ref(&self, commit: &str) -> bool {
         commit.len() == 40

@@ -1,7 +1,8 @@
-//! Stages and artifacts (§7): the implicit `command`/`cleanup` stage, the final stage list
-//! (environment stages, then the definition's, stably sorted by `order`), substitution of
-//! stage text, and the artifact rules (unique names; the unnamed artifact only alone).
-//! Substitution is bounded by the resolution's [`Budget`] (H4).
+//! Stages and artifacts (docs/definitions.md#stages-and-artifacts): the implicit
+//! `command`/`cleanup` stage, the final stage list (environment stages, then the
+//! definition's, stably sorted by `order`), substitution of stage text, and the artifact
+//! rules (unique names; the unnamed artifact only alone). Substitution is bounded by the
+//! resolution's [`Budget`] (H4).
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,9 @@
-//! Variable resolution (§8.2): chained `${name}` references between variables, resolved
-//! level by level, with cycle detection, repeated to a fixpoint so computed names such as
-//! `${${A}${B}}` work. Only names matching `[A-Za-z0-9_-]+` take part in the reference
-//! graph; undefined references stay literal. Also the runtime variables (§10) and the
-//! reserved names users may not define (§15.20).
+//! Variable resolution (docs/definitions.md#variables): chained `${name}` references
+//! between variables, resolved level by level, with cycle detection, repeated to a fixpoint
+//! so computed names such as `${${A}${B}}` work. Only names matching `[A-Za-z0-9_-]+` take
+//! part in the reference graph; undefined references stay literal. Also the runtime
+//! variables (docs/definitions.md#runtime-variables) and the reserved names users may not
+//! define.
 //!
 //! Every replacement computes its result's length first: no value passes
 //! [`MAX_VALUE_BYTES`], a variable set [`MAX_VARIABLES_BYTES`], and the scanning and writing
@@ -15,7 +16,8 @@ use super::limits::{
     MAX_VARIABLES_BYTES,
 };
 
-/// Variables set by the worker at run time (§10). Users can't define these names.
+/// Variables set by the worker at run time (docs/definitions.md#runtime-variables). Users
+/// can't define these names.
 pub const RUNTIME_VARIABLES: &[&str] = &[
     "TEST_INPUTS",
     "TEST_SCRATCH_DIR",
@@ -255,7 +257,7 @@ impl From<LimitExceeded> for VariablesError {
 }
 
 /// Resolve chained references among `vars`, then substitute `extra` (runtime variables) into
-/// every value and add them (§8.2). Repeats to a fixpoint. Bounded: no value may pass
+/// every value and add them. Repeats to a fixpoint. Bounded: no value may pass
 /// [`MAX_VALUE_BYTES`], all values together [`MAX_VARIABLES_BYTES`], and the work
 /// [`MAX_SUBSTITUTION_WORK_BYTES`](super::limits::MAX_SUBSTITUTION_WORK_BYTES) (H4).
 pub fn resolve(

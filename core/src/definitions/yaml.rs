@@ -1,7 +1,7 @@
 //! Loading definitions text into a [`Node`] tree: YAML (safe loading only, YAML 1.1 scalar
 //! typing) or JSON.
 //!
-//! **YAML 1.1 choices** (matching PyYAML, which the original used, §2). A *plain* (unquoted,
+//! **YAML 1.1 choices** (matching PyYAML, which the original used). A *plain* (unquoted,
 //! untagged) scalar is typed as:
 //! - null: `~`, `null`, `Null`, `NULL` or empty;
 //! - bool: `yes/no/on/off/true/false` in the forms `yes`, `Yes`, `YES` (so `AUTO: yes` is true);

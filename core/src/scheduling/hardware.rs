@@ -1,5 +1,6 @@
-//! Hardware choice: which configured machine shape a definition should get (spec §3.11,
-//! scenario 8), and whether a given machine can run it at all.
+//! Hardware choice: which configured machine shape a definition should get (see
+//! docs/definitions.md#builds-tests-and-deployments, and scheduler scenario 8), and whether
+//! a given machine can run it at all.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! definitions and from each definition to the builds it needs (across commits and repos);
 //! then each touched definition's [`TestState`] is recomputed and changes ripple to its
 //! dependents. Work lists are de-duplicated with a flag cleared *before* recomputation, so
-//! a trigger arriving during a recomputation is never lost (fix for spec §9.a.2).
+//! a trigger arriving during a recomputation is never lost (the original could lose one).
 
 use std::cmp::Reverse;
 

@@ -5,6 +5,8 @@
 //! server does not act on, unsafe settings) in [`refusals`].
 
 mod env_expand;
+#[cfg(test)]
+mod keys;
 pub mod refusals;
 mod schema;
 mod storage;

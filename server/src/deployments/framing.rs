@@ -1,5 +1,5 @@
-//! The browser terminal's client→server byte stream (ui.md §3, with the length fixed to
-//! count UTF-8 bytes). Websocket frames are concatenated into one buffer, so frame
+//! The browser terminal's client→server byte stream (the original's, with the length fixed
+//! to count UTF-8 bytes). Websocket frames are concatenated into one buffer, so frame
 //! boundaries do not matter; the buffer is a sequence of records:
 //!
 //! - `int32be 0, int32be N, N bytes`: keyboard input, N = UTF-8 byte count;

@@ -10,7 +10,7 @@
 //!   [`test_looper_git::RepoOpener`]), with caches shared across scans.
 //! - [`tarball`]: deterministic source tarballs cached by (commit, path).
 //! - [`scanner`]: one rescan of one repo (new commits, deleted branches, orphans).
-//! - [`pins`]: auto-updating floating pins (definitions.md §12).
+//! - [`pins`]: auto-updating floating pins (docs/definitions.md#branch-pins).
 //! - [`pin_refs`]: a commit's repo references and pin states for the UI; manual pin updates.
 //! - [`service`]: the background thread that fetches and scans on push and on timers and
 //!   broadcasts [`scanner::RepoScanned`] events.

@@ -1,6 +1,6 @@
-//! A commit's references to other repos as the UI shows them (ui.md §2.5.3 Pins, §2.5.4 Repo
-//! Refs): where each points, whether that commit is known, and for floating pins how far the
-//! followed branch has moved. Also the manual "update pin" (ui.md §2.6): one pin of a branch
+//! A commit's references to other repos as the UI shows them (the Pins view, the Repo
+//! Refs section): where each points, whether that commit is known, and for floating pins how far the
+//! followed branch has moved. Also the manual "update pin": one pin of a branch
 //! head is moved to its branch's head through the auto updater's own rewrite, commit and
 //! fast-forward push ([`super::pins::apply`]).
 
@@ -11,7 +11,7 @@ use git2::{Oid, Repository};
 use serde::Serialize;
 use test_looper_core::definitions::{CommitRef, DefinitionsSource, RepoReference, Resolver};
 
-/// The form of a repo reference (definitions.md §5.2).
+/// The form of a repo reference (docs/definitions.md#repos).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReferenceKind {

@@ -1,4 +1,4 @@
-//! Auto-updating floating pins (definitions.md §12, runtime.md §3.14).
+//! Auto-updating floating pins (docs/definitions.md#branch-pins).
 //!
 //! A branch whose head's definitions pin `repo_def: {reference: R/<hash>, branch: B, auto:
 //! true}` follows branch `B` of repo `R`: when `B` moves, a commit that rewrites only the

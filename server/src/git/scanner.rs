@@ -14,7 +14,7 @@ use test_looper_core::definitions::{
     resolve_commit, CommitRef, DefinitionsError, RepoReference, ResolvedCommit, Resolver,
 };
 
-/// Commits at or before this time are never parsed (runtime.md §3.3, July 2017).
+/// Commits at or before this time are never parsed (July 2017, as in the original).
 pub const OLDEST_TIMESTAMP_WITH_TESTS: i64 = 1_500_000_000;
 
 /// Batches smaller than this are parsed on the scanning thread.
@@ -22,7 +22,7 @@ const PARALLEL_PARSE_THRESHOLD: usize = 64;
 /// Most threads used to parse one batch.
 const MAX_PARSE_THREADS: usize = 8;
 
-/// What parsing a commit's definitions gave (definitions.md §1.4).
+/// What parsing a commit's definitions gave (docs/definitions.md#the-file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ParseOutcome {
@@ -219,7 +219,7 @@ fn parse_all(
     })
 }
 
-/// Parses one commit's definitions (definitions.md §1.4).
+/// Parses one commit's definitions (docs/definitions.md#the-file).
 pub fn parse_commit(
     source: &GitDefinitionsSource<'_>,
     repo_name: &str,

@@ -4,7 +4,7 @@
 use crate::cache::snapshot::Keep;
 use std::fmt::Write;
 
-/// "42 seconds", "3.5 minutes", "7.2 hours", "12.0 days" (the original's helper, spec §2.1).
+/// "42 seconds", "3.5 minutes", "7.2 hours", "12.0 days" (as the original showed them).
 pub fn duration(seconds: i64) -> String {
     let seconds = seconds.max(0);
     if seconds < 60 {

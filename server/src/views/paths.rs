@@ -1,7 +1,7 @@
 //! Names that arrive in URLs (repos, branches, commits, test names, run ids), their
 //! validation, and the URL scheme of browse pages.
 //!
-//! Browse URLs follow the original's scheme (ui.md §2.2): names may contain `/`, and a lone `-`
+//! Browse URLs follow the original's scheme: names may contain `/`, and a lone `-`
 //! segment ends a multi-segment name:
 //! `/repos/<repo…>`, `/repos/<repo…>/-/branches/<branch…>`,
 //! `/repos/<repo…>/-/branches/<branch…>/-/tests/<test…>` (a test across history),

@@ -1,6 +1,6 @@
 //! Cross-repo references in the UI: the branch **Pins** view (`…/branches/<b>?view=pins`,
-//! ui.md §2.5.3), the **Repo Refs** section of the commit page (§2.5.4), their JSON
-//! (`/api/branch_pins`, `/api/commit_refs`) and the **update pin** action (§2.6), which
+//! see docs/definitions.md#branch-pins), the **Repo Refs** section of the commit page, their
+//! JSON (`/api/branch_pins`, `/api/commit_refs`) and the **update pin** action, which
 //! moves one manual pin to its branch's head ([`crate::git::pin_refs::update_pin`]) and asks
 //! for a rescan so the new commit shows at once.
 

@@ -2,6 +2,7 @@
 //! assignments in the local Docker engine, stores artifacts in the configured store.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +95,9 @@ fn machine_ram_gb() -> u32 {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 fn main() {
+    // Colour only on a terminal: redirected to a log file, the log stays plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
