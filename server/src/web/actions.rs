@@ -13,13 +13,7 @@ use crate::web::ui::Ui;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-/// The most runs a user may ask for per test in one action (the original clamps to 1..100;
-/// the commit page's form says so too). The scheduler's own ceiling is
-/// [`test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED`], which this stays below.
-pub const MAX_RUNS_PER_ACTION: u32 = 100;
-const _: () =
-    assert!(MAX_RUNS_PER_ACTION <= test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED);
+use test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED;
 
 /// One validated action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +117,7 @@ impl Action {
                 repo: paths::repo_name(get("repo")?)?,
                 commit: paths::commit_hash(get("commit")?)?,
                 test: paths::test_name(get("test")?)?,
-                runs: number("runs")?.clamp(1, MAX_RUNS_PER_ACTION),
+                runs: number("runs")?.clamp(1, MAX_RUNS_DESIRED),
             },
             "cancel" => Action::Cancel {
                 run_id: paths::run_id(get("run_id")?)?,
@@ -328,11 +322,11 @@ mod tests {
                 ("repo", "app"),
                 ("commit", &sha),
                 ("test", "t/linux"),
-                ("runs", "500"),
+                ("runs", "5000"),
             ]),
         )
         .unwrap();
-        assert!(matches!(action, Action::RunsDesired { runs: 100, .. }));
+        assert!(matches!(action, Action::RunsDesired { runs: MAX_RUNS_DESIRED, .. }));
         let bad = Action::parse(
             "branch",
             &fields(&[
