@@ -22,6 +22,15 @@ const PARALLEL_PARSE_THRESHOLD: usize = 64;
 /// Most threads used to parse one batch.
 const MAX_PARSE_THREADS: usize = 8;
 
+/// Why a commit whose definitions reference `repo` (at `commit`) waits: one wording for the
+/// scheduler and the pages.
+pub fn pending_reason(repo: &str, commit: Option<&str>) -> String {
+    match commit {
+        Some(commit) => format!("commit {commit} of repo {repo} is not available yet"),
+        None => format!("repo {repo} is not known yet"),
+    }
+}
+
 /// What parsing a commit's definitions gave (docs/definitions.md#the-file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

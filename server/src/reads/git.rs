@@ -398,10 +398,10 @@ pub fn summarize(outcome: ParseOutcome) -> CommitDefinitions {
             definitions: Vec::new(),
         },
         ParseOutcome::Pending { repo, commit } => CommitDefinitions {
-            parse: ParseState::Pending(match commit {
-                Some(commit) => format!("commit {commit} of repo {repo} is not available yet"),
-                None => format!("repo {repo} is not known yet"),
-            }),
+            parse: ParseState::Pending(crate::git::scanner::pending_reason(
+                &repo,
+                commit.as_deref(),
+            )),
             definitions: Vec::new(),
         },
         ParseOutcome::Untestable { message, .. } => CommitDefinitions {

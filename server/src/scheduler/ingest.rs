@@ -8,7 +8,9 @@
 //! or restarted scheduler sees every branch and reachable commit once) and then forwards
 //! changes as they come, within the same scheduler step as the scan that found them.
 
-use crate::git::scanner::{CommitInfo as ScannedCommit, ParseOutcome as ScannedParse, RepoScanned};
+use crate::git::scanner::{
+    pending_reason, CommitInfo as ScannedCommit, ParseOutcome as ScannedParse, RepoScanned,
+};
 use crate::git::GitService;
 use crate::scheduler::{CommitInfo, ParseOutcome, Scheduler};
 use std::collections::{BTreeMap, HashMap};
@@ -31,13 +33,9 @@ pub fn to_scheduler_commit(commit: ScannedCommit) -> CommitInfo {
 pub fn to_scheduler_parse(parse: ScannedParse) -> ParseOutcome {
     match parse {
         ScannedParse::NoTests => ParseOutcome::NoTests,
-        ScannedParse::Pending { repo, commit: None } => {
-            ParseOutcome::Pending(format!("repo {repo} is not known"))
+        ScannedParse::Pending { repo, commit } => {
+            ParseOutcome::Pending(pending_reason(&repo, commit.as_deref()))
         }
-        ScannedParse::Pending {
-            repo,
-            commit: Some(commit),
-        } => ParseOutcome::Pending(format!("commit {commit} of repo {repo} is not available")),
         ScannedParse::Untestable { message, .. } => ParseOutcome::Untestable(message),
         ScannedParse::Ok(resolved) => ParseOutcome::Ok(resolved),
     }

@@ -326,7 +326,13 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert!(matches!(action, Action::RunsDesired { runs: MAX_RUNS_DESIRED, .. }));
+        assert!(matches!(
+            action,
+            Action::RunsDesired {
+                runs: MAX_RUNS_DESIRED,
+                ..
+            }
+        ));
         let bad = Action::parse(
             "branch",
             &fields(&[

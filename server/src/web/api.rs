@@ -62,7 +62,8 @@ pub struct Names {
     per_page: Option<usize>,
 }
 
-fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+/// A query parameter that must be present.
+pub(crate) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
     value
         .as_deref()
         .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {name}")))

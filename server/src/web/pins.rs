@@ -12,6 +12,7 @@ use crate::reads::model::{ActionError, ReadError};
 use crate::views::format::short_hash;
 use crate::views::paths;
 use crate::views::paths::InvalidName;
+use crate::web::api::required;
 use crate::web::error::ApiError;
 use crate::web::render::html;
 use crate::web::ui::Ui;
@@ -353,12 +354,6 @@ pub struct RefsQuery {
     repo: Option<String>,
     branch: Option<String>,
     commit: Option<String>,
-}
-
-fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
-    value
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter {name}")))
 }
 
 /// `GET /api/branch_pins?repo=&branch=`.
