@@ -37,6 +37,8 @@ pub struct Changes {
     pub machines: BTreeSet<String>,
     pub deployments: BTreeSet<String>,
     pub cancellations: Vec<Cancellation>,
+    /// Ids of flake hunts created or changed.
+    pub hunts: BTreeSet<String>,
     /// User settings changed (the durable settings document must be rewritten).
     pub settings: bool,
     /// Runnable work may have appeared: idle workers should ask again.

@@ -143,6 +143,9 @@ pub struct Engine {
     pub(crate) state_dirty: VecDeque<TestIdx>,
     pub(crate) in_state_dirty: Vec<bool>,
     pub(crate) now: Millis,
+    /// Flake hunts by id (see `hunts.rs`).
+    pub(crate) hunts: BTreeMap<String, super::hunts::HuntRecord>,
+    pub(crate) hunt_index: super::hunts::HuntIndex,
 }
 
 impl Engine {
@@ -169,6 +172,8 @@ impl Engine {
             state_dirty: VecDeque::new(),
             in_state_dirty: Vec::new(),
             now: 0,
+            hunts: BTreeMap::new(),
+            hunt_index: Default::default(),
         }
     }
 
@@ -214,10 +219,14 @@ impl Engine {
                 .deployments
                 .insert(deployment.deployment_id.clone(), deployment);
         }
+        for hunt in snapshot.hunts {
+            engine.load_hunt(hunt);
+        }
         repos.extend(engine.repo_commits.keys().cloned());
         for repo in repos {
             engine.recompute_reachability(&repo);
         }
+        engine.refresh_hunt_index();
         for idx in 0..engine.tests.len() {
             engine.mark_priority(idx);
             engine.mark_state(idx);
@@ -256,6 +265,7 @@ impl Engine {
         changes.runs = self.runs.keys().cloned().collect();
         changes.machines = self.machines.keys().cloned().collect();
         changes.deployments = self.deployments.keys().cloned().collect();
+        changes.hunts = self.hunts.keys().cloned().collect();
         changes.settings = true;
         changes
     }
@@ -453,6 +463,7 @@ impl Engine {
             slot.counts = counts;
             slot.last_end = last_end;
             self.changes.test_states.insert(slot.hash.clone());
+            self.hunt_watch_touched(test);
             if finished_changed {
                 // Dependents read this test's successes and failures.
                 for dependent in self.tests[test].dependents.clone() {

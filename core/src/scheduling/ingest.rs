@@ -53,6 +53,7 @@ impl Engine {
             }
         }
         self.recompute_reachability(repo);
+        self.hunts_recheck();
         self.settle();
     }
 
@@ -62,6 +63,7 @@ impl Engine {
         self.now = now;
         self.store_commits(repo, commits);
         self.recompute_reachability(repo);
+        self.hunts_recheck();
         self.settle();
     }
 

@@ -354,6 +354,7 @@ impl Engine {
                     .insert(commit.record.hash.clone(), commit.settings.clone());
             }
         }
+        settings.hunts = self.hunts.clone();
         settings
     }
 
@@ -390,6 +391,13 @@ impl Engine {
                 repos.insert(repo.clone());
             }
         }
+        for hunt in settings.hunts.values() {
+            if self.hunts.get(&hunt.hunt_id) != Some(hunt) {
+                self.changes.hunts.insert(hunt.hunt_id.clone());
+            }
+            self.load_hunt(hunt.clone());
+        }
+        self.refresh_hunt_index();
         for repo in repos {
             self.recompute_reachability(&repo);
             // Priorities of commits whose reachability did not change still need a refresh.

@@ -10,6 +10,7 @@
 pub mod changes;
 pub mod engine;
 pub mod hardware;
+pub mod hunts;
 mod ingest;
 pub mod inputs;
 mod lifecycle;
@@ -25,6 +26,10 @@ mod waiting;
 pub use changes::{Cancellation, Changes};
 pub use engine::{Engine, SchedulerConfig, MAX_INFRASTRUCTURE_RETRIES};
 pub use hardware::{choose_hardware, HardwareConfig, Requirements};
+pub use hunts::{
+    Culprit, HuntPosition, HuntRecord, HuntSpec, HuntState, DEFAULT_HUNT_BATCH_RUNS,
+    DEFAULT_HUNT_TARGET, MAX_HUNT_BUDGET, MAX_HUNT_COMMITS,
+};
 pub use inputs::{DeploymentLimits, SchedulingError};
 pub use model::*;
 pub use retention::ExpiredRun;

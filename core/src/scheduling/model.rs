@@ -212,12 +212,15 @@ pub struct ResultRecord {
 }
 
 /// User inputs that must survive an empty Redis (written next to the result records).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 pub struct UserSettings {
     /// `repo` → `branch` → (under test, default runs desired).
     pub branches: BTreeMap<String, BTreeMap<String, BranchSettings>>,
     /// `repo` → `commit` → settings (only commits with non-default settings).
     pub commits: BTreeMap<String, BTreeMap<String, CommitSettings>>,
+    /// Flake hunts by id, running or ended.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hunts: BTreeMap<String, super::hunts::HuntRecord>,
 }
 
 /// What users set on a branch.
@@ -237,6 +240,7 @@ pub struct Snapshot {
     pub runs: Vec<RunRecord>,
     pub machines: Vec<MachineRecord>,
     pub deployments: Vec<DeploymentRecord>,
+    pub hunts: Vec<super::hunts::HuntRecord>,
     /// Next sequence number for run and deployment ids.
     pub next_id: u64,
 }

@@ -15,6 +15,17 @@ use crate::protocol::Millis;
 impl Engine {
     /// Runs both work lists to a fixed point.
     pub(crate) fn settle(&mut self) {
+        loop {
+            self.settle_derived();
+            if !self.hunt_index.dirty {
+                break;
+            }
+            // Hunts look at what settled; new batches change priorities: settle again.
+            self.advance_hunts();
+        }
+    }
+
+    fn settle_derived(&mut self) {
         while let Some(test) = self.priority_dirty.pop_front() {
             self.in_priority_dirty[test] = false;
             let (priority, runs_desired) = self.compute_priority(test);
@@ -50,6 +61,7 @@ impl Engine {
                 slot.state = state;
                 self.changes.test_states.insert(slot.hash.clone());
                 let dependents = slot.dependents.clone();
+                self.hunt_watch_touched(test);
                 for dependent in dependents {
                     self.mark_state(dependent);
                 }
@@ -80,6 +92,10 @@ impl Engine {
                 .copied()
                 .unwrap_or(commit.branch_default_runs);
             runs_desired = runs_desired.max(wanted);
+        }
+        if let Some((hunt_priority, hunt_runs)) = self.hunt_index.demand.get(&test) {
+            priority = priority.max(*hunt_priority);
+            runs_desired = runs_desired.max(*hunt_runs);
         }
         let needed_by = slot
             .dependents
