@@ -350,3 +350,33 @@ fn bad_hunts_are_refused_with_a_reason() {
     let err = engine.start_hunt(bad, 1).unwrap_err().to_string();
     assert!(err.contains("not a first-parent ancestor"), "{err}");
 }
+
+#[test]
+fn a_branch_repeat_runs_the_matching_tests_on_the_last_commits() {
+    let branch = Branch::chain(12);
+    let mut engine = branch.engine();
+    let (commits, pairs) = engine
+        .repeat_on_branch(REPO, "main", &["flaky/*".to_string()], 5, 4, 2_000)
+        .unwrap();
+    assert_eq!((commits, pairs), (4, 4));
+    let mut workers = Workers::new(&mut engine, 2, 9);
+    run_until_done(&mut engine, &mut workers, &HashMap::new());
+    // 4 commits × 5 runs of the matching test; the other test of those commits runs once.
+    assert_eq!(workers.started[TEST], 20);
+    assert_eq!(workers.started[OTHER], 4);
+    for i in 8..12 {
+        let view = engine.commit_view(REPO, &hash(i)).unwrap();
+        let flaky = view.tests.iter().find(|t| t.name == TEST).unwrap();
+        assert_eq!(flaky.counts.runs, 5);
+    }
+    assert!(engine
+        .commit_view(REPO, &hash(7))
+        .unwrap()
+        .tests
+        .iter()
+        .all(|t| t.counts.runs == 0));
+    let err = engine
+        .repeat_on_branch(REPO, "main", &["nothing*".to_string()], 5, 4, 2_000)
+        .unwrap_err();
+    assert!(err.to_string().contains("matches"), "{err}");
+}

@@ -174,6 +174,83 @@ impl Engine {
         Ok(())
     }
 
+    /// "Run these tests `runs` times on the last `last_commits` commits of this branch":
+    /// along the head's first parents, each commit is enabled (its user priority raised to
+    /// at least 1) and every test whose name matches one of `patterns` (globs: `*`, `?`,
+    /// `[a-z]`) gets `runs` desired (never lowered below what a user asked before).
+    /// Returns (commits visited, (commit, test) pairs set). Nothing matching is an error.
+    pub fn repeat_on_branch(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        patterns: &[String],
+        runs: u32,
+        last_commits: usize,
+        now: Millis,
+    ) -> Result<(usize, usize), SchedulingError> {
+        self.now = now;
+        let patterns = patterns
+            .iter()
+            .map(|text| {
+                glob::Pattern::new(text).map_err(|err| {
+                    SchedulingError::Invalid(format!("test pattern {text:?}: {err}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if patterns.is_empty() || last_commits == 0 {
+            return Err(SchedulingError::Invalid(
+                "give at least one test pattern and one commit".into(),
+            ));
+        }
+        let runs = runs.clamp(1, MAX_RUNS_DESIRED);
+        let head = self
+            .branches
+            .get(&(repo.to_string(), branch.to_string()))
+            .and_then(|record| record.head.clone())
+            .ok_or_else(|| unknown_branch(repo, branch))?;
+        let mut idx = Some(self.commit_idx(repo, &head)?);
+        let mut commits = Vec::new();
+        while let Some(current) = idx.filter(|_| commits.len() < last_commits) {
+            commits.push(current);
+            idx = self.commits[current].parents.first().copied();
+        }
+        let mut pairs = 0;
+        for idx in &commits {
+            let names: Vec<String> = self.commits[*idx]
+                .record
+                .tests
+                .keys()
+                .filter(|name| patterns.iter().any(|pattern| pattern.matches(name)))
+                .cloned()
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let commit = &mut self.commits[*idx];
+            for name in names {
+                let wanted = commit.settings.runs_desired.entry(name).or_insert(0);
+                *wanted = (*wanted).max(runs);
+                pairs += 1;
+            }
+            let key = (commit.record.repo.clone(), commit.record.hash.clone());
+            self.changes.commit_settings.insert(key);
+            self.changes.settings = true;
+            self.raise_user_priority(*idx, 1);
+            for test in self.commits[*idx].tests.clone() {
+                self.mark_priority(test);
+            }
+        }
+        if pairs == 0 {
+            return Err(SchedulingError::UnknownTest(format!(
+                "no test of the last {} commits of {repo}/{branch} matches {:?}",
+                commits.len(),
+                patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+            )));
+        }
+        self.settle();
+        Ok((commits.len(), pairs))
+    }
+
     /// The runs desired for every test of the branch's commits (unless a commit overrides).
     pub fn set_branch_default_runs(
         &mut self,

@@ -9,6 +9,7 @@ pub const TESTS: &str = "tl:tests";
 pub const RUNS: &str = "tl:runs";
 pub const MACHINES: &str = "tl:machines";
 pub const DEPLOYMENTS: &str = "tl:deployments";
+pub const HUNTS: &str = "tl:hunts";
 pub const NEXT_ID: &str = "tl:next_id";
 pub const FEED: &str = "tl:feed";
 pub const QUARANTINE: &str = "tl:quarantine";

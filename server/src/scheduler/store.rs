@@ -16,6 +16,7 @@
 //! | `tl:runs` | hash | run id → `RunRecord` JSON (state, times, artifacts, result, cases) |
 //! | `tl:machines` | hash | machine id → `MachineRecord` JSON |
 //! | `tl:deployments` | hash | deployment id → `DeploymentRecord` JSON |
+//! | `tl:hunts` | hash | hunt id → `HuntRecord` JSON (flake hunts, running and ended) |
 //! | `tl:next_id` | string | next run/deployment sequence number |
 //! | `tl:feed` | stream | change feed, field `e` = `FeedEvent` JSON, trimmed to ~10,000 entries |
 //!
@@ -168,6 +169,11 @@ impl RedisState {
             .collect();
         let deployments: HashMap<String, String> = connection.hgetall(keys::DEPLOYMENTS).await?;
         snapshot.deployments = decode_all(keys::DEPLOYMENTS, deployments, &mut quarantine)
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect();
+        let hunts: HashMap<String, String> = connection.hgetall(keys::HUNTS).await?;
+        snapshot.hunts = decode_all(keys::HUNTS, hunts, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
@@ -344,6 +350,12 @@ impl RedisState {
                 pipe.hdel(keys::DEPLOYMENTS, deployment_id).ignore();
             }
         }
+        for hunt_id in &changes.hunts {
+            if let Some(hunt) = engine.hunt(hunt_id) {
+                pipe.hset(keys::HUNTS, hunt_id, serde_json::to_string(hunt)?)
+                    .ignore();
+            }
+        }
         for event in events {
             pipe.cmd("XADD")
                 .arg(keys::FEED)
@@ -360,7 +372,7 @@ impl RedisState {
 }
 
 /// Every key of the scheduler's state (the change feed included, the quarantine not).
-const SCHEDULER_KEYS: [&str; 11] = [
+const SCHEDULER_KEYS: [&str; 12] = [
     keys::META,
     keys::COMMITS,
     keys::COMMIT_SETTINGS,
@@ -370,6 +382,7 @@ const SCHEDULER_KEYS: [&str; 11] = [
     keys::RUNS,
     keys::MACHINES,
     keys::DEPLOYMENTS,
+    keys::HUNTS,
     keys::NEXT_ID,
     keys::FEED,
 ];
