@@ -89,3 +89,4 @@ pub mod definitions;
 pub mod protocol;
 pub mod scheduling;
 pub mod scrollback;
+pub mod stats;
