@@ -25,8 +25,9 @@ use super::inputs::SchedulingError;
 use super::model::ParseRecord;
 use super::state::TestState;
 use crate::protocol::Millis;
-use crate::stats::change_point::{MissingReason, Position};
-use crate::stats::hunt::{HuntOutcome, HuntPlanner, HuntStep};
+use crate::stats::change_point::{change_posterior, ChangeModel, MissingReason, Position};
+use crate::stats::hunt::{next_step, HuntOutcome, HuntSettings, HuntStep};
+use crate::stats::posterior::RatePosterior;
 
 /// Longest stretch of history one hunt covers.
 pub const MAX_HUNT_COMMITS: usize = 2000;
@@ -106,6 +107,11 @@ impl HuntState {
 pub struct Culprit {
     pub commit: String,
     pub probability: f64,
+    /// Older commits the change may equally have come in with: commits just before
+    /// `commit` where the test could not run (absent, untestable, its build failed), so no
+    /// run can tell them apart. Usually empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub could_also_be: Vec<String>,
 }
 
 /// A hunt as stored (durable, in the settings document and in Redis).
@@ -125,6 +131,9 @@ pub struct HuntRecord {
     pub targets: BTreeMap<String, u64>,
     #[serde(default)]
     pub culprit: Option<Culprit>,
+    /// What the user should know about the outcome (e.g. more than one change likely).
+    #[serde(default)]
+    pub note: Option<String>,
     pub created: Millis,
     /// 0 while running.
     #[serde(default)]
@@ -145,6 +154,32 @@ impl HuntPosition {
     pub fn first_commit(&self) -> &str {
         &self.commits[0]
     }
+}
+
+/// A hunt with what its runs say now (see [`Engine::hunt_report`]).
+#[derive(Clone, Debug)]
+pub struct HuntReport {
+    pub record: HuntRecord,
+    /// Oldest first.
+    pub positions: Vec<HuntPosition>,
+    /// P(position k is the first with the new rate), one per position.
+    pub posterior: Vec<f64>,
+    /// P(the rate never changed in the range).
+    pub no_change: f64,
+    /// The rate before and after the most probable change (`None` without any runs).
+    pub rate_before: Option<RatePosterior>,
+    pub rate_after: Option<RatePosterior>,
+    /// The check for more than one change (see [`crate::stats::change_point`]).
+    pub more_than_one_change: f64,
+}
+
+/// Commits of positions `first..last` and the first commit of `last`: where the change
+/// may have come in when the positions before `last` cannot run.
+fn range_commits(positions: &[HuntPosition], first: usize, last: usize) -> Vec<String> {
+    positions[first..last]
+        .iter()
+        .flat_map(|position| position.commits.iter().cloned())
+        .collect()
 }
 
 /// The hunts' derived state inside the engine: what their runs add to each definition and
@@ -209,6 +244,7 @@ impl Engine {
             batches: 0,
             targets: BTreeMap::new(),
             culprit: None,
+            note: None,
             created: now,
             ended: 0,
         };
@@ -259,6 +295,35 @@ impl Engine {
     pub fn hunt_positions(&self, hunt_id: &str) -> Option<Vec<HuntPosition>> {
         let hunt = self.hunts.get(hunt_id)?;
         Some(self.positions_of(hunt))
+    }
+
+    /// A hunt with its positions and the change-point posterior over them, for pages and
+    /// the API.
+    pub fn hunt_report(&self, hunt_id: &str) -> Option<HuntReport> {
+        let hunt = self.hunts.get(hunt_id)?;
+        let positions = self.positions_of(hunt);
+        let observations: Vec<Position> = positions.iter().map(|p| p.observation).collect();
+        let posterior = change_posterior(&observations, &ChangeModel::default()).ok();
+        let (posterior, no_change, rate_before, rate_after, more_than_one_change) =
+            match posterior {
+                Some(posterior) => (
+                    posterior.first_bad,
+                    posterior.no_change,
+                    Some(posterior.rate_before),
+                    Some(posterior.rate_after),
+                    posterior.more_than_one_change,
+                ),
+                None => (vec![0.0; positions.len()], 1.0, None, None, 0.0),
+            };
+        Some(HuntReport {
+            record: hunt.clone(),
+            positions,
+            posterior,
+            no_change,
+            rate_before,
+            rate_after,
+            more_than_one_change,
+        })
     }
 
     pub(crate) fn load_hunt(&mut self, record: HuntRecord) {
@@ -507,15 +572,24 @@ impl Engine {
         let positions = self.positions_of(hunt);
         let observations: Vec<Position> = positions.iter().map(|p| p.observation).collect();
         let remaining = hunt.spec.budget_runs.saturating_sub(hunt.runs_used);
-        let planner = HuntPlanner {
-            target_probability: hunt.spec.target_probability,
-            ..HuntPlanner::default()
+        let settings = HuntSettings {
+            target: hunt.spec.target_probability,
+            ..HuntSettings::default()
         };
-        let step = planner.step(
-            &observations,
-            u64::from(remaining),
-            u64::from(hunt.spec.batch_runs.min(remaining)),
-        );
+        let batch = u64::from(hunt.spec.batch_runs.min(remaining).max(1));
+        let step = match next_step(&observations, u64::from(remaining), batch, &settings) {
+            Ok(step) => step,
+            Err(err) => {
+                // Settings are validated at start; a failure here is a bug: end the hunt
+                // with the reason instead of looping.
+                let hunt = self.hunts.get_mut(hunt_id).expect("running hunt");
+                hunt.state = HuntState::BudgetSpent;
+                hunt.ended = self.now;
+                hunt.note = Some(format!("the planner failed: {err}"));
+                self.hunt_changed(hunt_id);
+                return;
+            }
+        };
         let now = self.now;
         match step {
             HuntStep::Run(batch) if !batch.is_empty() && remaining > 0 => {
@@ -560,17 +634,39 @@ impl Engine {
                 hunt.ended = now;
                 match outcome {
                     HuntOutcome::Found {
-                        position,
+                        culprit_range,
                         probability,
+                        more_than_one_change,
+                        ..
                     } => {
                         hunt.state = HuntState::Found;
-                        hunt.culprit = positions.get(position).map(|p| Culprit {
-                            commit: p.first_commit().to_string(),
+                        hunt.culprit = Some(Culprit {
+                            commit: positions[culprit_range.last].first_commit().to_string(),
                             probability,
+                            could_also_be: range_commits(
+                                &positions,
+                                culprit_range.first,
+                                culprit_range.last,
+                            ),
                         });
+                        if more_than_one_change >= 0.5 {
+                            hunt.note = Some(format!(
+                                "the history may hold more than one change \
+                                 (P = {more_than_one_change:.2}): the rate may have changed \
+                                 again elsewhere"
+                            ));
+                        }
                     }
                     HuntOutcome::NoChange { .. } => hunt.state = HuntState::NoChange,
                     HuntOutcome::BudgetSpent { .. } => hunt.state = HuntState::BudgetSpent,
+                    HuntOutcome::NotIdentifiable => {
+                        hunt.state = HuntState::BudgetSpent;
+                        hunt.note = Some(
+                            "fewer than two commits of this range can run the test: \
+                             no change can be located"
+                                .into(),
+                        );
+                    }
                 }
             }
         }
