@@ -24,6 +24,7 @@ use super::engine::{CommitIdx, Engine, TestIdx};
 use super::inputs::SchedulingError;
 use super::model::ParseRecord;
 use super::state::TestState;
+use crate::definitions::ResolvedDependency;
 use crate::protocol::Millis;
 use crate::stats::change_point::{change_posterior, ChangeModel, MissingReason, Position};
 use crate::stats::hunt::{next_step, HuntOutcome, HuntSettings, HuntStep};
@@ -171,6 +172,17 @@ pub struct HuntReport {
     pub rate_after: Option<RatePosterior>,
     /// The check for more than one change (see [`crate::stats::change_point`]).
     pub more_than_one_change: f64,
+    /// Pinned repos whose commit changed at the culprit: the change came in through a pin
+    /// bump when not empty.
+    pub pin_changes: Vec<PinChange>,
+}
+
+/// A pinned repo whose commit differs between two definitions.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PinChange {
+    pub repo: String,
+    pub before: String,
+    pub after: String,
 }
 
 /// Commits of positions `first..last` and the first commit of `last`: where the change
@@ -315,8 +327,18 @@ impl Engine {
                 ),
                 None => (vec![0.0; positions.len()], 1.0, None, None, 0.0),
             };
+        let culprit_position = match &hunt.culprit {
+            Some(culprit) => positions
+                .iter()
+                .position(|p| p.first_commit() == culprit.commit),
+            None => None,
+        };
+        let pin_changes = culprit_position
+            .map(|at| self.pin_changes_at(hunt, &positions, at))
+            .unwrap_or_default();
         Some(HuntReport {
             record: hunt.clone(),
+            pin_changes,
             positions,
             posterior,
             no_change,
@@ -324,6 +346,55 @@ impl Engine {
             rate_after,
             more_than_one_change,
         })
+    }
+
+    /// Other repos whose pinned commit differs between the definition at position `at`
+    /// and the one at the closest older position that has a definition: the change came in
+    /// through a pin bump when this is not empty.
+    fn pin_changes_at(
+        &self,
+        hunt: &HuntRecord,
+        positions: &[HuntPosition],
+        at: usize,
+    ) -> Vec<PinChange> {
+        let pins_of = |hash: &str| -> BTreeMap<String, String> {
+            let Some(record) = self.test_record(hash) else {
+                return BTreeMap::new();
+            };
+            record
+                .definition
+                .all_dependencies()
+                .values()
+                .filter_map(|dep| match dep {
+                    ResolvedDependency::Source { repo, commit, .. } => {
+                        Some((repo.clone(), commit.clone()))
+                    }
+                    ResolvedDependency::Build { defined_in, .. } => {
+                        Some((defined_in.repo.clone(), defined_in.commit.clone()))
+                    }
+                })
+                .filter(|(repo, _)| *repo != hunt.spec.repo)
+                .collect()
+        };
+        let Some(after) = positions[at].test_hash.as_deref() else {
+            return Vec::new();
+        };
+        let Some(before) = positions[..at].iter().rev().find_map(|p| p.test_hash.as_deref())
+        else {
+            return Vec::new();
+        };
+        let (before, after) = (pins_of(before), pins_of(after));
+        after
+            .iter()
+            .filter_map(|(repo, commit)| {
+                let old = before.get(repo)?;
+                (old != commit).then(|| PinChange {
+                    repo: repo.clone(),
+                    before: old.clone(),
+                    after: commit.clone(),
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn load_hunt(&mut self, record: HuntRecord) {

@@ -27,7 +27,7 @@ pub use changes::{Cancellation, Changes};
 pub use engine::{Engine, SchedulerConfig, MAX_INFRASTRUCTURE_RETRIES};
 pub use hardware::{choose_hardware, HardwareConfig, Requirements};
 pub use hunts::{
-    Culprit, HuntPosition, HuntRecord, HuntReport, HuntSpec, HuntState, DEFAULT_HUNT_BATCH_RUNS,
+    Culprit, HuntPosition, HuntRecord, HuntReport, HuntSpec, PinChange, HuntState, DEFAULT_HUNT_BATCH_RUNS,
     DEFAULT_HUNT_TARGET, MAX_HUNT_BUDGET, MAX_HUNT_COMMITS,
 };
 pub use inputs::{DeploymentLimits, SchedulingError};

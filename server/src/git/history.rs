@@ -129,3 +129,84 @@ pub fn find_commit_id(repo: &Repository, repo_name: &str, hash: &str) -> Result<
         .map(|c| c.id())
         .map_err(|_| unknown())
 }
+
+/// One file a commit changed, with its line counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedFile {
+    pub path: String,
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// What a commit changed against its first parent: every file, and the patch text up to a
+/// size bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitDiff {
+    pub files: Vec<ChangedFile>,
+    pub patch: String,
+    /// The patch was cut at the bound.
+    pub truncated: bool,
+}
+
+/// The diff of `oid` against its first parent (against the empty tree for a root commit),
+/// with at most `max_patch_bytes` of patch text.
+pub fn commit_diff(
+    repo: &Repository,
+    repo_name: &str,
+    oid: Oid,
+    max_patch_bytes: usize,
+) -> Result<CommitDiff, GitError> {
+    let git = |e| GitError::git(repo_name, e);
+    let commit = repo.find_commit(oid).map_err(git)?;
+    let tree = commit.tree().map_err(git)?;
+    let parent_tree = match commit.parent(0) {
+        Ok(parent) => Some(parent.tree().map_err(git)?),
+        Err(_) => None,
+    };
+    let diff = repo
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .map_err(git)?;
+    let mut files: Vec<ChangedFile> = Vec::new();
+    let mut patch = String::new();
+    let mut truncated = false;
+    diff.print(git2::DiffFormat::Patch, |delta, _hunk, line| {
+        let path = delta
+            .new_file()
+            .path()
+            .or_else(|| delta.old_file().path())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if files.last().is_none_or(|file| file.path != path) {
+            files.push(ChangedFile {
+                path,
+                added: 0,
+                removed: 0,
+            });
+        }
+        let file = files.last_mut().expect("pushed above");
+        let origin = line.origin();
+        match origin {
+            '+' => file.added += 1,
+            '-' => file.removed += 1,
+            _ => {}
+        }
+        if !truncated {
+            let text = String::from_utf8_lossy(line.content());
+            if patch.len() + text.len() + 1 > max_patch_bytes {
+                truncated = true;
+            } else {
+                if matches!(origin, '+' | '-' | ' ') {
+                    patch.push(origin);
+                }
+                patch.push_str(&text);
+            }
+        }
+        true
+    })
+    .map_err(git)?;
+    Ok(CommitDiff {
+        files,
+        patch,
+        truncated,
+    })
+}

@@ -230,6 +230,14 @@ impl GitReads {
         Ok((*self.metadata_of(repo, oid, &mut git)?).clone())
     }
 
+    /// What a commit changed against its first parent (patch text bounded to 256 KiB).
+    pub fn diff(&self, repo: &str, hash: &str) -> Result<history::CommitDiff, ReadError> {
+        let mut git = None;
+        let oid = self.resolve(repo, hash, &mut git)?;
+        let git = self.opened(repo, &mut git)?;
+        history::commit_diff(git, repo, oid, 256 * 1024).map_err(ReadError::from)
+    }
+
     /// The definitions file of a commit: its path and text, if it has one.
     pub fn definitions_file(
         &self,

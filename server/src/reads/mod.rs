@@ -7,6 +7,7 @@
 //!   ([`crate::scheduler::Scheduler::read`] and its action methods);
 //! - [`changes`]: the scheduler's change feed as the UI's [`crate::reads::model::Change`]s;
 //! - [`deployments`]: deployments as the UI lists them, booting and shutting them down;
+//! - [`hunts`]: flake hunts and branch-wide repeats (reads and actions);
 //! - [`artifacts::StoredArtifacts`]: a run's stored files over the artifact store.
 //!
 //! Live run logs are read by [`crate::logs::feed`]. Each reader takes the services from the
@@ -18,6 +19,7 @@ pub mod artifacts;
 pub mod changes;
 pub mod deployments;
 pub mod git;
+pub mod hunts;
 pub mod model;
 pub mod repo_pool;
 pub mod state;

@@ -25,7 +25,7 @@ const WAITING_LIMITS: WaitingLimits = WaitingLimits {
 
 /// The scheduler's live state for the UI.
 pub struct SchedulerState {
-    context: Arc<AppContext>,
+    pub(super) context: Arc<AppContext>,
 }
 
 impl SchedulerState {

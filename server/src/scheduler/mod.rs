@@ -44,7 +44,7 @@ use test_looper_core::protocol::{
     MachineInfo, Millis, Work,
 };
 use test_looper_core::scheduling::{
-    Changes, Engine, ResultRecord, SchedulerConfig, SchedulingError, Snapshot, StatePart,
+    Changes, Engine, HuntSpec, ResultRecord, SchedulerConfig, SchedulingError, Snapshot, StatePart,
 };
 pub use test_looper_core::scheduling::{CommitInfo, ParseOutcome};
 use thiserror::Error;
@@ -335,6 +335,36 @@ impl Scheduler {
         Ok(self
             .apply(|engine, now| {
                 engine.prioritize_branch_history(repo, branch, priority, depth, now)
+            })
+            .await??)
+    }
+
+    /// Starts a flake hunt (see `core::scheduling::hunts`); returns its id.
+    pub async fn start_hunt(&self, spec: HuntSpec) -> Result<String, SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.start_hunt(spec, now))
+            .await??)
+    }
+
+    pub async fn cancel_hunt(&self, hunt_id: &str) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.cancel_hunt(hunt_id, now))
+            .await??)
+    }
+
+    /// Runs the tests matching `patterns` `runs` times on the last `last_commits` commits
+    /// of a branch; returns (commits, (commit, test) pairs).
+    pub async fn repeat_on_branch(
+        &self,
+        repo: &str,
+        branch: &str,
+        patterns: &[String],
+        runs: u32,
+        last_commits: usize,
+    ) -> Result<(usize, usize), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| {
+                engine.repeat_on_branch(repo, branch, patterns, runs, last_commits, now)
             })
             .await??)
     }

@@ -14,6 +14,7 @@
 //!   individual test cases of a definition over its runs.
 //! - [`test_history`]: one test's failure rate across a branch's history.
 //! - [`runs`]: one run; [`machines`]: machines and the queue.
+//! - [`hunts`]: flake hunts (state, culprit, posterior over commits).
 //! - [`labels`]: words for the scheduler's states.
 //! - [`cells`], [`merge_graph`], [`plot`], [`highlight`], [`format`], [`paths`]: the pieces
 //!   views are built from (status cells, the history graph, failure-rate plots, definitions
@@ -27,6 +28,7 @@ pub mod cells;
 mod commit;
 pub mod format;
 pub mod highlight;
+pub mod hunts;
 mod labels;
 mod machines;
 pub mod merge_graph;
@@ -202,6 +204,48 @@ impl Sources {
             state: self.state.version(),
             head: self.git.branch_head(repo, branch).ok(),
         }
+    }
+
+    /// Hunts of a repo and branch (or all), newest first.
+    pub async fn hunts(
+        &self,
+        repo: Option<&str>,
+        branch: Option<&str>,
+    ) -> Result<Vec<hunts::HuntSummary>, ReadError> {
+        let records = self.state.hunts(repo, branch).await?;
+        Ok(records.iter().map(hunts::hunt_summary).collect())
+    }
+
+    /// One hunt, with git's facts about its culprit and (`with_diff`) the culprit's diff.
+    /// Not kept: a hunt page is one posterior over at most a few thousand commits.
+    pub async fn hunt(
+        self: &Arc<Self>,
+        hunt_id: &str,
+        with_diff: bool,
+    ) -> Result<Option<(hunts::HuntView, Option<crate::git::history::CommitDiff>)>, ReadError>
+    {
+        let Some(report) = self.state.hunt_report(hunt_id).await? else {
+            return Ok(None);
+        };
+        let culprit = report.record.culprit.as_ref().map(|c| c.commit.clone());
+        let (metadata, diff) = match culprit {
+            Some(commit) => {
+                let this = self.clone();
+                let repo = report.record.spec.repo.clone();
+                blocking(move || {
+                    let metadata = this.git.commit(&repo, &commit).ok();
+                    let diff = if with_diff {
+                        this.git.diff(&repo, &commit).ok()
+                    } else {
+                        None
+                    };
+                    Ok((metadata, diff))
+                })
+                .await?
+            }
+            None => (None, None),
+        };
+        Ok(Some((hunts::hunt_view(report, metadata.as_ref()), diff)))
     }
 
     async fn definitions(

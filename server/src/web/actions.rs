@@ -1,6 +1,6 @@
 //! State-changing actions: enable/disable a branch, set a commit's priority (0 disables it),
 //! set runs desired, cancel a run, restart a test, update a pin, boot and shut down a
-//! deployment. Only POST routes exist (a GET to an action URL is a 405 and changes nothing),
+//! deployment, start and cancel a flake hunt, repeat tests along a branch. Only POST routes exist (a GET to an action URL is a 405 and changes nothing),
 //! and every request must carry the CSRF token. HTML forms post to `/actions/<name>` and are
 //! redirected back (303); API clients post JSON to `/api/actions/<name>` and get JSON.
 //! Booting from a form redirects to the new deployment's terminal page.
@@ -14,9 +14,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use test_looper_core::scheduling::inputs::MAX_RUNS_DESIRED;
+use test_looper_core::scheduling::{HuntSpec, DEFAULT_HUNT_BATCH_RUNS, DEFAULT_HUNT_TARGET};
 
 /// One validated action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Branch {
         repo: String,
@@ -56,6 +57,19 @@ pub enum Action {
     ShutdownDeployment {
         deployment_id: String,
     },
+    /// Start a flake hunt.
+    FlakeHunt(Box<HuntSpec>),
+    FlakeHuntCancel {
+        hunt_id: String,
+    },
+    /// Run the tests matching `tests` `runs` times on the last `last_commits` commits.
+    BranchRepeat {
+        repo: String,
+        branch: String,
+        tests: Vec<String>,
+        runs: u32,
+        last_commits: usize,
+    },
 }
 
 /// What a performed action produced.
@@ -65,6 +79,13 @@ pub enum Outcome {
     /// A deployment was booted.
     Booted {
         deployment_id: String,
+    },
+    HuntStarted {
+        hunt_id: String,
+    },
+    Repeated {
+        commits: usize,
+        tests: usize,
     },
 }
 
@@ -142,6 +163,17 @@ impl Action {
             "shutdown_deployment" => Action::ShutdownDeployment {
                 deployment_id: paths::run_id(get("deployment_id")?)?,
             },
+            "flake_hunt" => Action::FlakeHunt(Box::new(hunt_spec(fields)?)),
+            "flake_hunt_cancel" => Action::FlakeHuntCancel {
+                hunt_id: paths::run_id(get("hunt_id")?)?,
+            },
+            "branch_repeat" => Action::BranchRepeat {
+                repo: paths::repo_name(get("repo")?)?,
+                branch: paths::branch_name(get("branch")?)?,
+                tests: test_patterns(get("tests")?)?,
+                runs: number("runs")?.clamp(1, MAX_RUNS_DESIRED),
+                last_commits: number("last_commits")? as usize,
+            },
             other => return Err(ApiError::not_found(format!("unknown action {other:?}"))),
         })
     }
@@ -187,9 +219,85 @@ impl Action {
                 pin,
                 head,
             } => crate::web::pins::update_pin(ui, repo, branch, pin, head.as_deref()).await?,
+            Action::FlakeHunt(spec) => {
+                let hunt_id = state.start_hunt((**spec).clone()).await?;
+                return Ok(Outcome::HuntStarted { hunt_id });
+            }
+            Action::FlakeHuntCancel { hunt_id } => state.cancel_hunt(hunt_id).await?,
+            Action::BranchRepeat {
+                repo,
+                branch,
+                tests,
+                runs,
+                last_commits,
+            } => {
+                let (commits, tests) = state
+                    .repeat_on_branch(repo, branch, tests, *runs, *last_commits)
+                    .await?;
+                return Ok(Outcome::Repeated { commits, tests });
+            }
         }
         Ok(Outcome::Done)
     }
+}
+
+/// The fields of a `flake_hunt` action. Optional fields may be absent or empty (a form
+/// sends every input).
+fn hunt_spec(fields: &HashMap<String, String>) -> Result<HuntSpec, ApiError> {
+    let optional = |key: &str| {
+        fields
+            .get(key)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty() && *value != "null")
+    };
+    let required = |key: &str| {
+        optional(key).ok_or_else(|| ApiError::bad_request(format!("missing field {key}")))
+    };
+    let count = |key: &str, default: u32| -> Result<u32, ApiError> {
+        optional(key).map_or(Ok(default), |text| {
+            text.parse::<u32>()
+                .map_err(|_| ApiError::bad_request(format!("{key} must be a positive integer")))
+        })
+    };
+    let commit = |key: &str| optional(key).map(paths::commit_hash).transpose();
+    Ok(HuntSpec {
+        repo: paths::repo_name(required("repo")?)?,
+        branch: paths::branch_name(required("branch")?)?,
+        test: paths::test_name(required("test")?)?,
+        case: optional("case").map(str::to_owned),
+        budget_runs: count("budget_runs", 0)?,
+        from: commit("from")?,
+        to: commit("to")?,
+        priority: count("priority", 1)?,
+        batch_runs: count("batch_runs", DEFAULT_HUNT_BATCH_RUNS)?,
+        target_probability: match optional("target_probability") {
+            Some(text) => text.parse::<f64>().map_err(|_| {
+                ApiError::bad_request("target_probability must be a number in [0.5, 1)")
+            })?,
+            None => DEFAULT_HUNT_TARGET,
+        },
+    })
+}
+
+/// The test patterns of a `branch_repeat`: a JSON array of globs (API), or globs separated
+/// by commas or whitespace (form).
+fn test_patterns(text: &str) -> Result<Vec<String>, ApiError> {
+    let patterns: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+            .map_err(|_| ApiError::bad_request("tests must be an array of glob strings"))?
+    } else {
+        text.split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    if patterns.is_empty() || patterns.iter().any(|p| p.len() > 512) {
+        return Err(ApiError::bad_request(
+            "tests must hold at least one glob of at most 512 characters",
+        ));
+    }
+    Ok(patterns)
 }
 
 /// `POST /actions/{name}` from an HTML form.
@@ -215,7 +323,8 @@ pub async fn form_action(
             tracing::info!(?action, "user action");
             let location = match outcome {
                 Outcome::Booted { deployment_id } => paths::terminal_url(&deployment_id),
-                Outcome::Done => back_to(&request),
+                Outcome::HuntStarted { hunt_id } => crate::views::hunts::hunt_url(&hunt_id),
+                Outcome::Done | Outcome::Repeated { .. } => back_to(&request),
             };
             HttpResponse::SeeOther()
                 .insert_header(("Location", location))
@@ -258,6 +367,16 @@ pub async fn api_action(
             "ok": true,
             "terminal": paths::terminal_url(&deployment_id),
             "deployment_id": deployment_id,
+        }),
+        Outcome::HuntStarted { hunt_id } => json!({
+            "ok": true,
+            "hunt_id": hunt_id,
+            "url": crate::views::hunts::hunt_url(&hunt_id),
+        }),
+        Outcome::Repeated { commits, tests } => json!({
+            "ok": true,
+            "commits": commits,
+            "tests": tests,
         }),
     }))
 }

@@ -54,10 +54,10 @@ async fn openapi() -> HttpResponse {
 
 #[derive(Deserialize)]
 pub struct Names {
-    repo: Option<String>,
-    branch: Option<String>,
+    pub(crate) repo: Option<String>,
+    pub(crate) branch: Option<String>,
     commit: Option<String>,
-    test: Option<String>,
+    pub(crate) test: Option<String>,
     page: Option<usize>,
     per_page: Option<usize>,
 }

@@ -10,6 +10,7 @@
 //!   headers.
 //! - [`live`]: Server-Sent Events for live pages, websocket log streaming.
 //! - [`deployments`], [`terminal`]: the deployments page and a deployment's browser terminal.
+//! - [`hunts`]: flake hunt pages and their JSON.
 //! - [`pins`]: the branch Pins view, the commit's Repo Refs and the update-pin action.
 //! - [`render`]: templates as responses, kept pages, the HTML error page.
 //! - [`csrf`]: the per-server CSRF token; [`Ui`]: what every handler shares.
@@ -21,6 +22,7 @@ pub mod deployments;
 pub mod edge;
 pub mod error;
 mod health;
+pub mod hunts;
 pub mod live;
 pub mod pages;
 pub mod pins;
@@ -77,6 +79,7 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
                     .default_service(web::to(actions::method_not_allowed)),
             )
             .configure(crate::web::api::configure)
+            .configure(crate::web::hunts::configure)
             .configure(crate::workers::configure)
             .route("/webhook", web::post().to(crate::webhooks::receive))
             .route(
