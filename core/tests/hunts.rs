@@ -380,3 +380,63 @@ fn a_branch_repeat_runs_the_matching_tests_on_the_last_commits() {
         .unwrap_err();
     assert!(err.to_string().contains("matches"), "{err}");
 }
+
+#[test]
+fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
+    let branch = Branch::chain(3);
+    let mut engine = Engine::new(SchedulerConfig {
+        quarantine: test_looper_core::scheduling::QuarantinePolicy {
+            automatic: true,
+            threshold: 0.05,
+            probability: 0.95,
+        },
+        ..SchedulerConfig::default()
+    });
+    engine.ingest_branch_scan(REPO, "main", &hash(2), branch.infos(), 1_000);
+    engine.set_branch_default_runs(REPO, "main", 40, 1_000).unwrap();
+    engine.set_branch_under_test(REPO, "main", true, 1_000).unwrap();
+    let mut workers = Workers::new(&mut engine, 2, 21);
+    let head_rates = rates(&engine, 3, 0, 0.5, 0.5);
+    run_until_done(&mut engine, &mut workers, &head_rates);
+    assert!(engine.is_quarantined(REPO, TEST));
+    assert!(!engine.is_quarantined(REPO, OTHER), "a test that never fails");
+    let entered = engine.quarantine_log().next().unwrap().clone();
+    assert!(entered.entered && entered.by == "automatic");
+    let evidence = entered.evidence.unwrap();
+    assert!(evidence.probability >= 0.95 && evidence.failures > 0, "{evidence:?}");
+    // Its failures no longer count against the commit's status.
+    let head = engine.commit_view(REPO, &hash(2)).unwrap();
+    assert!(head.tests.iter().find(|t| t.name == TEST).unwrap().quarantined);
+
+    // A fix lands: the new definition passes often enough to leave by the mirror rule.
+    let mut fixed = branch.infos();
+    let mut source = MemorySource::new();
+    let yaml = format!(
+        "looper_version: 4\nenvironments:\n  linux:\n    platform: linux\n    \
+         image: {{dockerfile_contents: \"FROM test-looper/base:1\"}}\ntests:\n  \
+         {TEST}: {{command: ./fixed}}\n  {OTHER}: {{command: ./other 3}}\n"
+    );
+    source.add_file(REPO, &hash(3), ".testlooper.yml", &yaml);
+    let resolved = resolve_commit(&CommitRef::new(REPO, &hash(3)), &source).unwrap();
+    fixed.push(CommitInfo {
+        hash: hash(3),
+        parents: vec![hash(2)],
+        author: "dev".into(),
+        timestamp: 1_700_000_100,
+        subject: "fix".into(),
+        parse: ParseOutcome::Ok(Box::new(resolved)),
+    });
+    engine.ingest_branch_scan(REPO, "main", &hash(3), fixed, 5_000);
+    engine.set_runs_desired(REPO, &hash(3), TEST, 100, 5_000).unwrap();
+    run_until_done(&mut engine, &mut workers, &HashMap::new());
+    assert!(!engine.is_quarantined(REPO, TEST));
+    let left = engine.quarantine_log().next().unwrap();
+    assert!(!left.entered);
+    let evidence = left.evidence.as_ref().unwrap();
+    assert!(evidence.runs >= 30 && evidence.failures == 0, "{left:?}");
+
+    // By hand, and refused for an unknown test.
+    engine.set_quarantine(REPO, OTHER, true, "alice", 6_000).unwrap();
+    assert!(engine.is_quarantined(REPO, OTHER));
+    assert!(engine.set_quarantine(REPO, "nope", true, "alice", 6_000).is_err());
+}

@@ -127,6 +127,8 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
             .heartbeat_timeout_seconds
             .saturating_mul(1000),
         deployment_limits: crate::deployments::reaper::limits(&config.deployments),
+        // Refused at start when out of range (config::refusals); the default otherwise.
+        quarantine: config.statistics.quarantine.policy().unwrap_or_default(),
         ..SchedulerConfig::default()
     };
     let scheduler =

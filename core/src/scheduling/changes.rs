@@ -14,7 +14,7 @@ pub struct Cancellation {
 }
 
 /// Keys of everything touched since the last [`super::Engine::take_changes`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
     /// (repo, hash) of commits whose record (metadata, parse, tests) changed.
     pub commits: BTreeSet<(String, String)>,
@@ -39,6 +39,10 @@ pub struct Changes {
     pub cancellations: Vec<Cancellation>,
     /// Ids of flake hunts created or changed.
     pub hunts: BTreeSet<String>,
+    /// (repo, test) of quarantine entries added or removed.
+    pub quarantine: BTreeSet<(String, String)>,
+    /// Quarantine log entries to append.
+    pub quarantine_events: Vec<super::quarantine::QuarantineEvent>,
     /// User settings changed (the durable settings document must be rewritten).
     pub settings: bool,
     /// Runnable work may have appeared: idle workers should ask again.

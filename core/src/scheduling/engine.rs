@@ -22,7 +22,7 @@ pub(crate) type CommitIdx = usize;
 pub(crate) type TestIdx = usize;
 
 /// Fixed parameters of a scheduler.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SchedulerConfig {
     /// Machine shapes the pools can provide. Empty = only registered machines count.
     pub hardware: Vec<HardwareConfig>,
@@ -38,6 +38,9 @@ pub struct SchedulerConfig {
     /// Caps on live deployments (none by default).
     #[serde(default)]
     pub deployment_limits: super::inputs::DeploymentLimits,
+    /// When tests enter and leave quarantine on their own (off by default).
+    #[serde(default)]
+    pub quarantine: super::quarantine::QuarantinePolicy,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +52,7 @@ impl Default for SchedulerConfig {
             max_new_commits_enabled_per_push: 100,
             id_prefix: "r".into(),
             deployment_limits: Default::default(),
+            quarantine: Default::default(),
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct Engine {
     /// Flake hunts by id (see `hunts.rs`).
     pub(crate) hunts: BTreeMap<String, super::hunts::HuntRecord>,
     pub(crate) hunt_index: super::hunts::HuntIndex,
+    /// Tests in quarantine and the log (see `quarantine.rs`).
+    pub(crate) quarantine: super::quarantine::Quarantine,
 }
 
 impl Engine {
@@ -174,6 +180,7 @@ impl Engine {
             now: 0,
             hunts: BTreeMap::new(),
             hunt_index: Default::default(),
+            quarantine: Default::default(),
         }
     }
 
@@ -222,6 +229,7 @@ impl Engine {
         for hunt in snapshot.hunts {
             engine.load_hunt(hunt);
         }
+        engine.load_quarantine(snapshot.quarantine, snapshot.quarantine_log);
         repos.extend(engine.repo_commits.keys().cloned());
         for repo in repos {
             engine.recompute_reachability(&repo);
@@ -266,6 +274,8 @@ impl Engine {
         changes.machines = self.machines.keys().cloned().collect();
         changes.deployments = self.deployments.keys().cloned().collect();
         changes.hunts = self.hunts.keys().cloned().collect();
+        changes.quarantine = self.quarantine.entries.keys().cloned().collect();
+        changes.quarantine_events = self.quarantine.log.iter().cloned().collect();
         changes.settings = true;
         changes
     }
@@ -465,6 +475,7 @@ impl Engine {
             self.changes.test_states.insert(slot.hash.clone());
             self.hunt_watch_touched(test);
             if finished_changed {
+                self.check_quarantine(test);
                 // Dependents read this test's successes and failures.
                 for dependent in self.tests[test].dependents.clone() {
                     self.mark_state(dependent);

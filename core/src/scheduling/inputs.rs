@@ -432,6 +432,8 @@ impl Engine {
             }
         }
         settings.hunts = self.hunts.clone();
+        settings.quarantine = self.quarantine.entries.values().cloned().collect();
+        settings.quarantine_log = self.quarantine.log.iter().cloned().collect();
         settings
     }
 
@@ -473,6 +475,11 @@ impl Engine {
                 self.changes.hunts.insert(hunt.hunt_id.clone());
             }
             self.load_hunt(hunt.clone());
+        }
+        if !settings.quarantine.is_empty() || !settings.quarantine_log.is_empty() {
+            self.load_quarantine(settings.quarantine.clone(), settings.quarantine_log.clone());
+            self.changes.quarantine = self.quarantine.entries.keys().cloned().collect();
+            self.changes.quarantine_events = self.quarantine.log.iter().cloned().collect();
         }
         self.refresh_hunt_index();
         for repo in repos {

@@ -15,6 +15,7 @@ mod ingest;
 pub mod inputs;
 mod lifecycle;
 pub mod model;
+pub mod quarantine;
 mod retention;
 mod settle;
 pub mod state;
@@ -29,6 +30,9 @@ pub use hardware::{choose_hardware, HardwareConfig, Requirements};
 pub use hunts::{
     Culprit, HuntPosition, HuntRecord, HuntReport, HuntSpec, PinChange, HuntState, DEFAULT_HUNT_BATCH_RUNS,
     DEFAULT_HUNT_TARGET, MAX_HUNT_BUDGET, MAX_HUNT_COMMITS,
+};
+pub use quarantine::{
+    QuarantineEntry, QuarantineEvent, QuarantineEvidence, QuarantinePolicy, MAX_QUARANTINE_LOG,
 };
 pub use inputs::{DeploymentLimits, SchedulingError};
 pub use model::*;

@@ -221,6 +221,12 @@ pub struct UserSettings {
     /// Flake hunts by id, running or ended.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hunts: BTreeMap<String, super::hunts::HuntRecord>,
+    /// Tests in quarantine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantine: Vec<super::quarantine::QuarantineEntry>,
+    /// Entries into and exits from quarantine, oldest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantine_log: Vec<super::quarantine::QuarantineEvent>,
 }
 
 /// What users set on a branch.
@@ -241,6 +247,8 @@ pub struct Snapshot {
     pub machines: Vec<MachineRecord>,
     pub deployments: Vec<DeploymentRecord>,
     pub hunts: Vec<super::hunts::HuntRecord>,
+    pub quarantine: Vec<super::quarantine::QuarantineEntry>,
+    pub quarantine_log: Vec<super::quarantine::QuarantineEvent>,
     /// Next sequence number for run and deployment ids.
     pub next_id: u64,
 }

@@ -23,6 +23,10 @@ pub struct TestView {
     pub runs_desired: u32,
     pub counts: TestCounts,
     pub failure_rate: FailureRate,
+    /// In quarantine in the repo of the commit it is viewed from (see `quarantine.rs`):
+    /// its failures do not count against the commit's status.
+    #[serde(default)]
+    pub quarantined: bool,
 }
 
 /// One commit with its tests.
@@ -56,6 +60,7 @@ impl Engine {
             runs_desired: slot.runs_desired,
             counts: slot.counts,
             failure_rate: slot.counts.failure_rate(),
+            quarantined: false,
         }
     }
 
@@ -73,7 +78,11 @@ impl Engine {
             tests: commit
                 .tests
                 .iter()
-                .map(|test| self.test_view_idx(*test))
+                .map(|test| {
+                    let mut view = self.test_view_idx(*test);
+                    view.quarantined = self.is_quarantined(repo, &view.name);
+                    view
+                })
                 .collect(),
         })
     }

@@ -14,7 +14,9 @@ mod storage;
 pub use env_expand::expand_env_vars;
 pub use refusals::Refusal;
 pub use schema::*;
-pub use storage::{DeploymentsSection, LogsSection, RetentionSection};
+pub use storage::{
+    DeploymentsSection, LogsSection, QuarantineSection, RetentionSection, StatisticsSection,
+};
 
 use std::path::Path;
 

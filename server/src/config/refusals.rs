@@ -34,6 +34,9 @@ pub fn refusals(config: &Config) -> Vec<Refusal> {
     not_implemented(config, &mut refusals);
     worker_token(config.auth.worker_token.as_deref(), &mut refusals);
     allowed_hosts(&config.server.allowed_hosts, &mut refusals);
+    if let Err(message) = config.statistics.quarantine.policy() {
+        refuse(&mut refusals, "statistics.quarantine", message);
+    }
     if !is_loopback_bind(&config.server.bind) && !config.server.allow_unauthenticated_non_loopback {
         refuse(
             &mut refusals,

@@ -28,6 +28,8 @@ pub struct Config {
     pub retention: super::RetentionSection,
     #[serde(default)]
     pub deployments: super::DeploymentsSection,
+    #[serde(default)]
+    pub statistics: super::StatisticsSection,
 }
 
 /// Where the server listens and how it names itself.

@@ -166,3 +166,69 @@ fn default_idle_minutes() -> u64 {
 fn default_max_age_hours() -> u64 {
     24
 }
+
+/// Statistics settings: when tests enter and leave quarantine on their own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsSection {
+    #[serde(default)]
+    pub quarantine: QuarantineSection,
+}
+
+/// The automatic quarantine rule (see `docs/statistics.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineSection {
+    /// Quarantine and release tests automatically (off: only by hand).
+    #[serde(default)]
+    pub automatic: bool,
+    /// The failure rate above which a test is flaky enough to quarantine.
+    #[serde(default = "default_quarantine_threshold")]
+    pub threshold: f64,
+    /// The posterior probability the rule needs, to enter and to leave.
+    #[serde(default = "default_quarantine_probability")]
+    pub probability: f64,
+}
+
+impl Default for QuarantineSection {
+    fn default() -> Self {
+        QuarantineSection {
+            automatic: false,
+            threshold: default_quarantine_threshold(),
+            probability: default_quarantine_probability(),
+        }
+    }
+}
+
+fn default_quarantine_threshold() -> f64 {
+    0.05
+}
+
+fn default_quarantine_probability() -> f64 {
+    0.95
+}
+
+impl QuarantineSection {
+    /// The engine's policy, or why the values are out of range.
+    pub fn policy(
+        &self,
+    ) -> Result<test_looper_core::scheduling::QuarantinePolicy, String> {
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            return Err(format!(
+                "statistics.quarantine.threshold must be in (0, 1), not {}",
+                self.threshold
+            ));
+        }
+        if !(self.probability >= 0.5 && self.probability < 1.0) {
+            return Err(format!(
+                "statistics.quarantine.probability must be in [0.5, 1), not {}",
+                self.probability
+            ));
+        }
+        Ok(test_looper_core::scheduling::QuarantinePolicy {
+            automatic: self.automatic,
+            threshold: self.threshold,
+            probability: self.probability,
+        })
+    }
+}

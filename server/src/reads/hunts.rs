@@ -1,11 +1,14 @@
 //! Flake hunts and branch-wide repeats over the scheduler: the hunts of a branch, one hunt
-//! with its posterior ([`test_looper_core::scheduling::HuntReport`]), and the actions that
-//! start and cancel hunts and repeat tests along a branch.
+//! with its posterior ([`test_looper_core::scheduling::HuntReport`]), the quarantine, and
+//! the actions that start and cancel hunts, quarantine tests and repeat tests along a
+//! branch.
 
 use crate::reads::action_error;
 use crate::reads::model::{ActionError, ReadError};
 use crate::reads::state::SchedulerState;
-use test_looper_core::scheduling::{HuntRecord, HuntReport, HuntSpec};
+use test_looper_core::scheduling::{
+    HuntRecord, HuntReport, HuntSpec, QuarantineEntry, QuarantineEvent,
+};
 
 impl SchedulerState {
     /// Hunts of a repo and branch (or all), newest first. Empty before the scheduler runs.
@@ -44,6 +47,38 @@ impl SchedulerState {
             .cancel_hunt(hunt_id)
             .await
             .map_err(action_error)
+    }
+
+    pub async fn set_quarantine(
+        &self,
+        repo: &str,
+        test: &str,
+        on: bool,
+        by: &str,
+    ) -> Result<(), ActionError> {
+        self.context
+            .running_scheduler()?
+            .set_quarantine(repo, test, on, by)
+            .await
+            .map_err(action_error)
+    }
+
+    /// Tests in quarantine and the newest `log_limit` entries and exits.
+    pub async fn quarantine(
+        &self,
+        log_limit: usize,
+    ) -> Result<(Vec<QuarantineEntry>, Vec<QuarantineEvent>), ReadError> {
+        let Some(scheduler) = self.context.scheduler.get() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        Ok(scheduler
+            .read(|engine| {
+                (
+                    engine.quarantined().into_iter().cloned().collect(),
+                    engine.quarantine_log().take(log_limit).cloned().collect(),
+                )
+            })
+            .await)
     }
 
     /// See [`crate::scheduler::Scheduler::repeat_on_branch`].

@@ -339,6 +339,19 @@ impl Scheduler {
             .await??)
     }
 
+    /// Puts a test of a repo in quarantine or takes it out (`by`: who asked).
+    pub async fn set_quarantine(
+        &self,
+        repo: &str,
+        test: &str,
+        on: bool,
+        by: &str,
+    ) -> Result<(), SchedulerError> {
+        Ok(self
+            .apply(|engine, now| engine.set_quarantine(repo, test, on, by, now))
+            .await??)
+    }
+
     /// Starts a flake hunt (see `core::scheduling::hunts`); returns its id.
     pub async fn start_hunt(&self, spec: HuntSpec) -> Result<String, SchedulerError> {
         Ok(self

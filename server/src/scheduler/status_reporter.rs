@@ -4,7 +4,8 @@
 //! the config's `post_commit_statuses` is off.
 //!
 //! The summary ([`summarize`]) counts the commit's builds and tests (deployments only run on
-//! request): any failed run or failed dependency → failure once nothing is left to run;
+//! request): any failed run or failed dependency → failure once nothing is left to run
+//! (failures of quarantined tests excepted);
 //! everything finished and green → success; otherwise pending.
 
 use super::feed::FeedEvent;
@@ -37,8 +38,10 @@ pub fn summarize(view: &CommitView, target_url: &str) -> Option<CommitStatus> {
                 TestState::NoMoreTests | TestState::DependencyFailed { .. }
             )
     };
+    // A quarantined test still runs (and must finish), but its failures do not count.
     let failed = tests
         .iter()
+        .filter(|t| !t.quarantined)
         .filter(|t| t.counts.failures > 0 || matches!(t.state, TestState::DependencyFailed { .. }))
         .count();
     let done = tests.iter().filter(|t| finished(t)).count();

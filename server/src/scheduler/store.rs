@@ -17,6 +17,8 @@
 //! | `tl:machines` | hash | machine id → `MachineRecord` JSON |
 //! | `tl:deployments` | hash | deployment id → `DeploymentRecord` JSON |
 //! | `tl:hunts` | hash | hunt id → `HuntRecord` JSON (flake hunts, running and ended) |
+//! | `tl:quarantined_tests` | hash | `repo\ntest` → `QuarantineEntry` JSON (tests in quarantine) |
+//! | `tl:quarantine_log` | list | `QuarantineEvent` JSON, oldest first, trimmed to the newest 2,000 |
 //! | `tl:next_id` | string | next run/deployment sequence number |
 //! | `tl:feed` | stream | change feed, field `e` = `FeedEvent` JSON, trimmed to ~10,000 entries |
 //!
@@ -176,6 +178,17 @@ impl RedisState {
         snapshot.hunts = decode_all(keys::HUNTS, hunts, &mut quarantine)
             .into_iter()
             .map(|(_, record)| record)
+            .collect();
+        let quarantined: HashMap<String, String> =
+            connection.hgetall(keys::QUARANTINED_TESTS).await?;
+        snapshot.quarantine = decode_all(keys::QUARANTINED_TESTS, quarantined, &mut quarantine)
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect();
+        let log: Vec<String> = connection.lrange(keys::QUARANTINE_LOG, 0, -1).await?;
+        snapshot.quarantine_log = log
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
             .collect();
         let next_id: Option<u64> = connection.get(keys::NEXT_ID).await?;
         snapshot.next_id = next_id.unwrap_or(1);
@@ -356,6 +369,36 @@ impl RedisState {
                     .ignore();
             }
         }
+        for (repo, test) in &changes.quarantine {
+            let field = keys::pair_field(repo, test);
+            match engine
+                .quarantined()
+                .into_iter()
+                .find(|entry| entry.repo == *repo && entry.test == *test)
+            {
+                Some(entry) => {
+                    pipe.hset(keys::QUARANTINED_TESTS, field, serde_json::to_string(entry)?)
+                        .ignore();
+                }
+                None => {
+                    pipe.hdel(keys::QUARANTINED_TESTS, field).ignore();
+                }
+            }
+        }
+        if !changes.quarantine_events.is_empty() {
+            let lines = changes
+                .quarantine_events
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()?;
+            pipe.rpush(keys::QUARANTINE_LOG, lines).ignore();
+            pipe.ltrim(
+                keys::QUARANTINE_LOG,
+                -(test_looper_core::scheduling::MAX_QUARANTINE_LOG as isize),
+                -1,
+            )
+            .ignore();
+        }
         for event in events {
             pipe.cmd("XADD")
                 .arg(keys::FEED)
@@ -372,7 +415,7 @@ impl RedisState {
 }
 
 /// Every key of the scheduler's state (the change feed included, the quarantine not).
-const SCHEDULER_KEYS: [&str; 12] = [
+const SCHEDULER_KEYS: [&str; 14] = [
     keys::META,
     keys::COMMITS,
     keys::COMMIT_SETTINGS,
@@ -383,6 +426,8 @@ const SCHEDULER_KEYS: [&str; 12] = [
     keys::MACHINES,
     keys::DEPLOYMENTS,
     keys::HUNTS,
+    keys::QUARANTINED_TESTS,
+    keys::QUARANTINE_LOG,
     keys::NEXT_ID,
     keys::FEED,
 ];

@@ -57,6 +57,12 @@ pub enum Action {
     ShutdownDeployment {
         deployment_id: String,
     },
+    /// Put a test of a repo in quarantine or take it out.
+    Quarantine {
+        repo: String,
+        test: String,
+        on: bool,
+    },
     /// Start a flake hunt.
     FlakeHunt(Box<HuntSpec>),
     FlakeHuntCancel {
@@ -119,15 +125,7 @@ impl Action {
             "branch" => Action::Branch {
                 repo: paths::repo_name(get("repo")?)?,
                 branch: paths::branch_name(get("branch")?)?,
-                under_test: match get("under_test")? {
-                    "true" | "1" | "on" => true,
-                    "false" | "0" | "off" => false,
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "under_test must be true or false, not {other:?}"
-                        )))
-                    }
-                },
+                under_test: flag(get("under_test")?, "under_test")?,
             },
             "commit" => Action::CommitPriority {
                 repo: paths::repo_name(get("repo")?)?,
@@ -162,6 +160,11 @@ impl Action {
             },
             "shutdown_deployment" => Action::ShutdownDeployment {
                 deployment_id: paths::run_id(get("deployment_id")?)?,
+            },
+            "quarantine" => Action::Quarantine {
+                repo: paths::repo_name(get("repo")?)?,
+                test: paths::test_name(get("test")?)?,
+                on: flag(get("on")?, "on")?,
             },
             "flake_hunt" => Action::FlakeHunt(Box::new(hunt_spec(fields)?)),
             "flake_hunt_cancel" => Action::FlakeHuntCancel {
@@ -224,6 +227,9 @@ impl Action {
                 return Ok(Outcome::HuntStarted { hunt_id });
             }
             Action::FlakeHuntCancel { hunt_id } => state.cancel_hunt(hunt_id).await?,
+            Action::Quarantine { repo, test, on } => {
+                state.set_quarantine(repo, test, *on, "a user").await?
+            }
             Action::BranchRepeat {
                 repo,
                 branch,
@@ -238,6 +244,17 @@ impl Action {
             }
         }
         Ok(Outcome::Done)
+    }
+}
+
+/// A true/false field (`true`/`1`/`on`, `false`/`0`/`off`).
+fn flag(text: &str, key: &str) -> Result<bool, ApiError> {
+    match text {
+        "true" | "1" | "on" => Ok(true),
+        "false" | "0" | "off" => Ok(false),
+        other => Err(ApiError::bad_request(format!(
+            "{key} must be true or false, not {other:?}"
+        ))),
     }
 }
 

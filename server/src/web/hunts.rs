@@ -1,8 +1,9 @@
 //! Flake hunts over HTTP: the hunts page (`/hunts`, with the form that starts one), a hunt's
 //! page (`/hunts/{id}`: progress, budget, the posterior over commits as an SVG plot and the
 //! culprit with its probability, author and diff), and their JSON
-//! (`GET /api/flake_hunts?repo=R&branch=B`, `GET /api/flake_hunts/{id}`). Starting and
-//! cancelling hunts and branch-wide repeats are actions ([`crate::web::actions`]).
+//! (`GET /api/flake_hunts?repo=R&branch=B`, `GET /api/flake_hunts/{id}`), and the quarantine
+//! (`GET /api/quarantine`). Starting and cancelling hunts, quarantining tests and
+//! branch-wide repeats are actions ([`crate::web::actions`]).
 
 use crate::views::hunts::{hunt_page, HuntPage, HuntSummary};
 use crate::views::paths;
@@ -19,7 +20,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/hunts", web::get().to(list_page))
         .route("/hunts/{id}", web::get().to(page))
         .route("/api/flake_hunts", web::get().to(api_list))
-        .route("/api/flake_hunts/{id}", web::get().to(api_hunt));
+        .route("/api/flake_hunts/{id}", web::get().to(api_hunt))
+        .route("/api/quarantine", web::get().to(api_quarantine));
+}
+
+/// `GET /api/quarantine`: tests in quarantine, and the newest 500 entries and exits with
+/// their evidence.
+async fn api_quarantine(ui: web::Data<Ui>) -> Result<HttpResponse, ApiError> {
+    let (quarantined, log) = ui.actions.quarantine(500).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "quarantined": quarantined, "log": log })))
 }
 
 /// The repo and branch filters of a hunts query, validated (both optional).
