@@ -222,6 +222,31 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// A failed token request, in words. GitHub answers a refused code with HTTP 200 and an
+/// `error` field instead of a token, which the oauth2 crate reports as unparsable: read the
+/// error out of the body then.
+pub(crate) fn token_error<RE, T>(err: oauth2::RequestTokenError<RE, T>) -> LoginError
+where
+    RE: std::error::Error + 'static,
+    T: oauth2::ErrorResponse + 'static,
+{
+    #[derive(Deserialize)]
+    struct OauthErrorBody {
+        error: String,
+        error_description: Option<String>,
+    }
+    if let oauth2::RequestTokenError::Parse(_, body) = &err {
+        if let Ok(body) = serde_json::from_slice::<OauthErrorBody>(body) {
+            let description = body
+                .error_description
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            return LoginError::TokenExchange(format!("{}{description}", body.error));
+        }
+    }
+    LoginError::TokenExchange(error_chain(&err))
+}
+
 impl OauthApp<'_> {
     fn client(
         &self,
@@ -277,7 +302,7 @@ impl OauthApp<'_> {
             ))
             .request_async(self.http)
             .await
-            .map_err(|e| LoginError::TokenExchange(error_chain(&e)))?;
+            .map_err(token_error)?;
         Ok(Secret::new(response.access_token().secret().clone()))
     }
 }

@@ -6,7 +6,7 @@
 //! The provider's keys are read at discovery; when an ID token's signature does not verify,
 //! discovery runs once more (the provider may have rotated its keys) before giving up.
 
-use super::{error_chain, LoginError, PendingLogin};
+use super::{error_chain, token_error, LoginError, PendingLogin};
 use crate::config::OidcConfig;
 use crate::roles::Identity;
 use crate::secret::Secret;
@@ -178,7 +178,7 @@ impl OidcLogin {
             ))
             .request_async(&self.http)
             .await
-            .map_err(|e| LoginError::TokenExchange(error_chain(&e)))?;
+            .map_err(token_error)?;
         let id_token = response
             .id_token()
             .ok_or_else(|| LoginError::IdToken("the token response has no id_token".into()))?;
