@@ -33,13 +33,66 @@ pub struct AuthConfig {
     pub worker_token: Option<Secret>,
 }
 
-/// One login provider.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// One login provider: in YAML, a map with one key, `github:`, `gitlab:` or `oidc:`.
+///
+/// (De)serialized by hand as that one-key map, because serde_norway, the server's YAML
+/// parser, would otherwise expect a `!github` tag.
+#[derive(Debug, Clone)]
 pub enum ProviderConfig {
     Github(GithubConfig),
     Gitlab(GitlabConfig),
     Oidc(OidcConfig),
+}
+
+const PROVIDER_KINDS: &[&str] = &["github", "gitlab", "oidc"];
+
+impl<'de> Deserialize<'de> for ProviderConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneKey;
+        impl<'de> serde::de::Visitor<'de> for OneKey {
+            type Value = ProviderConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map with one key: `github`, `gitlab` or `oidc`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let kind: String = map.next_key()?.ok_or_else(|| {
+                    A::Error::custom("a provider needs one key: `github`, `gitlab` or `oidc`")
+                })?;
+                let provider = match kind.as_str() {
+                    "github" => ProviderConfig::Github(map.next_value()?),
+                    "gitlab" => ProviderConfig::Gitlab(map.next_value()?),
+                    "oidc" => ProviderConfig::Oidc(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, PROVIDER_KINDS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "one provider per list entry: `{kind}` and `{extra}` are in the same entry"
+                    )));
+                }
+                Ok(provider)
+            }
+        }
+        deserializer.deserialize_map(OneKey)
+    }
+}
+
+impl Serialize for ProviderConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            ProviderConfig::Github(c) => map.serialize_entry("github", c)?,
+            ProviderConfig::Gitlab(c) => map.serialize_entry("gitlab", c)?,
+            ProviderConfig::Oidc(c) => map.serialize_entry("oidc", c)?,
+        }
+        map.end()
+    }
 }
 
 impl ProviderConfig {

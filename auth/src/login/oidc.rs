@@ -185,7 +185,7 @@ impl OidcLogin {
 
         let first = id_token
             .claims(&client.id_token_verifier(), &nonce)
-            .map(Clone::clone);
+            .cloned();
         let claims = match first {
             Ok(claims) => claims,
             Err(ClaimsVerificationError::SignatureVerification(first)) => {
