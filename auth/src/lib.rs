@@ -10,6 +10,8 @@
 //!   Connect) for GitHub, GitLab and any OpenID Connect provider;
 //! - [`tokens`]: personal API tokens in Redis and static tokens from the config;
 //! - [`session`]: what a logged-in session holds, and its per-session CSRF token;
+//! - [`caller`]: who makes a request (anonymous, session, token), for authorization, CSRF
+//!   and audit;
 //! - [`audit`]: one audit record, serialized as one JSON line;
 //! - [`rate_limit`]: keyed rate limits per client and category;
 //! - [`secret`]: a string that never shows in `Debug` output or logs.
@@ -18,6 +20,7 @@
 //! `docs/authentication.md` for what is enforced today.
 
 pub mod audit;
+pub mod caller;
 pub mod config;
 pub mod login;
 pub mod rate_limit;
@@ -27,6 +30,7 @@ pub mod session;
 pub mod tokens;
 
 pub use audit::{AuditEvent, AuditOutcome, CallerKind};
+pub use caller::Caller;
 pub use config::{AuthConfig, ConfigError, ProviderConfig};
 pub use login::{LoginError, LoginProvider, PendingLogin};
 pub use rate_limit::{Category, Limited, RateLimiter};

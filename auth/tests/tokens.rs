@@ -333,3 +333,62 @@ async fn static_tokens_and_unknown_tokens() {
         Err(TokenError::InvalidName)
     ));
 }
+
+/// A writer that keeps everything logged, to search it.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let f = fixture().await;
+    let new = f
+        .store
+        .create(
+            &alice(),
+            Role::Operator,
+            "ci",
+            Role::Operator,
+            Some(Utc::now() + Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let token = new.token.expose().to_string();
+    f.store.verify(&token, &rules()).await.unwrap().unwrap();
+    *f.now.lock().unwrap() += Duration::hours(2);
+    assert!(f.store.verify(&token, &rules()).await.unwrap().is_none());
+    f.store
+        .revoke(&new.info.id, &alice(), Role::Operator)
+        .await
+        .unwrap();
+    f.store
+        .verify(STATIC_TOKEN, &rules())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("api token created"), "{logs}");
+    assert!(
+        logs.contains(&new.info.id),
+        "logs name the token id: {logs}"
+    );
+    for secret in [token.as_str(), STATIC_TOKEN, &token[TOKEN_PREFIX.len()..]] {
+        assert!(!logs.contains(secret), "a token in the logs: {logs}");
+    }
+}
