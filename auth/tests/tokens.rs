@@ -334,29 +334,10 @@ async fn static_tokens_and_unknown_tokens() {
     ));
 }
 
-/// A writer that keeps everything logged, to search it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = support::logs::Captured::default();
+    let _guard = captured.install();
     let f = fixture().await;
     let new = f
         .store
@@ -382,7 +363,7 @@ async fn tokens_never_reach_the_logs() {
         .await
         .unwrap()
         .unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("api token created"), "{logs}");
     assert!(
         logs.contains(&new.info.id),

@@ -3,5 +3,6 @@
 //! OAuth and user endpoints ([`standin`]), which cannot run here.
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod processes;
 pub mod standin;

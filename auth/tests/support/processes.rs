@@ -116,9 +116,13 @@ pub fn oidc_provider_mock_binary() -> PathBuf {
 /// A real OpenID Connect provider (`oidc-provider-mock`) on a free port, nonce required,
 /// with predefined users (`--user-claims`, JSON objects with `sub`).
 pub fn oidc_provider(users: &[serde_json::Value]) -> Service {
+    oidc_provider_on(free_port(), users)
+}
+
+/// The same on a given port (a restarted provider draws new signing keys).
+pub fn oidc_provider_on(port: u16, users: &[serde_json::Value]) -> Service {
     let binary = oidc_provider_mock_binary();
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
     let mut command = Command::new(binary);
     command.args([
         "-p",
