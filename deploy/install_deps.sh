@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what test-looper needs on this machine, idempotently. Each group can be asked for alone:
-#   deploy/install_deps.sh [redis] [test] [xterm] [all]      (default: all)
+#   deploy/install_deps.sh [redis] [test] [oidc] [xterm] [all]      (default: all)
 #   redis  redis-server (Debian)
 #   test   everything the test suite needs: redis, chromium + chromium-driver, busybox-static,
-#          bash-static, libjs-xterm (Debian), moto[server] in a venv under the cache dir (PyPI)
+#          bash-static, libjs-xterm (Debian), moto[server] and oidc-provider-mock==0.3.4 (the
+#          OpenID Connect provider the auth crate's tests log in against) in a venv under the
+#          cache dir (PyPI)
+#   oidc   oidc-provider-mock (PyPI, pinned) in the venv under the cache dir, for the auth tests
 #   xterm  xterm.js 5.5.0 unpacked from the pinned PyPI package pyttyd==2.0.2 into static/vendor
 set -euo pipefail
 
@@ -35,6 +38,23 @@ install_moto() {
     apt_install python3-venv 2>/dev/null || true
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'moto[server]'
+}
+
+# A real OpenID Connect provider for test_looper_auth's tests, in the same venv as moto.
+# Pinned: 0.4.x needs a newer Python than this machine's 3.11.
+OIDC_PROVIDER_MOCK_VERSION="0.3.4"
+install_oidc_provider_mock() {
+    local venv="$cache/venv"
+    if [ -x "$venv/bin/oidc-provider-mock" ] \
+        && "$venv/bin/pip" show oidc-provider-mock 2>/dev/null | grep -qx "Version: $OIDC_PROVIDER_MOCK_VERSION"; then
+        return 0
+    fi
+    echo "install_deps: pip install oidc-provider-mock==$OIDC_PROVIDER_MOCK_VERSION into $venv"
+    if [ ! -x "$venv/bin/pip" ]; then
+        apt_install python3-venv 2>/dev/null || true
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "oidc-provider-mock==$OIDC_PROVIDER_MOCK_VERSION"
 }
 
 # Pinned: the package and the three files we serve.
@@ -74,6 +94,7 @@ PY
 install_test() {
     apt_install redis-server chromium chromium-driver busybox-static bash-static libjs-xterm git
     install_moto
+    install_oidc_provider_mock
     install_xterm
 }
 
@@ -82,8 +103,9 @@ groups=("$@")
 for group in "${groups[@]}"; do
     case "$group" in
         redis) install_redis ;;
+        oidc) install_oidc_provider_mock ;;
         xterm) install_xterm ;;
         test|all) install_test ;;
-        *) echo "usage: $0 [redis] [test] [xterm] [all]" >&2; exit 2 ;;
+        *) echo "usage: $0 [redis] [test] [oidc] [xterm] [all]" >&2; exit 2 ;;
     esac
 done
