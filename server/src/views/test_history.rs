@@ -1,5 +1,8 @@
 //! One test across a branch's history: its failure rate per commit with the 95% interval,
-//! as points and as an inline SVG plot.
+//! as points and as an inline SVG plot, the posterior rate (Beta, Jeffreys prior) per commit,
+//! and where on the page the rate most likely changed (the one-change posterior of
+//! [`test_looper_core::stats::change_point`] over the page's commits, oldest first; commits
+//! that share a definition share their runs and count once).
 
 use crate::reads::model::ReadError;
 use crate::views::branch::HistoryWithStates;
@@ -12,6 +15,10 @@ use crate::views::{paths, plot};
 use serde::Serialize;
 use std::sync::Arc;
 use test_looper_core::scheduling::stats::FailureRate;
+use test_looper_core::stats::change_point::{
+    change_posterior, ChangeModel, MissingReason, Position,
+};
+use test_looper_core::stats::posterior::{RatePosterior, RatePrior};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TestHistoryView {
@@ -22,8 +29,31 @@ pub struct TestHistoryView {
     pub points: Vec<TestHistoryPoint>,
     pub has_more: bool,
     pub older_url: Option<String>,
+    /// P(the rate did not change across this page's commits); `None` without runs.
+    pub no_change: Option<f64>,
+    /// The commit where the rate most likely changed, when it holds at least half of the
+    /// posterior.
+    pub likely_change: Option<LikelyChange>,
+    /// The hunts page with this test pre-filled.
+    pub hunts_url: String,
     #[serde(skip)]
     pub svg: String,
+}
+
+/// A change point on the page.
+#[derive(Clone, Debug, Serialize)]
+pub struct LikelyChange {
+    pub commit: String,
+    pub short: String,
+    pub probability: f64,
+}
+
+/// A posterior failure rate: mean and 95% credible interval.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PosteriorRate {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -37,6 +67,11 @@ pub struct TestHistoryPoint {
     pub rate: FailureRate,
     pub rate_text: String,
     pub active: u32,
+    /// The posterior of the rate (none without runs).
+    pub posterior: Option<PosteriorRate>,
+    pub posterior_text: String,
+    /// P(this is the first commit with a new rate), on this page.
+    pub change_probability: f64,
 }
 
 impl Sources {
@@ -82,6 +117,7 @@ impl Sources {
         // The points read the test's own part of the state, or the commit's while the
         // scheduler does not know the test there yet.
         let mut reads = Vec::with_capacity(history.commits.len());
+        let mut definition_hashes = Vec::with_capacity(history.commits.len());
         for (commit, defs) in history.commits.iter().zip(&defs) {
             let definition = defs.definitions.iter().find(|d| d.name == test);
             let status = definition
@@ -107,9 +143,14 @@ impl Sources {
                 },
                 rate,
                 active: status.map_or(0, |s| s.active),
+                posterior: None,
+                posterior_text: String::new(),
+                change_probability: 0.0,
                 hash: commit.hash.clone(),
             });
+            definition_hashes.push(definition.map(|d| d.hash.clone()));
         }
+        let (no_change, likely_change) = add_posteriors(&mut points, &definition_hashes);
         let oldest_first: Vec<PlotPoint> = points
             .iter()
             .rev()
@@ -133,7 +174,82 @@ impl Sources {
             older_url: history
                 .has_more
                 .then(|| format!("{url}?page={}&per_page={per_page}", page + 1)),
+            no_change,
+            likely_change,
+            hunts_url: format!(
+                "/hunts?repo={}&branch={}&test={}",
+                paths::encode_component(repo),
+                paths::encode_component(branch),
+                paths::encode_component(test)
+            ),
         };
         Ok(Snapshot::new(view, Reads::Parts(reads), keep))
     }
+}
+
+/// Fills each point's posterior rate and change probability (`points` newest first, with the
+/// definition hash each commit declares); returns P(no change) and the likely change.
+fn add_posteriors(
+    points: &mut [TestHistoryPoint],
+    definition_hashes: &[Option<String>],
+) -> (Option<f64>, Option<LikelyChange>) {
+    for point in points.iter_mut().filter(|p| p.rate.runs > 0) {
+        let posterior =
+            RatePosterior::new(point.rate.failures, point.rate.runs, RatePrior::JEFFREYS);
+        let (low, high) = posterior.interval_95();
+        let rate = PosteriorRate {
+            mean: posterior.mean(),
+            low,
+            high,
+        };
+        point.posterior_text = format!(
+            "{} ({}–{})",
+            format::percent(rate.mean),
+            format::percent(rate.low),
+            format::percent(rate.high)
+        );
+        point.posterior = Some(rate);
+    }
+    // Positions oldest first: consecutive commits with one definition share their runs.
+    let mut positions: Vec<Position> = Vec::new();
+    let mut first_point: Vec<usize> = Vec::new();
+    let mut previous: Option<&Option<String>> = None;
+    for index in (0..points.len()).rev() {
+        let hash = &definition_hashes[index];
+        if hash.is_some() && previous == Some(hash) {
+            continue;
+        }
+        previous = Some(hash);
+        let point = &points[index];
+        positions.push(match hash {
+            None => Position::Missing(MissingReason::Absent),
+            Some(_) if point.rate.runs == 0 => Position::Missing(MissingReason::NotRun),
+            Some(_) => Position::Observed {
+                failures: point.rate.failures,
+                runs: point.rate.runs,
+            },
+        });
+        first_point.push(index);
+    }
+    if !positions.iter().any(|p| p.counts().1 > 0) {
+        return (None, None);
+    }
+    let Ok(posterior) = change_posterior(&positions, &ChangeModel::default()) else {
+        return (None, None);
+    };
+    for (position, probability) in posterior.first_bad.iter().enumerate() {
+        points[first_point[position]].change_probability = *probability;
+    }
+    let likely = posterior
+        .most_likely_culprit()
+        .filter(|range| range.probability >= 0.5)
+        .map(|range| {
+            let point = &points[first_point[range.last]];
+            LikelyChange {
+                commit: point.hash.clone(),
+                short: point.short.clone(),
+                probability: range.probability,
+            }
+        });
+    (Some(posterior.no_change), likely)
 }

@@ -282,7 +282,11 @@ fn hunt_spec(fields: &HashMap<String, String>) -> Result<HuntSpec, ApiError> {
         branch: paths::branch_name(required("branch")?)?,
         test: paths::test_name(required("test")?)?,
         case: optional("case").map(str::to_owned),
-        budget_runs: count("budget_runs", 0)?,
+        budget_runs: required("budget_runs")?
+            .parse::<u32>()
+            .ok()
+            .filter(|budget| *budget > 0)
+            .ok_or_else(|| ApiError::bad_request("budget_runs must be a positive integer"))?,
         from: commit("from")?,
         to: commit("to")?,
         priority: count("priority", 1)?,
@@ -447,6 +451,88 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_flake_hunt_takes_defaults_and_refuses_bad_fields() {
+        let action = Action::parse(
+            "flake_hunt",
+            &fields(&[
+                ("repo", "app"),
+                ("branch", "master"),
+                ("test", "t/linux"),
+                ("budget_runs", "300"),
+                ("from", ""),
+                ("case", ""),
+            ]),
+        )
+        .unwrap();
+        let Action::FlakeHunt(spec) = action else {
+            panic!("{action:?}")
+        };
+        assert_eq!(spec.budget_runs, 300);
+        assert_eq!((spec.from, spec.to, spec.case), (None, None, None));
+        assert_eq!(spec.batch_runs, DEFAULT_HUNT_BATCH_RUNS);
+        assert_eq!(spec.target_probability, DEFAULT_HUNT_TARGET);
+        assert_eq!(spec.priority, 1);
+        for bad in [
+            vec![("repo", "app"), ("branch", "master"), ("test", "t/linux")],
+            vec![
+                ("repo", "app"),
+                ("branch", "master"),
+                ("test", "t/linux"),
+                ("budget_runs", "-4"),
+            ],
+            vec![
+                ("repo", "../x"),
+                ("branch", "master"),
+                ("test", "t/linux"),
+                ("budget_runs", "4"),
+            ],
+            vec![
+                ("repo", "app"),
+                ("branch", "master"),
+                ("test", "t/linux"),
+                ("budget_runs", "4"),
+                ("from", "not-a-hash"),
+            ],
+        ] {
+            let err = Action::parse("flake_hunt", &fields(&bad)).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn branch_repeat_patterns_come_as_json_or_a_list() {
+        for tests in [r#"["unit/*", "x?"]"#, "unit/*, x?", "unit/* x?"] {
+            let action = Action::parse(
+                "branch_repeat",
+                &fields(&[
+                    ("repo", "app"),
+                    ("branch", "master"),
+                    ("tests", tests),
+                    ("runs", "5"),
+                    ("last_commits", "3"),
+                ]),
+            )
+            .unwrap();
+            let Action::BranchRepeat { tests, .. } = action else {
+                panic!("{action:?}")
+            };
+            assert_eq!(tests, vec!["unit/*", "x?"]);
+        }
+        let err = Action::parse(
+            "branch_repeat",
+            &fields(&[
+                ("repo", "app"),
+                ("branch", "master"),
+                ("tests", "[]"),
+                ("runs", "5"),
+                ("last_commits", "3"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]
