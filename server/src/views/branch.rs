@@ -2,6 +2,9 @@
 //! merge graph) with one cell per project or configuration, and the history page itself,
 //! which the grid and every test's history plot are built from.
 
+use test_looper_core::stats::change_point::{
+    change_posterior, ChangeModel, MissingReason, Position,
+};
 use crate::reads::git::{CommitDefinitions, DefinitionSummary, HistoryPage};
 use crate::reads::model::{BranchState, CommitState, ReadError};
 use crate::views::cells::{Cell, ParseState};
@@ -248,6 +251,9 @@ pub fn build_branch_view(
     let graph_width = history.graph.iter().map(|g| g.width).max().unwrap_or(1);
     let mut rows = Vec::with_capacity(history.commits.len());
     let mut groups: Vec<Vec<&DefinitionSummary>> = vec![Vec::new(); labels.len()];
+    // Per row and column: the definitions of the cell (consecutive commits with the same
+    // ones share their runs and count once for the change points).
+    let mut definitions_of_cells: Vec<Vec<Vec<&str>>> = Vec::with_capacity(rows.capacity());
     for ((commit, graph), defs) in history.commits.iter().zip(&history.graph).zip(defs) {
         let state = states.get(&commit.hash);
         for group in groups.iter_mut() {
@@ -263,6 +269,12 @@ pub fn build_branch_view(
                 groups[index].push(d);
             }
         }
+        definitions_of_cells.push(
+            groups
+                .iter()
+                .map(|members| members.iter().map(|d| d.hash.as_str()).collect())
+                .collect(),
+        );
         let cells = if defs.parse == ParseState::Ok {
             groups
                 .iter()
@@ -293,6 +305,7 @@ pub fn build_branch_view(
             hash: commit.hash.clone(),
         });
     }
+    mark_change_points(&mut rows, &definitions_of_cells);
     let url = paths::branch_url(inputs.repo, inputs.branch);
     let page_url = |page: usize| format!("{url}?page={page}&per_page={}", inputs.per_page);
     BranchView {
@@ -325,3 +338,45 @@ pub fn build_branch_view(
 }
 
 // ---------------------------------------------------------------------------------------
+
+/// Sets each cell's change probability: per column, the one-change posterior over the
+/// page's rows (oldest first), where consecutive rows with the same definitions are one
+/// position (they share their runs).
+fn mark_change_points(rows: &mut [GridRow], definitions_of_cells: &[Vec<Vec<&str>>]) {
+    let columns = rows.iter().map(|r| r.cells.len()).max().unwrap_or(0);
+    for column in 0..columns {
+        let mut positions = Vec::new();
+        let mut first_row = Vec::new();
+        let mut previous: Option<&Vec<&str>> = None;
+        for index in (0..rows.len()).rev() {
+            let Some(cell) = rows[index].cells.get(column) else {
+                continue;
+            };
+            let definitions = definitions_of_cells.get(index).and_then(|row| row.get(column));
+            if definitions.is_some_and(|d| !d.is_empty()) && previous == definitions {
+                continue;
+            }
+            previous = definitions;
+            positions.push(match (definitions.is_some_and(|d| !d.is_empty()), cell.runs) {
+                (false, _) => Position::Missing(MissingReason::Absent),
+                (true, 0) => Position::Missing(MissingReason::NotRun),
+                (true, runs) => Position::Observed {
+                    failures: cell.failures,
+                    runs,
+                },
+            });
+            first_row.push(index);
+        }
+        if positions.iter().filter(|p| p.counts().1 > 0).count() < 2 {
+            continue;
+        }
+        let Ok(posterior) = change_posterior(&positions, &ChangeModel::default()) else {
+            continue;
+        };
+        for (position, probability) in posterior.first_bad.iter().enumerate() {
+            if let Some(cell) = rows[first_row[position]].cells.get_mut(column) {
+                cell.change_probability = *probability;
+            }
+        }
+    }
+}

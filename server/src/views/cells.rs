@@ -77,7 +77,13 @@ pub struct Cell {
     pub in_flight: u32,
     /// The tooltip: why the cell looks this way.
     pub reason: String,
+    /// P(the column's failure rate changed at this commit), from the one-change posterior
+    /// over the page (set by the branch view; 0 elsewhere).
+    pub change_probability: f64,
 }
+
+/// The change probability at which a grid cell is marked as a change point.
+pub const CHANGE_POINT_MARK: f64 = 0.5;
 
 impl Cell {
     fn word(kind: CellKind, text: &str, reason: impl Into<String>) -> Cell {
@@ -90,6 +96,7 @@ impl Cell {
             rate_text: String::new(),
             in_flight: 0,
             reason: reason.into(),
+            change_probability: 0.0,
         }
     }
 
@@ -100,6 +107,11 @@ impl Cell {
 
     pub fn class(&self) -> &'static str {
         self.kind.class()
+    }
+
+    /// Whether the column's failure rate most likely changed at this commit.
+    pub fn is_change_point(&self) -> bool {
+        self.change_probability >= CHANGE_POINT_MARK
     }
 }
 
@@ -194,6 +206,7 @@ pub fn summarize<'a>(
             rate: Some(rate),
             in_flight: in_flight_all,
             reason,
+            change_probability: 0.0,
         };
     }
     if in_flight_all > 0 {
