@@ -257,6 +257,49 @@ fn information_gains(
     gains
 }
 
+/// Blocks of hypotheses with less posterior mass than this are left out of the gains: they
+/// cannot change a gain measurably, and late in a hunt they are most blocks.
+const NEGLIGIBLE_MASS: f64 = 1e-9;
+
+/// At most this many candidates from one stretch of observable positions without runs.
+const CANDIDATES_PER_STRETCH: usize = 16;
+
+/// The greedy fill looks at the best `max(2 × batch, SHORTLIST_MIN)` candidates by the gain
+/// of one run.
+const SHORTLIST_MIN: usize = 8;
+
+/// The positions worth evaluating: every observable position with runs, and from each
+/// stretch of observable positions without runs between two with runs, at most
+/// [`CANDIDATES_PER_STRETCH`] evenly spaced ones, its ends included. Within a stretch the
+/// gain varies only through the share of the stretch's hypotheses on either side, smoothly,
+/// so a sample loses little and keeps each step O(m) instead of O(n).
+fn candidate_positions(one: &OneChange, positions: &[Position]) -> Vec<usize> {
+    let mut candidates = Vec::new();
+    let mut stretch = Vec::new();
+    let flush = |stretch: &mut Vec<usize>, candidates: &mut Vec<usize>| {
+        let len = stretch.len();
+        if len <= CANDIDATES_PER_STRETCH {
+            candidates.append(stretch);
+        } else {
+            let last = CANDIDATES_PER_STRETCH - 1;
+            candidates.extend((0..=last).map(|j| stretch[j * (len - 1) / last]));
+            stretch.clear();
+        }
+    };
+    let mut observed = one.observed.iter().peekable();
+    for (i, position) in positions.iter().enumerate() {
+        if observed.peek() == Some(&&i) {
+            observed.next();
+            flush(&mut stretch, &mut candidates);
+            candidates.push(i);
+        } else if position.is_observable() {
+            stretch.push(i);
+        }
+    }
+    flush(&mut stretch, &mut candidates);
+    candidates
+}
+
 fn plan_batch(
     one: &OneChange,
     positions: &[Position],
@@ -279,7 +322,7 @@ fn plan_batch(
     let mut before = Vec::with_capacity(blocks);
     for t in 0..blocks {
         let (f, r) = one.prefix[t];
-        if one.block_mass[t] > 0.0 {
+        if one.block_mass[t] > NEGLIGIBLE_MASS {
             before.push(Some(predictive((f, r))));
             after.push(Some(predictive((total.0 - f, total.1 - r))));
         } else {
@@ -306,55 +349,75 @@ fn plan_batch(
         before_sum[t] = next;
     }
 
-    let mut candidates = Vec::new();
-    let mut gains = Vec::new();
-    let mut t = 0;
-    for (i, position) in positions.iter().enumerate() {
-        while t < one.observed.len() && one.observed[t] < i {
-            t += 1;
-        }
-        if !position.is_observable() {
-            continue;
-        }
+    let candidates = candidate_positions(one, positions);
+    let empty = Predictive {
+        pmf: Vec::new(),
+        entropy: Vec::new(),
+    };
+    let gain_curve = |i: usize, runs: usize| {
+        let t = one.observed.partition_point(|&o| o < i);
         let (low, high) = one.blocks[t];
         let mass = one.block_mass[t];
         let (mut after_weight, mut before_weight) = (0.0, 0.0);
-        if high > low && mass > 0.0 {
+        if high > low && mass > NEGLIGIBLE_MASS {
             let at_or_before = ((i + 1).clamp(low, high) - low) as f64 / (high - low) as f64;
             after_weight = mass * at_or_before;
             before_weight = mass * (1.0 - at_or_before);
         }
-        let empty = Predictive {
-            pmf: Vec::new(),
-            entropy: Vec::new(),
-        };
         let split = [
             (after[t].as_ref().unwrap_or(&empty), after_weight),
             (before[t].as_ref().unwrap_or(&empty), before_weight),
             (&no_change, one.no_change),
         ];
-        candidates.push(i);
-        gains.push(information_gains(
+        information_gains(
             [(&after_sum[t], 1.0), (&before_sum[t + 1], 1.0)],
             split,
-            max_runs,
-        ));
-    }
+            runs,
+        )
+    };
     if candidates.is_empty() {
         return Vec::new();
     }
-    let mut allocated = vec![0usize; candidates.len()];
-    let best_single = gains.iter().map(|g| g[1]).fold(0.0, f64::max);
+    // The gain of one run everywhere; the whole curve only for the best few, which are
+    // the only ones the greedy fill can reach with `batch` runs (gains flatten with r).
+    let single: Vec<f64> = candidates.iter().map(|&i| gain_curve(i, 1)[1]).collect();
+    let best_single = single.iter().copied().fold(0.0, f64::max);
+    let mut allocation: Vec<(usize, u64)> = Vec::new();
     if best_single <= 1e-12 {
         // Nothing to learn from yet: head and the oldest observable position.
-        let newest = candidates.len() - 1;
         let head_runs = batch.div_ceil(2);
-        allocated[newest] += head_runs as usize;
-        allocated[0] += (batch - head_runs) as usize;
+        allocation.push((candidates[0], batch - head_runs));
+        allocation.push((candidates[candidates.len() - 1], head_runs));
     } else {
+        // Positions of one stretch without runs are near substitutes (the gains ignore
+        // that runs in one batch overlap): only the best of each stretch takes part.
+        let stretch_of = |i: usize| {
+            let t = one.observed.partition_point(|&o| o < i);
+            (t, one.observed.get(t) == Some(&i))
+        };
+        let mut order: Vec<usize> = Vec::new();
+        for c in 0..candidates.len() {
+            match order.last() {
+                Some(&last) if stretch_of(candidates[last]) == stretch_of(candidates[c]) => {
+                    if single[c] > single[last] {
+                        *order.last_mut().expect("not empty") = c;
+                    }
+                }
+                _ => order.push(c),
+            }
+        }
+        // Highest gain first, ties to the oldest position: deterministic.
+        order.sort_by(|&a, &b| single[b].total_cmp(&single[a]).then(a.cmp(&b)));
+        order.truncate((2 * batch as usize).max(SHORTLIST_MIN));
+        order.sort_unstable();
+        let curves: Vec<Vec<f64>> = order
+            .iter()
+            .map(|&c| gain_curve(candidates[c], max_runs))
+            .collect();
+        let mut allocated = vec![0usize; order.len()];
         for _ in 0..batch {
             let mut best: Option<(usize, f64)> = None;
-            for (c, gain) in gains.iter().enumerate() {
+            for (c, gain) in curves.iter().enumerate() {
                 let r = allocated[c];
                 if r >= max_runs {
                     continue;
@@ -369,13 +432,23 @@ fn plan_batch(
                 None => break,
             }
         }
+        allocation.extend(
+            order
+                .iter()
+                .zip(allocated)
+                .map(|(&c, runs)| (candidates[c], runs as u64)),
+        );
     }
-    candidates
-        .into_iter()
-        .zip(allocated)
-        .filter(|&(_, runs)| runs > 0)
-        .map(|(i, runs)| (i, runs as u64))
-        .collect()
+    allocation.retain(|&(_, runs)| runs > 0);
+    allocation.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+    allocation
 }
 
 #[cfg(test)]
