@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p test_looper_core --bin bench_flake_hunt -- [--trials N] [--quick]
-//!     [--seed S] [--batch B] [--budget R] [--target P] [--sizes 50,200,1000]
+//!     [--seed S] [--batch B] [--budget R] [--target P] [--no-change-target P]
+//!     [--sizes 50,200,1000] [--rates 0:0.02,0.01:0.05,0.05:0.2,0.001:0.01] [--rate-prior A,B]
 //! ```
 //!
 //! Each trial draws a branch of n commits with one change at a uniformly random commit k in
@@ -15,12 +16,14 @@
 //! calls a probe bad when its failures are likelier under head's observed rate than under
 //! the oldest commit's; K is searched per scenario as the smallest that reaches the hunt's
 //! accuracy (at most 98%). Everything is seeded: the same flags print the same tables.
+//! With `BENCH_DEBUG=1` each hunt prints its positions with runs, runs, failures and outcome
+//! on stderr.
 
 use std::time::Instant;
 
 use test_looper_core::stats::{
     change_posterior, next_step, ChangeModel, HuntOutcome, HuntSettings, HuntStep, MissingReason,
-    Position,
+    Position, RatePrior,
 };
 
 /// xoshiro256**, seeded through splitmix64.
@@ -102,17 +105,24 @@ struct Options {
     batch: u64,
     budget: u64,
     target: f64,
+    no_change_target: f64,
     sizes: Vec<usize>,
+    /// (before, after) rate pairs.
+    pairs: Vec<(f64, f64)>,
+    model: ChangeModel,
 }
 
 fn parse_options() -> Options {
     let mut options = Options {
-        trials: 300,
+        trials: 200,
         seed: 15,
         batch: 8,
         budget: 10_000,
-        target: 0.95,
+        target: 0.98,
+        no_change_target: 0.95,
         sizes: vec![50, 200, 1000],
+        pairs: vec![(0.0, 0.02), (0.01, 0.05), (0.05, 0.20), (0.001, 0.01)],
+        model: ChangeModel::default(),
     };
     let mut quick = false;
     let mut trials = None;
@@ -129,17 +139,43 @@ fn parse_options() -> Options {
             "--batch" => options.batch = value("--batch").parse().expect("--batch B"),
             "--budget" => options.budget = value("--budget").parse().expect("--budget R"),
             "--target" => options.target = value("--target").parse().expect("--target P"),
+            "--no-change-target" => {
+                options.no_change_target = value("--no-change-target")
+                    .parse()
+                    .expect("--no-change-target P")
+            }
             "--sizes" => {
                 options.sizes = value("--sizes")
                     .split(',')
                     .map(|s| s.parse().expect("--sizes 50,200,1000"))
                     .collect()
             }
+            "--rates" => {
+                options.pairs = value("--rates")
+                    .split(',')
+                    .map(|pair| {
+                        let (before, after) = pair.split_once(':').expect("--rates 0.01:0.05,...");
+                        (
+                            before.parse().expect("a rate"),
+                            after.parse().expect("a rate"),
+                        )
+                    })
+                    .collect()
+            }
+            "--rate-prior" => {
+                let text = value("--rate-prior");
+                let (alpha, beta) = text.split_once(',').expect("--rate-prior ALPHA,BETA");
+                options.model.rate_prior =
+                    RatePrior::new(alpha.parse().expect("alpha"), beta.parse().expect("beta"))
+                        .expect("a valid Beta prior");
+            }
             "--help" | "-h" => {
                 println!(
-                    "bench_flake_hunt [--trials N (300)] [--quick (40 trials)] [--seed S (15)] \
-                     [--batch B (8)] [--budget R (10000)] [--target P (0.95)] \
-                     [--sizes 50,200,1000]"
+                    "bench_flake_hunt [--trials N (200)] [--quick (40 trials)] [--seed S (15)] \
+                     [--batch B (8)] [--budget R (10000)] [--target P (0.98)] \
+                     [--no-change-target P (0.95)] \
+                     [--sizes 50,200,1000] [--rates 0:0.02,0.01:0.05,0.05:0.2,0.001:0.01] \
+                     [--rate-prior A,B (0.2,1)]"
                 );
                 std::process::exit(0);
             }
@@ -166,6 +202,8 @@ struct HuntResult {
 fn hunt(rates: &[f64], first_bad: Option<usize>, options: &Options, rng: &mut Rng) -> HuntResult {
     let settings = HuntSettings {
         target: options.target,
+        no_change_target: options.no_change_target,
+        model: options.model,
         ..HuntSettings::default()
     };
     let mut positions = vec![Position::Missing(MissingReason::NotRun); rates.len()];
@@ -191,7 +229,11 @@ fn hunt(rates: &[f64], first_bad: Option<usize>, options: &Options, rng: &mut Rn
     };
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let observed = positions.iter().filter(|p| p.counts().1 > 0).count();
-        eprintln!("observed positions {observed} runs {runs} first_bad {first_bad:?}");
+        let failures: u64 = positions.iter().map(|p| p.counts().0).sum();
+        eprintln!(
+            "observed positions {observed} runs {runs} failures {failures} \
+             first_bad {first_bad:?} {outcome:?}"
+        );
     }
     let posterior = change_posterior(&positions, &settings.model).expect("valid positions");
     let best = posterior.most_likely_culprit();
@@ -326,11 +368,15 @@ fn search_k(
 fn main() {
     let options = parse_options();
     let started = Instant::now();
-    let pairs = [(0.0, 0.02), (0.01, 0.05), (0.05, 0.20), (0.001, 0.01)];
     println!(
         "Flake hunt vs deflaked bisection: {} trials per scenario, batch {}, budget {} runs, \
-         target {}, seed {}.\n",
-        options.trials, options.batch, options.budget, options.target, options.seed
+         target {} (no change {}), seed {}.\n",
+        options.trials,
+        options.batch,
+        options.budget,
+        options.target,
+        options.no_change_target,
+        options.seed
     );
     println!(
         "| commits | rate before → after | top-1 accuracy | ECE | found / budget spent / no change \
@@ -341,7 +387,7 @@ fn main() {
     let mut no_change_rows = Vec::new();
     let mut scenario = 0u64;
     for &n in &options.sizes {
-        for &(before, after) in &pairs {
+        for &(before, after) in &options.pairs {
             scenario += 1;
             let results: Vec<HuntResult> = (0..options.trials)
                 .map(|trial| {
@@ -382,7 +428,9 @@ fn main() {
             no_change_rows.push(format!(
                 "| {n} | {} | {} | {} | {:.0} | {} |",
                 percent(rate),
-                percent(mean(results.iter().map(|r| r.confident_culprit as u64 as f64))),
+                percent(mean(
+                    results.iter().map(|r| r.confident_culprit as u64 as f64)
+                )),
                 outcome_counts(&results),
                 mean(results.iter().map(|r| r.runs as f64)),
                 percentile_95(results.iter().map(|r| r.runs).collect()),

@@ -31,7 +31,8 @@
 //!    [`HuntOutcome::NotIdentifiable`].
 //! 2. One culprit range holds at least `target` of the posterior:
 //!    [`HuntOutcome::Found`].
-//! 3. "No change" holds at least `target`: [`HuntOutcome::NoChange`]. A hunt on a test
+//! 3. "No change" holds at least `no_change_target` (default 0.95):
+//!    [`HuntOutcome::NoChange`]. A hunt on a test
 //!    whose rate never changed thus ends either here or with the budget spent; it names a
 //!    culprit only if the data make one `target` probable, which (posterior odds of at
 //!    least `target / (1 − target)` against the 1:1 prior) happens with probability at most
@@ -46,9 +47,14 @@ use super::StatsError;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HuntSettings {
     pub model: ChangeModel,
-    /// The posterior probability at which the hunt stops with a culprit (or with "no
-    /// change"); in `(0.5, 1)`, default 0.95.
+    /// The posterior probability of one culprit range at which the hunt stops with it; in
+    /// `(0.5, 1)`, default 0.95.
     pub target: f64,
+    /// The posterior probability of "no change" at which the hunt stops with
+    /// [`HuntOutcome::NoChange`]; in `(0.5, 1)`, default 0.95. Separate from `target`
+    /// because the two errors cost differently: a false "no change" ends a hunt with
+    /// nothing, a false culprit blames a commit.
+    pub no_change_target: f64,
     /// At most this many runs of one batch go to one position (default 16).
     pub max_runs_per_position: u64,
 }
@@ -58,6 +64,7 @@ impl Default for HuntSettings {
         HuntSettings {
             model: ChangeModel::default(),
             target: 0.95,
+            no_change_target: 0.95,
             max_runs_per_position: 16,
         }
     }
@@ -107,8 +114,10 @@ pub fn next_step(
     batch_size: u64,
     settings: &HuntSettings,
 ) -> Result<HuntStep, StatsError> {
-    if !(settings.target > 0.5 && settings.target < 1.0) {
-        return Err(StatsError::InvalidProbability(settings.target));
+    for target in [settings.target, settings.no_change_target] {
+        if !(target > 0.5 && target < 1.0) {
+            return Err(StatsError::InvalidProbability(target));
+        }
     }
     if batch_size == 0 || settings.max_runs_per_position == 0 {
         return Err(StatsError::EmptyBatch);
@@ -132,7 +141,7 @@ pub fn next_step(
             more_than_one_change: one.more_than_one_change(),
         }));
     }
-    if one.no_change >= settings.target {
+    if one.no_change >= settings.no_change_target {
         return Ok(HuntStep::Done(HuntOutcome::NoChange {
             probability: one.no_change,
         }));
@@ -549,12 +558,17 @@ mod tests {
         };
         assert_eq!((position, culprit_range.first), (6, 6));
 
-        let flat = vec![observed(40, 400); 30];
+        // The same rate everywhere: "no change" once both ends have plenty of runs.
+        let flat = vec![observed(400, 4000); 30];
         let step = next_step(&flat, 100, 8, &settings).unwrap();
         assert!(
             matches!(step, HuntStep::Done(HuntOutcome::NoChange { .. })),
             "{step:?}"
         );
+        // Not before: no failures at all say nothing about a change.
+        let quiet = vec![observed(0, 40); 30];
+        let step = next_step(&quiet, 100, 8, &settings).unwrap();
+        assert!(matches!(step, HuntStep::Run(_)), "{step:?}");
 
         let few = vec![observed(1, 3), NOT_RUN, observed(0, 3)];
         let step = next_step(&few, 0, 8, &settings).unwrap();
