@@ -627,6 +627,18 @@ mod tests {
 
     proptest! {
         #[test]
+        fn planted_change_anywhere_is_found(k in 1usize..40, before in 0u64..20) {
+            // `before` failures per 1,000 runs before k, 60 per 1,000 from k on.
+            let positions: Vec<Position> = (0..40)
+                .map(|i| if i < k { observed(before, 1000) } else { observed(60, 1000) })
+                .collect();
+            let result = posterior(&positions);
+            let best = result.most_likely_culprit().unwrap();
+            prop_assert_eq!((best.first, best.last), (k, k));
+            prop_assert!(best.probability > 0.99, "{:?}", best);
+        }
+
+        #[test]
         fn posterior_sums_to_one_and_ranges_hold_all_the_mass(
             positions in prop::collection::vec(position_strategy(), 0..60)
         ) {

@@ -495,6 +495,11 @@ mod tests {
             match next_step(&positions, budget - used, 8, &settings).unwrap() {
                 HuntStep::Done(outcome) => return (outcome, used),
                 HuntStep::Run(batch) => {
+                    let total: u64 = batch.iter().map(|&(_, runs)| runs).sum();
+                    assert!(
+                        total <= 8 && used + total <= budget,
+                        "{batch:?} after {used}"
+                    );
                     for (i, runs) in batch {
                         used += runs;
                         let fails = (0..runs).filter(|_| rng.next_f64() < rates[i]).count() as u64;
