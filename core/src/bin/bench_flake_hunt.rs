@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p test_looper_core --bin bench_flake_hunt -- [--trials N] [--quick]
+//!     [--changes-only]
 //!     [--seed S] [--batch B] [--budget R] [--target P] [--no-change-target P]
 //!     [--sizes 50,200,1000] [--rates 0:0.02,0.01:0.05,0.05:0.2,0.001:0.01] [--rate-prior A,B]
 //! ```
@@ -110,6 +111,8 @@ struct Options {
     /// (before, after) rate pairs.
     pairs: Vec<(f64, f64)>,
     model: ChangeModel,
+    /// Skip the branches without a change.
+    changes_only: bool,
 }
 
 fn parse_options() -> Options {
@@ -123,6 +126,7 @@ fn parse_options() -> Options {
         sizes: vec![50, 200, 1000],
         pairs: vec![(0.0, 0.02), (0.01, 0.05), (0.05, 0.20), (0.001, 0.01)],
         model: ChangeModel::default(),
+        changes_only: false,
     };
     let mut quick = false;
     let mut trials = None;
@@ -134,6 +138,7 @@ fn parse_options() -> Options {
         };
         match flag.as_str() {
             "--quick" => quick = true,
+            "--changes-only" => options.changes_only = true,
             "--trials" => trials = Some(value("--trials").parse().expect("--trials N")),
             "--seed" => options.seed = value("--seed").parse().expect("--seed S"),
             "--batch" => options.batch = value("--batch").parse().expect("--batch B"),
@@ -171,7 +176,7 @@ fn parse_options() -> Options {
             }
             "--help" | "-h" => {
                 println!(
-                    "bench_flake_hunt [--trials N (200)] [--quick (40 trials)] [--seed S (15)] \
+                    "bench_flake_hunt [--trials N (200)] [--quick (40 trials)] [--changes-only] [--seed S (15)] \
                      [--batch B (8)] [--budget R (10000)] [--target P (0.98)] \
                      [--no-change-target P (0.95)] \
                      [--sizes 50,200,1000] [--rates 0:0.02,0.01:0.05,0.05:0.2,0.001:0.01] \
@@ -418,6 +423,9 @@ fn main() {
             );
 
             scenario += 1;
+            if options.changes_only {
+                continue;
+            }
             let rate = after;
             let results: Vec<HuntResult> = (0..options.trials)
                 .map(|trial| {
