@@ -394,8 +394,9 @@ fn plan_batch(
     let mut allocation: Vec<(usize, u64)> = Vec::new();
     if best_single <= 1e-12 {
         // Nothing to learn from yet: head and the oldest observable position.
-        let head_runs = batch.div_ceil(2);
-        allocation.push((candidates[0], batch - head_runs));
+        let cap = max_runs as u64;
+        let head_runs = batch.div_ceil(2).min(cap);
+        allocation.push((candidates[0], (batch - head_runs).min(cap)));
         allocation.push((candidates[candidates.len() - 1], head_runs));
     } else {
         // Positions of one stretch without runs are near substitutes (the gains ignore
@@ -516,6 +517,16 @@ mod tests {
         let positions = vec![NOT_RUN; 20];
         let step = next_step(&positions, 100, 8, &HuntSettings::default()).unwrap();
         assert_eq!(step, HuntStep::Run(vec![(0, 4), (19, 4)]));
+    }
+
+    #[test]
+    fn first_batch_respects_the_per_position_cap() {
+        let settings = HuntSettings {
+            max_runs_per_position: 5,
+            ..HuntSettings::default()
+        };
+        let step = next_step(&[NOT_RUN; 10], 100, 40, &settings).unwrap();
+        assert_eq!(step, HuntStep::Run(vec![(0, 5), (9, 5)]));
     }
 
     #[test]
