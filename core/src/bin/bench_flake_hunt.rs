@@ -121,7 +121,7 @@ fn parse_options() -> Options {
         seed: 15,
         batch: 8,
         budget: 10_000,
-        target: 0.98,
+        target: 0.99,
         no_change_target: 0.95,
         sizes: vec![50, 200, 1000],
         pairs: vec![(0.0, 0.02), (0.01, 0.05), (0.05, 0.20), (0.001, 0.01)],
@@ -177,7 +177,7 @@ fn parse_options() -> Options {
             "--help" | "-h" => {
                 println!(
                     "bench_flake_hunt [--trials N (200)] [--quick (40 trials)] [--changes-only] [--seed S (15)] \
-                     [--batch B (8)] [--budget R (10000)] [--target P (0.98)] \
+                     [--batch B (8)] [--budget R (10000)] [--target P (0.99)] \
                      [--no-change-target P (0.95)] \
                      [--sizes 50,200,1000] [--rates 0:0.02,0.01:0.05,0.05:0.2,0.001:0.01] \
                      [--rate-prior A,B (0.2,1)]"
