@@ -31,7 +31,8 @@
 //!    [`HuntOutcome::NotIdentifiable`].
 //! 2. One culprit range holds at least `target` of the posterior:
 //!    [`HuntOutcome::Found`].
-//! 3. "No change" holds at least `target`: [`HuntOutcome::NoChange`]. A hunt on a test
+//! 3. "No change" holds at least `no_change_target` (default 0.95):
+//!    [`HuntOutcome::NoChange`]. A hunt on a test
 //!    whose rate never changed thus ends either here or with the budget spent; it names a
 //!    culprit only if the data make one `target` probable, which (posterior odds of at
 //!    least `target / (1 − target)` against the 1:1 prior) happens with probability at most
@@ -46,9 +47,14 @@ use super::StatsError;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HuntSettings {
     pub model: ChangeModel,
-    /// The posterior probability at which the hunt stops with a culprit (or with "no
-    /// change"); in `(0.5, 1)`, default 0.95.
+    /// The posterior probability of one culprit range at which the hunt stops with it; in
+    /// `(0.5, 1)`, default 0.95.
     pub target: f64,
+    /// The posterior probability of "no change" at which the hunt stops with
+    /// [`HuntOutcome::NoChange`]; in `(0.5, 1)`, default 0.95. Separate from `target`
+    /// because the two errors cost differently: a false "no change" ends a hunt with
+    /// nothing, a false culprit blames a commit.
+    pub no_change_target: f64,
     /// At most this many runs of one batch go to one position (default 16).
     pub max_runs_per_position: u64,
 }
@@ -58,6 +64,7 @@ impl Default for HuntSettings {
         HuntSettings {
             model: ChangeModel::default(),
             target: 0.95,
+            no_change_target: 0.95,
             max_runs_per_position: 16,
         }
     }
@@ -107,8 +114,10 @@ pub fn next_step(
     batch_size: u64,
     settings: &HuntSettings,
 ) -> Result<HuntStep, StatsError> {
-    if !(settings.target > 0.5 && settings.target < 1.0) {
-        return Err(StatsError::InvalidProbability(settings.target));
+    for target in [settings.target, settings.no_change_target] {
+        if !(target > 0.5 && target < 1.0) {
+            return Err(StatsError::InvalidProbability(target));
+        }
     }
     if batch_size == 0 || settings.max_runs_per_position == 0 {
         return Err(StatsError::EmptyBatch);
@@ -132,7 +141,7 @@ pub fn next_step(
             more_than_one_change: one.more_than_one_change(),
         }));
     }
-    if one.no_change >= settings.target {
+    if one.no_change >= settings.no_change_target {
         return Ok(HuntStep::Done(HuntOutcome::NoChange {
             probability: one.no_change,
         }));
@@ -257,6 +266,49 @@ fn information_gains(
     gains
 }
 
+/// Blocks of hypotheses with less posterior mass than this are left out of the gains: they
+/// cannot change a gain measurably, and late in a hunt they are most blocks.
+const NEGLIGIBLE_MASS: f64 = 1e-9;
+
+/// At most this many candidates from one stretch of observable positions without runs.
+const CANDIDATES_PER_STRETCH: usize = 16;
+
+/// The greedy fill looks at the best `max(2 × batch, SHORTLIST_MIN)` candidates by the gain
+/// of one run.
+const SHORTLIST_MIN: usize = 8;
+
+/// The positions worth evaluating: every observable position with runs, and from each
+/// stretch of observable positions without runs between two with runs, at most
+/// [`CANDIDATES_PER_STRETCH`] evenly spaced ones, its ends included. Within a stretch the
+/// gain varies only through the share of the stretch's hypotheses on either side, smoothly,
+/// so a sample loses little and keeps each step O(m) instead of O(n).
+fn candidate_positions(one: &OneChange, positions: &[Position]) -> Vec<usize> {
+    let mut candidates = Vec::new();
+    let mut stretch = Vec::new();
+    let flush = |stretch: &mut Vec<usize>, candidates: &mut Vec<usize>| {
+        let len = stretch.len();
+        if len <= CANDIDATES_PER_STRETCH {
+            candidates.append(stretch);
+        } else {
+            let last = CANDIDATES_PER_STRETCH - 1;
+            candidates.extend((0..=last).map(|j| stretch[j * (len - 1) / last]));
+            stretch.clear();
+        }
+    };
+    let mut observed = one.observed.iter().peekable();
+    for (i, position) in positions.iter().enumerate() {
+        if observed.peek() == Some(&&i) {
+            observed.next();
+            flush(&mut stretch, &mut candidates);
+            candidates.push(i);
+        } else if position.is_observable() {
+            stretch.push(i);
+        }
+    }
+    flush(&mut stretch, &mut candidates);
+    candidates
+}
+
 fn plan_batch(
     one: &OneChange,
     positions: &[Position],
@@ -279,7 +331,7 @@ fn plan_batch(
     let mut before = Vec::with_capacity(blocks);
     for t in 0..blocks {
         let (f, r) = one.prefix[t];
-        if one.block_mass[t] > 0.0 {
+        if one.block_mass[t] > NEGLIGIBLE_MASS {
             before.push(Some(predictive((f, r))));
             after.push(Some(predictive((total.0 - f, total.1 - r))));
         } else {
@@ -306,55 +358,76 @@ fn plan_batch(
         before_sum[t] = next;
     }
 
-    let mut candidates = Vec::new();
-    let mut gains = Vec::new();
-    let mut t = 0;
-    for (i, position) in positions.iter().enumerate() {
-        while t < one.observed.len() && one.observed[t] < i {
-            t += 1;
-        }
-        if !position.is_observable() {
-            continue;
-        }
+    let candidates = candidate_positions(one, positions);
+    let empty = Predictive {
+        pmf: Vec::new(),
+        entropy: Vec::new(),
+    };
+    let gain_curve = |i: usize, runs: usize| {
+        let t = one.observed.partition_point(|&o| o < i);
         let (low, high) = one.blocks[t];
         let mass = one.block_mass[t];
         let (mut after_weight, mut before_weight) = (0.0, 0.0);
-        if high > low && mass > 0.0 {
+        if high > low && mass > NEGLIGIBLE_MASS {
             let at_or_before = ((i + 1).clamp(low, high) - low) as f64 / (high - low) as f64;
             after_weight = mass * at_or_before;
             before_weight = mass * (1.0 - at_or_before);
         }
-        let empty = Predictive {
-            pmf: Vec::new(),
-            entropy: Vec::new(),
-        };
         let split = [
             (after[t].as_ref().unwrap_or(&empty), after_weight),
             (before[t].as_ref().unwrap_or(&empty), before_weight),
             (&no_change, one.no_change),
         ];
-        candidates.push(i);
-        gains.push(information_gains(
+        information_gains(
             [(&after_sum[t], 1.0), (&before_sum[t + 1], 1.0)],
             split,
-            max_runs,
-        ));
-    }
+            runs,
+        )
+    };
     if candidates.is_empty() {
         return Vec::new();
     }
-    let mut allocated = vec![0usize; candidates.len()];
-    let best_single = gains.iter().map(|g| g[1]).fold(0.0, f64::max);
+    // The gain of one run everywhere; the whole curve only for the best few, which are
+    // the only ones the greedy fill can reach with `batch` runs (gains flatten with r).
+    let single: Vec<f64> = candidates.iter().map(|&i| gain_curve(i, 1)[1]).collect();
+    let best_single = single.iter().copied().fold(0.0, f64::max);
+    let mut allocation: Vec<(usize, u64)> = Vec::new();
     if best_single <= 1e-12 {
         // Nothing to learn from yet: head and the oldest observable position.
-        let newest = candidates.len() - 1;
-        let head_runs = batch.div_ceil(2);
-        allocated[newest] += head_runs as usize;
-        allocated[0] += (batch - head_runs) as usize;
+        let cap = max_runs as u64;
+        let head_runs = batch.div_ceil(2).min(cap);
+        allocation.push((candidates[0], (batch - head_runs).min(cap)));
+        allocation.push((candidates[candidates.len() - 1], head_runs));
     } else {
+        // Positions of one stretch without runs are near substitutes (the gains ignore
+        // that runs in one batch overlap): only the best of each stretch takes part.
+        let stretch_of = |i: usize| {
+            let t = one.observed.partition_point(|&o| o < i);
+            (t, one.observed.get(t) == Some(&i))
+        };
+        let mut order: Vec<usize> = Vec::new();
+        for c in 0..candidates.len() {
+            match order.last() {
+                Some(&last) if stretch_of(candidates[last]) == stretch_of(candidates[c]) => {
+                    if single[c] > single[last] {
+                        *order.last_mut().expect("not empty") = c;
+                    }
+                }
+                _ => order.push(c),
+            }
+        }
+        // Highest gain first, ties to the oldest position: deterministic.
+        order.sort_by(|&a, &b| single[b].total_cmp(&single[a]).then(a.cmp(&b)));
+        order.truncate((2 * batch as usize).max(SHORTLIST_MIN));
+        order.sort_unstable();
+        let curves: Vec<Vec<f64>> = order
+            .iter()
+            .map(|&c| gain_curve(candidates[c], max_runs))
+            .collect();
+        let mut allocated = vec![0usize; order.len()];
         for _ in 0..batch {
             let mut best: Option<(usize, f64)> = None;
-            for (c, gain) in gains.iter().enumerate() {
+            for (c, gain) in curves.iter().enumerate() {
                 let r = allocated[c];
                 if r >= max_runs {
                     continue;
@@ -369,13 +442,23 @@ fn plan_batch(
                 None => break,
             }
         }
+        allocation.extend(
+            order
+                .iter()
+                .zip(allocated)
+                .map(|(&c, runs)| (candidates[c], runs as u64)),
+        );
     }
-    candidates
-        .into_iter()
-        .zip(allocated)
-        .filter(|&(_, runs)| runs > 0)
-        .map(|(i, runs)| (i, runs as u64))
-        .collect()
+    allocation.retain(|&(_, runs)| runs > 0);
+    allocation.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+    allocation
 }
 
 #[cfg(test)]
@@ -413,6 +496,11 @@ mod tests {
             match next_step(&positions, budget - used, 8, &settings).unwrap() {
                 HuntStep::Done(outcome) => return (outcome, used),
                 HuntStep::Run(batch) => {
+                    let total: u64 = batch.iter().map(|&(_, runs)| runs).sum();
+                    assert!(
+                        total <= 8 && used + total <= budget,
+                        "{batch:?} after {used}"
+                    );
                     for (i, runs) in batch {
                         used += runs;
                         let fails = (0..runs).filter(|_| rng.next_f64() < rates[i]).count() as u64;
@@ -429,6 +517,16 @@ mod tests {
         let positions = vec![NOT_RUN; 20];
         let step = next_step(&positions, 100, 8, &HuntSettings::default()).unwrap();
         assert_eq!(step, HuntStep::Run(vec![(0, 4), (19, 4)]));
+    }
+
+    #[test]
+    fn first_batch_respects_the_per_position_cap() {
+        let settings = HuntSettings {
+            max_runs_per_position: 5,
+            ..HuntSettings::default()
+        };
+        let step = next_step(&[NOT_RUN; 10], 100, 40, &settings).unwrap();
+        assert_eq!(step, HuntStep::Run(vec![(0, 5), (9, 5)]));
     }
 
     #[test]
@@ -476,12 +574,17 @@ mod tests {
         };
         assert_eq!((position, culprit_range.first), (6, 6));
 
-        let flat = vec![observed(40, 400); 30];
+        // The same rate everywhere: "no change" once both ends have plenty of runs.
+        let flat = vec![observed(400, 4000); 30];
         let step = next_step(&flat, 100, 8, &settings).unwrap();
         assert!(
             matches!(step, HuntStep::Done(HuntOutcome::NoChange { .. })),
             "{step:?}"
         );
+        // Not before: no failures at all say nothing about a change.
+        let quiet = vec![observed(0, 40); 30];
+        let step = next_step(&quiet, 100, 8, &settings).unwrap();
+        assert!(matches!(step, HuntStep::Run(_)), "{step:?}");
 
         let few = vec![observed(1, 3), NOT_RUN, observed(0, 3)];
         let step = next_step(&few, 0, 8, &settings).unwrap();

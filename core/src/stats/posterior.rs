@@ -21,6 +21,8 @@ use super::StatsError;
 pub struct RatePrior {
     alpha: f64,
     beta: f64,
+    /// ln B(α, β), kept because every marginal likelihood needs it.
+    ln_beta_function: f64,
 }
 
 impl RatePrior {
@@ -28,6 +30,19 @@ impl RatePrior {
     pub const JEFFREYS: RatePrior = RatePrior {
         alpha: 0.5,
         beta: 0.5,
+        // B(½, ½) = π.
+        ln_beta_function: 1.144_729_885_849_400_2,
+    };
+
+    /// Beta(0.2, 1), density ∝ p^−0.8: close to log-uniform over the rates flaky tests
+    /// have, from 0.01% to 50% (25% of its mass lies below 0.1%, 40% below 1%, 63% below
+    /// 10%). The default of the change-point model ([`super::ChangeModel`]), where the
+    /// prior decides how much a second rate costs: see `docs/statistics.md`.
+    pub const RARE_FAILURES: RatePrior = RatePrior {
+        alpha: 0.2,
+        beta: 1.0,
+        // B(0.2, 1) = 1 / 0.2 = 5.
+        ln_beta_function: 1.609_437_912_434_100_3,
     };
 
     /// A Beta(`alpha`, `beta`) prior; both must be finite and positive.
@@ -35,7 +50,11 @@ impl RatePrior {
         if !(alpha.is_finite() && beta.is_finite() && alpha > 0.0 && beta > 0.0) {
             return Err(StatsError::InvalidPrior { alpha, beta });
         }
-        Ok(RatePrior { alpha, beta })
+        Ok(RatePrior {
+            alpha,
+            beta,
+            ln_beta_function: ln_beta(alpha, beta),
+        })
     }
 
     pub fn alpha(&self) -> f64 {
@@ -56,7 +75,7 @@ impl RatePrior {
         }
         let failures = failures.min(runs) as f64;
         let passes = runs as f64 - failures;
-        ln_beta(self.alpha + failures, self.beta + passes) - ln_beta(self.alpha, self.beta)
+        ln_beta(self.alpha + failures, self.beta + passes) - self.ln_beta_function
     }
 }
 
@@ -307,6 +326,15 @@ mod tests {
         assert!(RatePosterior::new(0, 1, RatePrior::JEFFREYS)
             .call(&bad)
             .is_err());
+    }
+
+    #[test]
+    fn prior_constants_match_their_parameters() {
+        for prior in [RatePrior::JEFFREYS, RatePrior::RARE_FAILURES] {
+            let computed = RatePrior::new(prior.alpha, prior.beta).unwrap();
+            assert!((computed.ln_beta_function - prior.ln_beta_function).abs() < 1e-14);
+        }
+        assert!((RatePrior::JEFFREYS.ln_marginal_likelihood(1, 1) - 0.5f64.ln()).abs() < 1e-14);
     }
 
     #[test]
