@@ -66,7 +66,7 @@ impl Branch {
                 )
             };
             source.add_file(REPO, &hash(i), ".testlooper.yml", &yaml);
-            let parse = match resolve_commit(&CommitRef::new(REPO, &hash(i)), &source) {
+            let parse = match resolve_commit(&CommitRef::new(REPO, hash(i)), &source) {
                 Ok(resolved) => ParseOutcome::Ok(Box::new(resolved)),
                 Err(err) => ParseOutcome::Untestable(err.to_string()),
             };
@@ -180,7 +180,13 @@ impl Workers {
 
 /// Failure rate of each hunted definition: `before` up to commit `change - 1`, `after` from
 /// commit `change` (by the commit that introduced the definition's hash).
-fn rates(engine: &Engine, n: usize, change: usize, before: f64, after: f64) -> HashMap<String, f64> {
+fn rates(
+    engine: &Engine,
+    n: usize,
+    change: usize,
+    before: f64,
+    after: f64,
+) -> HashMap<String, f64> {
     let mut rates = HashMap::new();
     for i in 0..n {
         if let Some(view) = engine.commit_view(REPO, &hash(i)) {
@@ -234,7 +240,11 @@ fn a_hunt_names_the_commit_where_the_rate_changed_and_runs_nothing_else() {
     assert_eq!(culprit.commit, hash(23));
     assert!(culprit.probability >= 0.95);
     assert!(hunt.runs_used <= 2_000);
-    assert_eq!(workers.started.get(OTHER), None, "only the hunted test runs");
+    assert_eq!(
+        workers.started.get(OTHER),
+        None,
+        "only the hunted test runs"
+    );
     assert_eq!(u64::from(hunt.runs_used), workers.started[TEST]);
     // The hunt enables no commit: the branch's other tests stay unprioritized.
     let head = engine.commit_view(REPO, &hash(39)).unwrap();
@@ -393,20 +403,36 @@ fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
         ..SchedulerConfig::default()
     });
     engine.ingest_branch_scan(REPO, "main", &hash(2), branch.infos(), 1_000);
-    engine.set_branch_default_runs(REPO, "main", 40, 1_000).unwrap();
-    engine.set_branch_under_test(REPO, "main", true, 1_000).unwrap();
+    engine
+        .set_branch_default_runs(REPO, "main", 40, 1_000)
+        .unwrap();
+    engine
+        .set_branch_under_test(REPO, "main", true, 1_000)
+        .unwrap();
     let mut workers = Workers::new(&mut engine, 2, 21);
     let head_rates = rates(&engine, 3, 0, 0.5, 0.5);
     run_until_done(&mut engine, &mut workers, &head_rates);
     assert!(engine.is_quarantined(REPO, TEST));
-    assert!(!engine.is_quarantined(REPO, OTHER), "a test that never fails");
+    assert!(
+        !engine.is_quarantined(REPO, OTHER),
+        "a test that never fails"
+    );
     let entered = engine.quarantine_log().next().unwrap().clone();
     assert!(entered.entered && entered.by == "automatic");
     let evidence = entered.evidence.unwrap();
-    assert!(evidence.probability >= 0.95 && evidence.failures > 0, "{evidence:?}");
+    assert!(
+        evidence.probability >= 0.95 && evidence.failures > 0,
+        "{evidence:?}"
+    );
     // Its failures no longer count against the commit's status.
     let head = engine.commit_view(REPO, &hash(2)).unwrap();
-    assert!(head.tests.iter().find(|t| t.name == TEST).unwrap().quarantined);
+    assert!(
+        head.tests
+            .iter()
+            .find(|t| t.name == TEST)
+            .unwrap()
+            .quarantined
+    );
 
     // A fix lands: the new definition passes often enough to leave by the mirror rule.
     let mut fixed = branch.infos();
@@ -417,7 +443,7 @@ fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
          {TEST}: {{command: ./fixed}}\n  {OTHER}: {{command: ./other 3}}\n"
     );
     source.add_file(REPO, &hash(3), ".testlooper.yml", &yaml);
-    let resolved = resolve_commit(&CommitRef::new(REPO, &hash(3)), &source).unwrap();
+    let resolved = resolve_commit(&CommitRef::new(REPO, hash(3)), &source).unwrap();
     fixed.push(CommitInfo {
         hash: hash(3),
         parents: vec![hash(2)],
@@ -427,7 +453,9 @@ fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
         parse: ParseOutcome::Ok(Box::new(resolved)),
     });
     engine.ingest_branch_scan(REPO, "main", &hash(3), fixed, 5_000);
-    engine.set_runs_desired(REPO, &hash(3), TEST, 100, 5_000).unwrap();
+    engine
+        .set_runs_desired(REPO, &hash(3), TEST, 100, 5_000)
+        .unwrap();
     run_until_done(&mut engine, &mut workers, &HashMap::new());
     assert!(!engine.is_quarantined(REPO, TEST));
     let left = engine.quarantine_log().next().unwrap();
@@ -436,7 +464,11 @@ fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
     assert!(evidence.runs >= 30 && evidence.failures == 0, "{left:?}");
 
     // By hand, and refused for an unknown test.
-    engine.set_quarantine(REPO, OTHER, true, "alice", 6_000).unwrap();
+    engine
+        .set_quarantine(REPO, OTHER, true, "alice", 6_000)
+        .unwrap();
     assert!(engine.is_quarantined(REPO, OTHER));
-    assert!(engine.set_quarantine(REPO, "nope", true, "alice", 6_000).is_err());
+    assert!(engine
+        .set_quarantine(REPO, "nope", true, "alice", 6_000)
+        .is_err());
 }

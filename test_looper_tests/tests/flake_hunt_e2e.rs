@@ -179,7 +179,9 @@ async fn hunts_through_the_api_name_the_changing_commit_and_no_culprit_without_a
         .await;
     let no_change_id = no_change["hunt_id"].as_str().unwrap().to_owned();
 
-    let listed = api.get("/api/flake_hunts?repo=changing&branch=master").await;
+    let listed = api
+        .get("/api/flake_hunts?repo=changing&branch=master")
+        .await;
     assert_eq!(listed["hunts"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["hunts"][0]["hunt_id"], hunt_id.as_str());
 
@@ -243,7 +245,10 @@ async fn hunts_through_the_api_name_the_changing_commit_and_no_culprit_without_a
             }),
         )
         .await;
-    assert_eq!((repeated["commits"].as_u64(), repeated["tests"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (repeated["commits"].as_u64(), repeated["tests"].as_u64()),
+        (Some(2), Some(2))
+    );
     wait_until(Duration::from_secs(300), "the repeats to run", || async {
         install
             .scheduler()

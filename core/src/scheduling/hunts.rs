@@ -316,17 +316,17 @@ impl Engine {
         let positions = self.positions_of(hunt);
         let observations: Vec<Position> = positions.iter().map(|p| p.observation).collect();
         let posterior = change_posterior(&observations, &ChangeModel::default()).ok();
-        let (posterior, no_change, rate_before, rate_after, more_than_one_change) =
-            match posterior {
-                Some(posterior) => (
-                    posterior.first_bad,
-                    posterior.no_change,
-                    Some(posterior.rate_before),
-                    Some(posterior.rate_after),
-                    posterior.more_than_one_change,
-                ),
-                None => (vec![0.0; positions.len()], 1.0, None, None, 0.0),
-            };
+        let (posterior, no_change, rate_before, rate_after, more_than_one_change) = match posterior
+        {
+            Some(posterior) => (
+                posterior.first_bad,
+                posterior.no_change,
+                Some(posterior.rate_before),
+                Some(posterior.rate_after),
+                posterior.more_than_one_change,
+            ),
+            None => (vec![0.0; positions.len()], 1.0, None, None, 0.0),
+        };
         let culprit_position = match &hunt.culprit {
             Some(culprit) => positions
                 .iter()
@@ -365,12 +365,12 @@ impl Engine {
                 .definition
                 .all_dependencies()
                 .values()
-                .filter_map(|dep| match dep {
+                .map(|dep| match dep {
                     ResolvedDependency::Source { repo, commit, .. } => {
-                        Some((repo.clone(), commit.clone()))
+                        (repo.clone(), commit.clone())
                     }
                     ResolvedDependency::Build { defined_in, .. } => {
-                        Some((defined_in.repo.clone(), defined_in.commit.clone()))
+                        (defined_in.repo.clone(), defined_in.commit.clone())
                     }
                 })
                 .filter(|(repo, _)| *repo != hunt.spec.repo)
@@ -379,7 +379,10 @@ impl Engine {
         let Some(after) = positions[at].test_hash.as_deref() else {
             return Vec::new();
         };
-        let Some(before) = positions[..at].iter().rev().find_map(|p| p.test_hash.as_deref())
+        let Some(before) = positions[..at]
+            .iter()
+            .rev()
+            .find_map(|p| p.test_hash.as_deref())
         else {
             return Vec::new();
         };
@@ -559,7 +562,10 @@ impl Engine {
             let Some(run) = self.runs.get(run_id).filter(|run| run.counted()) else {
                 continue;
             };
-            if let Ok(at) = run.test_cases.binary_search_by(|c| c.name.as_str().cmp(case)) {
+            if let Ok(at) = run
+                .test_cases
+                .binary_search_by(|c| c.name.as_str().cmp(case))
+            {
                 counts.1 += 1;
                 counts.0 += u64::from(!run.test_cases[at].passed);
             }
@@ -778,7 +784,11 @@ impl Engine {
 
     /// Commits arrived: running hunts may resolve positions that were missing.
     pub(crate) fn hunts_recheck(&mut self) {
-        if self.hunts.values().any(|hunt| hunt.state == HuntState::Running) {
+        if self
+            .hunts
+            .values()
+            .any(|hunt| hunt.state == HuntState::Running)
+        {
             self.hunt_index.dirty = true;
         }
     }

@@ -28,14 +28,14 @@ pub use changes::{Cancellation, Changes};
 pub use engine::{Engine, SchedulerConfig, MAX_INFRASTRUCTURE_RETRIES};
 pub use hardware::{choose_hardware, HardwareConfig, Requirements};
 pub use hunts::{
-    Culprit, HuntPosition, HuntRecord, HuntReport, HuntSpec, PinChange, HuntState, DEFAULT_HUNT_BATCH_RUNS,
-    DEFAULT_HUNT_TARGET, MAX_HUNT_BUDGET, MAX_HUNT_COMMITS,
-};
-pub use quarantine::{
-    QuarantineEntry, QuarantineEvent, QuarantineEvidence, QuarantinePolicy, MAX_QUARANTINE_LOG,
+    Culprit, HuntPosition, HuntRecord, HuntReport, HuntSpec, HuntState, PinChange,
+    DEFAULT_HUNT_BATCH_RUNS, DEFAULT_HUNT_TARGET, MAX_HUNT_BUDGET, MAX_HUNT_COMMITS,
 };
 pub use inputs::{DeploymentLimits, SchedulingError};
 pub use model::*;
+pub use quarantine::{
+    QuarantineEntry, QuarantineEvent, QuarantineEvidence, QuarantinePolicy, MAX_QUARANTINE_LOG,
+};
 pub use retention::ExpiredRun;
 pub use state::{TestCounts, TestState};
 pub use stats::{FailureRate, Verdict};

@@ -210,9 +210,7 @@ fn default_quarantine_probability() -> f64 {
 
 impl QuarantineSection {
     /// The engine's policy, or why the values are out of range.
-    pub fn policy(
-        &self,
-    ) -> Result<test_looper_core::scheduling::QuarantinePolicy, String> {
+    pub fn policy(&self) -> Result<test_looper_core::scheduling::QuarantinePolicy, String> {
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
             return Err(format!(
                 "statistics.quarantine.threshold must be in (0, 1), not {}",

@@ -377,8 +377,12 @@ impl RedisState {
                 .find(|entry| entry.repo == *repo && entry.test == *test)
             {
                 Some(entry) => {
-                    pipe.hset(keys::QUARANTINED_TESTS, field, serde_json::to_string(entry)?)
-                        .ignore();
+                    pipe.hset(
+                        keys::QUARANTINED_TESTS,
+                        field,
+                        serde_json::to_string(entry)?,
+                    )
+                    .ignore();
                 }
                 None => {
                     pipe.hdel(keys::QUARANTINED_TESTS, field).ignore();

@@ -2,9 +2,6 @@
 //! merge graph) with one cell per project or configuration, and the history page itself,
 //! which the grid and every test's history plot are built from.
 
-use test_looper_core::stats::change_point::{
-    change_posterior, ChangeModel, MissingReason, Position,
-};
 use crate::reads::git::{CommitDefinitions, DefinitionSummary, HistoryPage};
 use crate::reads::model::{BranchState, CommitState, ReadError};
 use crate::views::cells::{Cell, ParseState};
@@ -20,6 +17,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use test_looper_core::definitions::DefinitionKind;
+use test_looper_core::stats::change_point::{
+    change_posterior, ChangeModel, MissingReason, Position,
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BranchView {
@@ -352,19 +352,23 @@ fn mark_change_points(rows: &mut [GridRow], definitions_of_cells: &[Vec<Vec<&str
             let Some(cell) = rows[index].cells.get(column) else {
                 continue;
             };
-            let definitions = definitions_of_cells.get(index).and_then(|row| row.get(column));
+            let definitions = definitions_of_cells
+                .get(index)
+                .and_then(|row| row.get(column));
             if definitions.is_some_and(|d| !d.is_empty()) && previous == definitions {
                 continue;
             }
             previous = definitions;
-            positions.push(match (definitions.is_some_and(|d| !d.is_empty()), cell.runs) {
-                (false, _) => Position::Missing(MissingReason::Absent),
-                (true, 0) => Position::Missing(MissingReason::NotRun),
-                (true, runs) => Position::Observed {
-                    failures: cell.failures,
-                    runs,
+            positions.push(
+                match (definitions.is_some_and(|d| !d.is_empty()), cell.runs) {
+                    (false, _) => Position::Missing(MissingReason::Absent),
+                    (true, 0) => Position::Missing(MissingReason::NotRun),
+                    (true, runs) => Position::Observed {
+                        failures: cell.failures,
+                        runs,
+                    },
                 },
-            });
+            );
             first_row.push(index);
         }
         if positions.iter().filter(|p| p.counts().1 > 0).count() < 2 {

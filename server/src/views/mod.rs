@@ -222,8 +222,7 @@ impl Sources {
         self: &Arc<Self>,
         hunt_id: &str,
         with_diff: bool,
-    ) -> Result<Option<(hunts::HuntView, Option<crate::git::history::CommitDiff>)>, ReadError>
-    {
+    ) -> Result<Option<(hunts::HuntView, Option<crate::git::history::CommitDiff>)>, ReadError> {
         let Some(report) = self.state.hunt_report(hunt_id).await? else {
             return Ok(None);
         };

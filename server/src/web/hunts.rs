@@ -45,10 +45,7 @@ fn hunt_id(text: &str) -> Result<String, ApiError> {
 /// `GET /api/flake_hunts?repo=R&branch=B`.
 async fn api_list(ui: web::Data<Ui>, q: web::Query<Names>) -> Result<HttpResponse, ApiError> {
     let (repo, branch) = filters(&q)?;
-    let hunts = ui
-        .sources
-        .hunts(repo.as_deref(), branch.as_deref())
-        .await?;
+    let hunts = ui.sources.hunts(repo.as_deref(), branch.as_deref()).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "hunts": hunts })))
 }
 
@@ -80,10 +77,7 @@ async fn list_page(ui: web::Data<Ui>, q: web::Query<Names>) -> HttpResponse {
     let result = async {
         let (repo, branch) = filters(&q)?;
         let test = q.test.as_deref().map(paths::test_name).transpose()?;
-        let hunts = ui
-            .sources
-            .hunts(repo.as_deref(), branch.as_deref())
-            .await?;
+        let hunts = ui.sources.hunts(repo.as_deref(), branch.as_deref()).await?;
         Ok::<_, ApiError>(HuntsListPage {
             csrf: ui.csrf.value(),
             hunts,
