@@ -6,6 +6,7 @@
 use crate::git::history::{CommitDiff, CommitMetadata};
 use crate::views::format::{percent, push_escaped, short_hash, utc_millis};
 use crate::views::paths;
+use crate::views::plot::PlotFrame;
 use serde::Serialize;
 use std::fmt::Write;
 use test_looper_core::scheduling::{HuntRecord, HuntReport, PinChange};
@@ -224,40 +225,23 @@ pub fn hunt_page(view: HuntView, diff: Option<CommitDiff>) -> HuntPage {
     }
 }
 
-const HEIGHT: f64 = 200.0;
-const MARGIN_LEFT: f64 = 44.0;
-const MARGIN_RIGHT: f64 = 12.0;
-const MARGIN_TOP: f64 = 12.0;
-const MARGIN_BOTTOM: f64 = 24.0;
-
 /// The posterior over the hunt's commits (oldest left) as bars, the culprit highlighted;
 /// commits the test cannot run at are marked on the axis. Each bar links to its commit.
 pub fn posterior_svg(view: &HuntView) -> String {
     let points = &view.posterior;
-    let step = (760.0 / points.len().max(1) as f64).clamp(2.0, 24.0);
-    let inner_width = step * points.len().max(1) as f64;
-    let width = MARGIN_LEFT + inner_width + MARGIN_RIGHT;
-    let plot_height = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let y = |p: f64| MARGIN_TOP + plot_height * (1.0 - p.clamp(0.0, 1.0));
+    let frame = PlotFrame::new(points.len(), 816.0, 2.0, 24.0, 200.0);
+    let step = frame.step;
+    let y = |p: f64| frame.y(p);
     let mut svg = String::with_capacity(300 + points.len() * 260);
-    let _ = write!(
-        svg,
-        r#"<svg class="posterior-plot" xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{HEIGHT:.0}" viewBox="0 0 {width:.0} {HEIGHT:.0}" role="img" aria-label="probability that each commit changed the failure rate, oldest first">"#
+    frame.open(
+        &mut svg,
+        "posterior-plot",
+        "probability that each commit changed the failure rate, oldest first",
+        &[0.0, 0.5, 1.0],
     );
-    for tick in [0.0, 0.5, 1.0] {
-        let ty = y(tick);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{MARGIN_LEFT}" x2="{x2:.1}" y1="{ty:.1}" y2="{ty:.1}"/><text class="axis" x="{tx}" y="{ly:.1}" text-anchor="end">{pct:.0}%</text>"#,
-            x2 = MARGIN_LEFT + inner_width,
-            tx = MARGIN_LEFT - 4.0,
-            ly = ty + 4.0,
-            pct = tick * 100.0
-        );
-    }
     let culprit = view.culprit.as_ref().map(|c| c.commit.as_str());
     for (index, point) in points.iter().enumerate() {
-        let x = MARGIN_LEFT + step * index as f64;
+        let x = frame.x(index);
         svg.push_str(r#"<a href=""#);
         push_escaped(&mut svg, &paths::commit_url(&view.repo, &point.commit));
         svg.push_str(r#""><g><title>"#);
@@ -295,12 +279,7 @@ pub fn posterior_svg(view: &HuntView) -> String {
         }
         svg.push_str("</g></a>");
     }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{MARGIN_LEFT}" y="{by:.1}">oldest</text><text class="axis" x="{ex:.1}" y="{by:.1}" text-anchor="end">newest</text></svg>"#,
-        by = HEIGHT - 6.0,
-        ex = MARGIN_LEFT + inner_width
-    );
+    svg.push_str("</svg>");
     svg
 }
 

@@ -24,40 +24,84 @@ const MARGIN_BOTTOM: f64 = 24.0;
 const MIN_STEP: f64 = 6.0;
 const MAX_STEP: f64 = 28.0;
 
+/// The frame of a per-commit plot (oldest left): one slot of `step` pixels per commit, a
+/// 0–100% scale with grid lines, "oldest" and "newest" under the ends. Shared by the
+/// failure-rate plot and a flake hunt's posterior.
+pub struct PlotFrame {
+    pub step: f64,
+    pub inner_width: f64,
+    pub height: f64,
+}
+
+impl PlotFrame {
+    /// A frame for `slots` commits that fits `width` pixels when each keeps at least
+    /// `min_step` pixels (else it grows), each slot at most `max_step`.
+    pub fn new(slots: usize, width: f64, min_step: f64, max_step: f64, height: f64) -> Self {
+        let inner_width_wanted = (width - MARGIN_LEFT - MARGIN_RIGHT).max(100.0);
+        let step = if slots == 0 {
+            max_step
+        } else {
+            (inner_width_wanted / slots as f64).clamp(min_step, max_step)
+        };
+        PlotFrame {
+            step,
+            inner_width: step * slots.max(1) as f64,
+            height,
+        }
+    }
+
+    /// Left edge of slot `index`.
+    pub fn x(&self, index: usize) -> f64 {
+        MARGIN_LEFT + self.step * index as f64
+    }
+
+    /// The vertical position of a value in `0..=1`.
+    pub fn y(&self, value: f64) -> f64 {
+        let plot_height = self.height - MARGIN_TOP - MARGIN_BOTTOM;
+        MARGIN_TOP + plot_height * (1.0 - value.clamp(0.0, 1.0))
+    }
+
+    /// Opens the `<svg>` with its scale (`ticks` in `0..=1`) and end labels; close it with
+    /// `</svg>`.
+    pub fn open(&self, svg: &mut String, class: &str, label: &str, ticks: &[f64]) {
+        let total_width = MARGIN_LEFT + self.inner_width + MARGIN_RIGHT;
+        let height = self.height;
+        let _ = write!(
+            svg,
+            r#"<svg class="{class}" xmlns="http://www.w3.org/2000/svg" width="{total_width:.0}" height="{height:.0}" viewBox="0 0 {total_width:.0} {height:.0}" role="img" aria-label="{label}">"#
+        );
+        for tick in ticks {
+            let ty = self.y(*tick);
+            let _ = write!(
+                svg,
+                r#"<line class="grid" x1="{MARGIN_LEFT}" x2="{x2:.1}" y1="{ty:.1}" y2="{ty:.1}"/><text class="axis" x="{tx}" y="{ly:.1}" text-anchor="end">{pct:.0}%</text>"#,
+                x2 = MARGIN_LEFT + self.inner_width,
+                tx = MARGIN_LEFT - 4.0,
+                ly = ty + 4.0,
+                pct = tick * 100.0
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text class="axis" x="{MARGIN_LEFT}" y="{by:.1}">oldest</text><text class="axis" x="{ex:.1}" y="{by:.1}" text-anchor="end">newest</text>"#,
+            by = height - 6.0,
+            ex = MARGIN_LEFT + self.inner_width
+        );
+    }
+}
+
 /// The SVG for `points` in display order (oldest first). Fits `width` pixels when it can,
 /// otherwise grows so that every point keeps at least a few pixels.
 pub fn failure_rate_svg(points: &[PlotPoint], width: f64) -> String {
-    let inner_width_wanted = (width - MARGIN_LEFT - MARGIN_RIGHT).max(100.0);
-    let step = if points.is_empty() {
-        MAX_STEP
-    } else {
-        (inner_width_wanted / points.len() as f64).clamp(MIN_STEP, MAX_STEP)
-    };
-    let inner_width = step * points.len().max(1) as f64;
-    let total_width = MARGIN_LEFT + inner_width + MARGIN_RIGHT;
-    let plot_height = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let y = |rate: f64| MARGIN_TOP + plot_height * (1.0 - rate.clamp(0.0, 1.0));
+    let frame = PlotFrame::new(points.len(), width, MIN_STEP, MAX_STEP, HEIGHT);
+    let step = frame.step;
+    let y = |rate: f64| frame.y(rate);
     let mut svg = String::with_capacity(200 + points.len() * 300);
-    let _ = write!(
-        svg,
-        r#"<svg class="rate-plot" xmlns="http://www.w3.org/2000/svg" width="{total_width:.0}" height="{HEIGHT:.0}" viewBox="0 0 {total_width:.0} {HEIGHT:.0}" role="img" aria-label="failure rate per commit, oldest first">"#
-    );
-    for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let ty = y(tick);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{MARGIN_LEFT}" x2="{x2:.1}" y1="{ty:.1}" y2="{ty:.1}"/><text class="axis" x="{tx}" y="{ly:.1}" text-anchor="end">{pct:.0}%</text>"#,
-            x2 = MARGIN_LEFT + inner_width,
-            tx = MARGIN_LEFT - 4.0,
-            ly = ty + 4.0,
-            pct = tick * 100.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{MARGIN_LEFT}" y="{by:.1}">oldest</text><text class="axis" x="{ex:.1}" y="{by:.1}" text-anchor="end">newest</text>"#,
-        by = HEIGHT - 6.0,
-        ex = MARGIN_LEFT + inner_width
+    frame.open(
+        &mut svg,
+        "rate-plot",
+        "failure rate per commit, oldest first",
+        &[0.0, 0.25, 0.5, 0.75, 1.0],
     );
     let mut line = String::new();
     for (index, point) in points.iter().enumerate() {
