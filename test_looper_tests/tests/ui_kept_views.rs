@@ -182,6 +182,14 @@ async fn every_kept_view_equals_a_fresh_computation_after_each_change() {
         .await;
     assert_eq!(status, 200);
     assert_kept_views_are_fresh(&server, &commits, "restarting a test").await;
+    let (status, _) = server
+        .act(
+            "quarantine",
+            serde_json::json!({"repo": "app", "test": "shared/linux", "on": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_kept_views_are_fresh(&server, &commits, "quarantining a test").await;
 
     // A push: a new head, seen by the grid before the scan reaches the scheduler, and after.
     commits.push(repo.commit("master", "c4", &[("src.txt", "4")]).to_string());

@@ -46,7 +46,11 @@ impl Engine {
             changes.test_states.len(),
             changes.new_tests.len(),
         ];
-        if named.into_iter().any(|count| count > MAX_PARTS_TOUCHED) {
+        // A quarantine change alters how every commit declaring the test reads (rare: a
+        // user action or the automatic rule).
+        if named.into_iter().any(|count| count > MAX_PARTS_TOUCHED)
+            || !changes.quarantine.is_empty()
+        {
             return PartsTouched::Everything;
         }
         let mut parts = HashSet::new();

@@ -104,6 +104,9 @@ pub struct TestStatus {
     pub active: u32,
     pub runs_desired: u32,
     pub wait: WaitReason,
+    /// In quarantine: it runs, but its failures do not count against the commit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 /// What the scheduler knows about one commit.

@@ -70,6 +70,7 @@ pub fn test_status(view: &TestView) -> TestStatus {
         active: u32::try_from(view.counts.running).unwrap_or(u32::MAX),
         runs_desired: view.runs_desired,
         wait: wait_reason(&view.state, view.priority),
+        quarantined: view.quarantined,
     }
 }
 

@@ -165,7 +165,21 @@ pub fn summarize<'a>(
         return Cell::empty();
     }
     let has_tests = members.iter().any(|m| m.kind == DefinitionKind::Test);
-    let counted = |m: &&Member<'_>| !has_tests || m.kind == DefinitionKind::Test;
+    let quarantined = |m: &&Member<'_>| m.status.is_some_and(|s| s.quarantined);
+    // Quarantined tests run, but their failures do not count against the commit (unless
+    // nothing else is left to count).
+    let only_quarantined = members
+        .iter()
+        .filter(|m| !has_tests || m.kind == DefinitionKind::Test)
+        .all(|m| quarantined(&m));
+    let counted = |m: &&Member<'_>| {
+        (!has_tests || m.kind == DefinitionKind::Test) && (only_quarantined || !quarantined(m))
+    };
+    let quarantined_names: Vec<&str> = if only_quarantined {
+        Vec::new()
+    } else {
+        members.iter().filter(quarantined).map(|m| m.name).collect()
+    };
     let rate = FailureRate::pooled(
         members
             .iter()
@@ -196,6 +210,12 @@ pub fn summarize<'a>(
         }
         if !failed_builds.is_empty() {
             reason.push_str(&format!("; build failed: {}", failed_builds.join(", ")));
+        }
+        if !quarantined_names.is_empty() {
+            reason.push_str(&format!(
+                "; in quarantine, not counted: {}",
+                quarantined_names.join(", ")
+            ));
         }
         return Cell {
             kind,
@@ -326,6 +346,7 @@ mod tests {
             active,
             runs_desired: 10,
             wait,
+            quarantined: false,
         }
     }
 
@@ -357,6 +378,24 @@ mod tests {
             summarize(&ParseState::Ok, true, [test("a", &good)]).kind,
             CellKind::Passing
         );
+    }
+
+    #[test]
+    fn quarantined_failures_do_not_count_unless_nothing_else_does() {
+        let flaky = TestStatus {
+            quarantined: true,
+            ..status(10, 4, 0, WaitReason::Done)
+        };
+        let good = status(6, 0, 0, WaitReason::Done);
+        let cell = summarize(&ParseState::Ok, true, [test("f", &flaky), test("g", &good)]);
+        assert_eq!((cell.kind, cell.text.as_str()), (CellKind::Passing, "0/6"));
+        assert!(
+            cell.reason.contains("in quarantine, not counted: f"),
+            "{}",
+            cell.reason
+        );
+        let alone = summarize(&ParseState::Ok, true, [test("f", &flaky)]);
+        assert_eq!((alone.kind, alone.text.as_str()), (CellKind::Flaky, "4/10"));
     }
 
     #[test]

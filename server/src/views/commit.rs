@@ -75,6 +75,13 @@ pub struct DefinitionRow {
     pub cases: Vec<CaseRow>,
 }
 
+impl DefinitionRow {
+    /// In quarantine: it runs, but its failures do not count against the commit.
+    pub fn quarantined(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.quarantined)
+    }
+}
+
 impl Sources {
     pub async fn commit(
         self: &Arc<Self>,
