@@ -472,3 +472,38 @@ fn quarantine_enters_and_leaves_by_the_posterior_with_its_evidence() {
         .set_quarantine(REPO, "nope", true, "alice", 6_000)
         .is_err());
 }
+
+#[test]
+fn a_hunt_on_one_test_case_counts_that_case_only() {
+    let branch = Branch::chain(30);
+    let mut engine = branch.engine();
+    let rates = rates(&engine, 30, 12, 0.0, 0.5);
+    let mut workers = Workers::new(&mut engine, 3, 13);
+    let id = engine
+        .start_hunt(
+            HuntSpec {
+                case: Some("case".into()),
+                ..spec(1_500)
+            },
+            3_000,
+        )
+        .unwrap();
+    run_until_done(&mut engine, &mut workers, &rates);
+    let hunt = engine.hunt(&id).unwrap();
+    assert_eq!(hunt.state, HuntState::Found, "{hunt:?}");
+    assert_eq!(hunt.culprit.as_ref().unwrap().commit, hash(12));
+    // A case no run reports is absent everywhere: no change can be located.
+    let id = engine
+        .start_hunt(
+            HuntSpec {
+                case: Some("never reported".into()),
+                ..spec(100)
+            },
+            9_000_000,
+        )
+        .unwrap();
+    run_until_done(&mut engine, &mut workers, &rates);
+    let hunt = engine.hunt(&id).unwrap();
+    assert_ne!(hunt.state, HuntState::Found, "{hunt:?}");
+    assert!(hunt.culprit.is_none());
+}
