@@ -5,6 +5,7 @@
 use crate::reads::git::{CommitDefinitions, DefinitionSummary, HistoryPage};
 use crate::reads::model::{BranchState, CommitState, ReadError};
 use crate::views::cells::{Cell, ParseState};
+use crate::views::change_points::{page_changes, PagePoint};
 use crate::views::format;
 use crate::views::format::elapsed_texts_keep;
 use crate::views::format::short_hash;
@@ -17,9 +18,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use test_looper_core::definitions::DefinitionKind;
-use test_looper_core::stats::change_point::{
-    change_posterior, ChangeModel, MissingReason, Position,
-};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BranchView {
@@ -339,46 +337,29 @@ pub fn build_branch_view(
 
 // ---------------------------------------------------------------------------------------
 
-/// Sets each cell's change probability: per column, the one-change posterior over the
-/// page's rows (oldest first), where consecutive rows with the same definitions are one
-/// position (they share their runs).
+/// Sets each cell's change probability, per column ([`crate::views::change_points`]).
 fn mark_change_points(rows: &mut [GridRow], definitions_of_cells: &[Vec<Vec<&str>>]) {
     let columns = rows.iter().map(|r| r.cells.len()).max().unwrap_or(0);
     for column in 0..columns {
-        let mut positions = Vec::new();
-        let mut first_row = Vec::new();
-        let mut previous: Option<&Vec<&str>> = None;
-        for index in (0..rows.len()).rev() {
-            let Some(cell) = rows[index].cells.get(column) else {
-                continue;
-            };
-            let definitions = definitions_of_cells
-                .get(index)
-                .and_then(|row| row.get(column));
-            if definitions.is_some_and(|d| !d.is_empty()) && previous == definitions {
-                continue;
-            }
-            previous = definitions;
-            positions.push(
-                match (definitions.is_some_and(|d| !d.is_empty()), cell.runs) {
-                    (false, _) => Position::Missing(MissingReason::Absent),
-                    (true, 0) => Position::Missing(MissingReason::NotRun),
-                    (true, runs) => Position::Observed {
-                        failures: cell.failures,
-                        runs,
-                    },
-                },
-            );
-            first_row.push(index);
-        }
-        if positions.iter().filter(|p| p.counts().1 > 0).count() < 2 {
-            continue;
-        }
-        let Ok(posterior) = change_posterior(&positions, &ChangeModel::default()) else {
+        let oldest_first: Vec<PagePoint<&Vec<&str>>> = rows
+            .iter()
+            .zip(definitions_of_cells)
+            .rev()
+            .map(|(row, definitions)| {
+                let cell = row.cells.get(column);
+                PagePoint {
+                    definitions: definitions.get(column).filter(|d| !d.is_empty()),
+                    failures: cell.map_or(0, |c| c.failures),
+                    runs: cell.map_or(0, |c| c.runs),
+                }
+            })
+            .collect();
+        let Some(changes) = page_changes(&oldest_first) else {
             continue;
         };
-        for (position, probability) in posterior.first_bad.iter().enumerate() {
-            if let Some(cell) = rows[first_row[position]].cells.get_mut(column) {
+        for (index, probability) in changes.probabilities.iter().enumerate() {
+            let row = rows.len() - 1 - index;
+            if let Some(cell) = rows[row].cells.get_mut(column) {
                 cell.change_probability = *probability;
             }
         }

@@ -16,7 +16,7 @@
 //! - [`runs`]: one run; [`machines`]: machines and the queue.
 //! - [`hunts`]: flake hunts (state, culprit, posterior over commits).
 //! - [`labels`]: words for the scheduler's states.
-//! - [`cells`], [`merge_graph`], [`plot`], [`highlight`], [`format`], [`paths`]: the pieces
+//! - [`cells`], [`change_points`], [`merge_graph`], [`plot`], [`highlight`], [`format`], [`paths`]: the pieces
 //!   views are built from (status cells, the history graph, failure-rate plots, definitions
 //!   files, numbers and times in words, the URL scheme).
 //!
@@ -25,6 +25,7 @@
 mod branch;
 mod cases;
 pub mod cells;
+pub mod change_points;
 mod commit;
 pub mod format;
 pub mod highlight;

@@ -1,11 +1,10 @@
 //! One test across a branch's history: its failure rate per commit with the 95% interval,
 //! as points and as an inline SVG plot, the posterior rate (Beta, Jeffreys prior) per commit,
-//! and where on the page the rate most likely changed (the one-change posterior of
-//! [`test_looper_core::stats::change_point`] over the page's commits, oldest first; commits
-//! that share a definition share their runs and count once).
+//! and where on the page the rate most likely changed ([`crate::views::change_points`]).
 
 use crate::reads::model::ReadError;
 use crate::views::branch::HistoryWithStates;
+use crate::views::change_points::{page_changes, PagePoint};
 use crate::views::format::short_hash;
 use crate::views::plot::PlotPoint;
 use crate::views::{
@@ -15,9 +14,6 @@ use crate::views::{paths, plot};
 use serde::Serialize;
 use std::sync::Arc;
 use test_looper_core::scheduling::stats::FailureRate;
-use test_looper_core::stats::change_point::{
-    change_posterior, ChangeModel, MissingReason, Position,
-};
 use test_looper_core::stats::posterior::{RatePosterior, RatePrior};
 
 #[derive(Clone, Debug, Serialize)]
@@ -210,46 +206,30 @@ fn add_posteriors(
         );
         point.posterior = Some(rate);
     }
-    // Positions oldest first: consecutive commits with one definition share their runs.
-    let mut positions: Vec<Position> = Vec::new();
-    let mut first_point: Vec<usize> = Vec::new();
-    let mut previous: Option<&Option<String>> = None;
-    for index in (0..points.len()).rev() {
-        let hash = &definition_hashes[index];
-        if hash.is_some() && previous == Some(hash) {
-            continue;
-        }
-        previous = Some(hash);
-        let point = &points[index];
-        positions.push(match hash {
-            None => Position::Missing(MissingReason::Absent),
-            Some(_) if point.rate.runs == 0 => Position::Missing(MissingReason::NotRun),
-            Some(_) => Position::Observed {
-                failures: point.rate.failures,
-                runs: point.rate.runs,
-            },
-        });
-        first_point.push(index);
-    }
-    if !positions.iter().any(|p| p.counts().1 > 0) {
-        return (None, None);
-    }
-    let Ok(posterior) = change_posterior(&positions, &ChangeModel::default()) else {
+    let oldest_first: Vec<PagePoint<&String>> = points
+        .iter()
+        .zip(definition_hashes)
+        .rev()
+        .map(|(point, hash)| PagePoint {
+            definitions: hash.as_ref(),
+            failures: point.rate.failures,
+            runs: point.rate.runs,
+        })
+        .collect();
+    let Some(changes) = page_changes(&oldest_first) else {
         return (None, None);
     };
-    for (position, probability) in posterior.first_bad.iter().enumerate() {
-        points[first_point[position]].change_probability = *probability;
+    let last = points.len() - 1;
+    for (index, probability) in changes.probabilities.iter().enumerate() {
+        points[last - index].change_probability = *probability;
     }
-    let likely = posterior
-        .most_likely_culprit()
-        .filter(|range| range.probability >= 0.5)
-        .map(|range| {
-            let point = &points[first_point[range.last]];
-            LikelyChange {
-                commit: point.hash.clone(),
-                short: point.short.clone(),
-                probability: range.probability,
-            }
-        });
-    (Some(posterior.no_change), likely)
+    let likely = changes.likely.map(|(index, probability)| {
+        let point = &points[last - index];
+        LikelyChange {
+            commit: point.hash.clone(),
+            short: point.short.clone(),
+            probability,
+        }
+    });
+    (Some(changes.no_change), likely)
 }
