@@ -63,21 +63,15 @@ pub struct PosteriorPoint {
     pub same_definition: Vec<String>,
 }
 
-/// A hunt, as `GET /api/flake_hunts/{id}` answers and the hunt page shows.
+/// A hunt, as `GET /api/flake_hunts/{id}` answers and the hunt page shows: its summary
+/// (with the culprit's author and pin changes) and the posterior.
 #[derive(Clone, Debug, Serialize)]
 pub struct HuntView {
-    pub hunt_id: String,
-    pub repo: String,
-    pub branch: String,
-    pub test: String,
-    pub case: Option<String>,
-    pub state: &'static str,
-    pub runs_used: u32,
-    pub budget_runs: u32,
+    #[serde(flatten)]
+    pub summary: HuntSummary,
     pub batches: u32,
     pub priority: u32,
     pub target_probability: f64,
-    pub culprit: Option<CulpritView>,
     /// Oldest first, one point per commit that introduced a definition.
     pub posterior: Vec<PosteriorPoint>,
     /// P(the rate did not change in the range).
@@ -90,9 +84,7 @@ pub struct HuntView {
     pub rate_after_interval: Option<(f64, f64)>,
     pub more_than_one_change: f64,
     pub note: Option<String>,
-    pub created: String,
     pub ended: Option<String>,
-    pub url: String,
 }
 
 fn culprit_view(
@@ -120,6 +112,10 @@ pub fn hunt_url(hunt_id: &str) -> String {
 
 /// The list entry of a hunt.
 pub fn hunt_summary(record: &HuntRecord) -> HuntSummary {
+    summary_with(record, culprit_view(record, None, Vec::new()))
+}
+
+fn summary_with(record: &HuntRecord, culprit: Option<CulpritView>) -> HuntSummary {
     HuntSummary {
         hunt_id: record.hunt_id.clone(),
         repo: record.spec.repo.clone(),
@@ -129,7 +125,7 @@ pub fn hunt_summary(record: &HuntRecord) -> HuntSummary {
         state: record.state.name(),
         runs_used: record.runs_used,
         budget_runs: record.spec.budget_runs,
-        culprit: culprit_view(record, None, Vec::new()),
+        culprit,
         created: utc_millis(record.created),
         url: hunt_url(&record.hunt_id),
     }
@@ -156,18 +152,13 @@ pub fn hunt_view(report: HuntReport, culprit_metadata: Option<&CommitMetadata>) 
         .collect();
     let interval = |rate: &Option<RatePosterior>| rate.as_ref().map(|r| r.interval_95());
     HuntView {
-        hunt_id: record.hunt_id.clone(),
-        repo: record.spec.repo.clone(),
-        branch: record.spec.branch.clone(),
-        test: record.spec.test.clone(),
-        case: record.spec.case.clone(),
-        state: record.state.name(),
-        runs_used: record.runs_used,
-        budget_runs: record.spec.budget_runs,
+        summary: summary_with(
+            record,
+            culprit_view(record, culprit_metadata, report.pin_changes.clone()),
+        ),
         batches: record.batches,
         priority: record.spec.priority,
         target_probability: record.spec.target_probability,
-        culprit: culprit_view(record, culprit_metadata, report.pin_changes.clone()),
         posterior,
         no_change: report.no_change,
         rate_before: report.rate_before.as_ref().map(RatePosterior::mean),
@@ -176,9 +167,7 @@ pub fn hunt_view(report: HuntReport, culprit_metadata: Option<&CommitMetadata>) 
         rate_after_interval: interval(&report.rate_after),
         more_than_one_change: report.more_than_one_change,
         note: record.note.clone(),
-        created: utc_millis(record.created),
         ended: (record.ended > 0).then(|| utc_millis(record.ended)),
-        url: hunt_url(&record.hunt_id),
     }
 }
 
@@ -214,8 +203,8 @@ pub fn hunt_page(view: HuntView, diff: Option<CommitDiff>) -> HuntPage {
     HuntPage {
         list_url: format!(
             "/hunts?repo={}&branch={}",
-            paths::encode_component(&view.repo),
-            paths::encode_component(&view.branch)
+            paths::encode_component(&view.summary.repo),
+            paths::encode_component(&view.summary.branch)
         ),
         svg: posterior_svg(&view),
         rate_before: rate(view.rate_before, view.rate_before_interval),
@@ -239,11 +228,14 @@ pub fn posterior_svg(view: &HuntView) -> String {
         "probability that each commit changed the failure rate, oldest first",
         &[0.0, 0.5, 1.0],
     );
-    let culprit = view.culprit.as_ref().map(|c| c.commit.as_str());
+    let culprit = view.summary.culprit.as_ref().map(|c| c.commit.as_str());
     for (index, point) in points.iter().enumerate() {
         let x = frame.x(index);
         svg.push_str(r#"<a href=""#);
-        push_escaped(&mut svg, &paths::commit_url(&view.repo, &point.commit));
+        push_escaped(
+            &mut svg,
+            &paths::commit_url(&view.summary.repo, &point.commit),
+        );
         svg.push_str(r#""><g><title>"#);
         push_escaped(
             &mut svg,
@@ -355,9 +347,9 @@ mod tests {
     #[test]
     fn the_culprit_bar_is_marked_and_links_to_its_commit() {
         let view = view();
-        assert_eq!(view.state, "found");
+        assert_eq!(view.summary.state, "found");
         assert_eq!(
-            view.culprit.as_ref().unwrap().short,
+            view.summary.culprit.as_ref().unwrap().short,
             short_hash(&"b".repeat(40))
         );
         let svg = posterior_svg(&view);
