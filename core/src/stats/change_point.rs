@@ -183,6 +183,17 @@ pub fn change_posterior(
     Ok(one.into_posterior(positions, more_than_one_change))
 }
 
+/// [`change_posterior`] without the check for more than one change (its
+/// `more_than_one_change` is NaN): O(n), for pages that mark where a rate changed on every
+/// request (the branch grid, a test's history).
+pub fn one_change_posterior(
+    positions: &[Position],
+    model: &ChangeModel,
+) -> Result<ChangePosterior, StatsError> {
+    let one = OneChange::new(positions, model)?;
+    Ok(one.into_posterior(positions, f64::NAN))
+}
+
 /// The one-change posterior in its compact form: positions with runs split the eligible
 /// positions into *blocks* (block `t` holds the eligible `k` with exactly `t` positions with
 /// runs before them) whose hypotheses all have the same likelihood. The hunt works on this
@@ -466,6 +477,23 @@ mod tests {
 
     fn posterior(positions: &[Position]) -> ChangePosterior {
         change_posterior(positions, &ChangeModel::default()).unwrap()
+    }
+
+    #[test]
+    fn the_one_change_posterior_is_the_full_one_without_the_check() {
+        let positions = [
+            observed(0, 40),
+            ABSENT,
+            observed(0, 30),
+            observed(9, 30),
+            NOT_RUN,
+        ];
+        let full = posterior(&positions);
+        let one = one_change_posterior(&positions, &ChangeModel::default()).unwrap();
+        assert_eq!(one.first_bad, full.first_bad);
+        assert_eq!(one.no_change, full.no_change);
+        assert_eq!(one.culprit_ranges, full.culprit_ranges);
+        assert!(one.more_than_one_change.is_nan());
     }
 
     fn total(posterior: &ChangePosterior) -> f64 {

@@ -1,11 +1,12 @@
 //! Where a failure rate most likely changed along one page of a branch's history: the
 //! one-change posterior of [`test_looper_core::stats::change_point`] over the page's
-//! commits, oldest first. Consecutive commits that declare the same definitions share their
+//! commits, oldest first, in O(commits) (no check for more than one change: this runs on
+//! every request). Consecutive commits that declare the same definitions share their
 //! runs, so they are one position (its probability goes to the oldest of them). Used by the
 //! branch grid (per column) and the test history page.
 
 use test_looper_core::stats::change_point::{
-    change_posterior, ChangeModel, MissingReason, Position,
+    one_change_posterior, ChangeModel, MissingReason, Position,
 };
 
 /// One commit of the page, oldest first.
@@ -52,7 +53,7 @@ pub fn page_changes<K: PartialEq>(points: &[PagePoint<K>]) -> Option<PageChanges
     if positions.iter().filter(|p| p.counts().1 > 0).count() < 2 {
         return None;
     }
-    let posterior = change_posterior(&positions, &ChangeModel::default()).ok()?;
+    let posterior = one_change_posterior(&positions, &ChangeModel::default()).ok()?;
     let mut probabilities = vec![0.0; points.len()];
     for (position, probability) in posterior.first_bad.iter().enumerate() {
         probabilities[first_point[position]] = *probability;
