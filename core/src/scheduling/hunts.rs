@@ -432,9 +432,9 @@ impl Engine {
                 ))
             })?,
         };
-        let start = self.commit_idx_of(&spec.repo, &newest)?;
+        let start = self.commit_idx(&spec.repo, &newest)?;
         if let Some(from) = &spec.from {
-            self.commit_idx_of(&spec.repo, from)?;
+            self.commit_idx(&spec.repo, from)?;
         }
         let mut range = vec![start];
         let mut reached_from = spec.from.as_deref() == Some(newest.as_str());
@@ -464,16 +464,6 @@ impl Engine {
         }
         range.reverse();
         Ok(range)
-    }
-
-    fn commit_idx_of(&self, repo: &str, commit: &str) -> Result<CommitIdx, SchedulingError> {
-        self.commit_index
-            .get(&(repo.to_string(), commit.to_string()))
-            .copied()
-            .ok_or_else(|| SchedulingError::UnknownCommit {
-                repo: repo.into(),
-                commit: commit.into(),
-            })
     }
 
     /// The definition a hunt runs at one commit, or why there is none.

@@ -44,7 +44,7 @@ pub enum SchedulingError {
 }
 
 impl Engine {
-    fn commit_idx(&self, repo: &str, commit: &str) -> Result<usize, SchedulingError> {
+    pub(crate) fn commit_idx(&self, repo: &str, commit: &str) -> Result<usize, SchedulingError> {
         self.commit_index
             .get(&(repo.to_string(), commit.to_string()))
             .copied()
