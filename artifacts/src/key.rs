@@ -64,6 +64,13 @@ impl ArtifactKey {
         })
     }
 
+    /// `audit/<day>/<name>`: one segment of the audit log (`day` is `YYYY-MM-DD`).
+    pub fn audit(day: &str, name: &str) -> Result<Self, ArtifactError> {
+        Ok(Self {
+            relative: format!("audit/{}/{}", segment(day)?, segment(name)?),
+        })
+    }
+
     /// The key relative to the store root, `/`-separated.
     pub fn as_str(&self) -> &str {
         &self.relative
@@ -102,6 +109,13 @@ impl ArtifactPrefix {
         Self {
             relative: "builds".into(),
         }
+    }
+
+    /// The audit log's segments of one day (`audit/<day>`).
+    pub fn audit(day: &str) -> Result<Self, ArtifactError> {
+        Ok(Self {
+            relative: format!("audit/{}", segment(day)?),
+        })
     }
 
     /// Every scheduler document under `scheduler/<dir>`.

@@ -25,6 +25,8 @@ pub struct AppContext {
     pub scheduler: std::sync::OnceLock<Arc<crate::scheduler::Scheduler>>,
     /// The artifact store, once [`crate::services::start`] has opened it.
     pub artifacts: std::sync::OnceLock<Arc<dyn test_looper_artifacts::ArtifactStore>>,
+    /// Who may look and act: logins, tokens, rate limits, the audit log.
+    pub access: crate::access::AccessControl,
 }
 
 /// The scheduler has not started yet (the services retry until Redis answers).
@@ -48,8 +50,12 @@ impl AppContext {
                 )
             })?;
         let git = crate::git::GitService::from_config(&config);
-        let workers = crate::workers::hub::WorkerHub::new(config.auth.worker_token.as_deref());
+        let workers = crate::workers::hub::WorkerHub::new(
+            config.auth.worker_token.as_ref().map(|token| token.expose()),
+        );
+        let access = crate::access::AccessControl::from_config(&config);
         Ok(Arc::new(Self {
+            access,
             config,
             redis,
             git,

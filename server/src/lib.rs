@@ -2,6 +2,7 @@
 //!
 //! The binary in `main.rs` is a thin shell around [`run_server`]. The layout, outside in:
 //!
+//! - [`access`]: who may look and act (logins, sessions, tokens, roles, audit log, TLS).
 //! - [`web`]: HTTP transport only (routes, the JSON API, actions, CSRF, one error type);
 //!   [`webhooks`] and [`workers`] (the worker channel) are the other two audiences.
 //! - [`views`]: pure view models of every page, built from [`reads`] (the read side as plain
@@ -13,6 +14,7 @@
 //!   [`config`], [`context`] (what handlers share), [`redis_connection`], [`services`]
 //!   (starting the background services).
 
+pub mod access;
 pub mod cache;
 pub mod config;
 pub mod context;

@@ -142,9 +142,11 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         tasks.extend(spawn_status_reporter(
             scm.clone(),
             scheduler.clone(),
-            public_url(&config.server),
+            config.server.public_url(),
         ));
     }
+    tasks.push(context.access.audit.spawn_writer(artifacts.clone()));
+    tasks.push(crate::access::spawn_rate_limit_sweeper(context.clone()));
     // Bounded storage and deployments (M2, M6, L6).
     tasks.push(crate::retention::spawn(
         context.clone(),
@@ -308,12 +310,3 @@ fn worker_binary(local: &LocalDockerMachines) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The address browsers use, for links in commit statuses (`server.address`, not the bind).
-fn public_url(server: &crate::config::ServerSection) -> String {
-    let scheme = if server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{}:{}", server.address, server.http_port)
-}

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::engine::Engine;
-use super::model::{BranchSettings, CommitSettings, DeploymentRecord, RunState, UserSettings};
+use super::model::{
+    BranchSettings, CommitSettings, DeploymentOwner, DeploymentRecord, RunState, UserSettings,
+};
 use crate::protocol::Millis;
 
 /// Largest runs-desired a user may ask for.
@@ -330,6 +332,16 @@ impl Engine {
         test_hash: &str,
         now: Millis,
     ) -> Result<String, SchedulingError> {
+        self.create_deployment_by(test_hash, None, now)
+    }
+
+    /// [`Engine::create_deployment`], recording who booted it.
+    pub fn create_deployment_by(
+        &mut self,
+        test_hash: &str,
+        booted_by: Option<DeploymentOwner>,
+        now: Millis,
+    ) -> Result<String, SchedulingError> {
         self.now = now;
         let test = *self
             .test_index
@@ -353,6 +365,7 @@ impl Engine {
                 created: now,
                 machine_id: None,
                 alive: true,
+                booted_by,
             },
         );
         self.changes.deployments.insert(id.clone());

@@ -199,6 +199,19 @@ pub struct DeploymentRecord {
     pub created: Millis,
     pub machine_id: Option<String>,
     pub alive: bool,
+    /// Who booted it (absent when nobody was authenticated); only they or an admin may
+    /// attach to it or shut it down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_by: Option<DeploymentOwner>,
+}
+
+/// The person (or token) that booted a deployment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeploymentOwner {
+    /// `provider:subject` of a person, `static:<name>` of a static token.
+    pub who: String,
+    /// The login, to show.
+    pub login: String,
 }
 
 /// The durable record written to artifact storage for every finished run: enough to

@@ -32,70 +32,38 @@ fn refuse(refusals: &mut Vec<Refusal>, key: &str, message: impl Into<String>) {
 pub fn refusals(config: &Config) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     not_implemented(config, &mut refusals);
-    worker_token(config.auth.worker_token.as_deref(), &mut refusals);
+    worker_token(
+        config.auth.worker_token.as_ref().map(|t| t.expose()),
+        &mut refusals,
+    );
     allowed_hosts(&config.server.allowed_hosts, &mut refusals);
     if let Err(message) = config.statistics.quarantine.policy() {
         refuse(&mut refusals, "statistics.quarantine", message);
     }
-    if !is_loopback_bind(&config.server.bind) && !config.server.allow_unauthenticated_non_loopback {
-        refuse(
-            &mut refusals,
-            "server.bind",
-            format!(
-                "`{}` is not a loopback address and nobody is authenticated \
-                 (auth.mode: none): anyone who reaches the port can act and open root shells \
-                 in deployments. Bind 127.0.0.1 behind a reverse proxy that authenticates, or \
-                 set server.allow_unauthenticated_non_loopback: true to accept this",
-                config.server.bind
-            ),
-        );
+    if let Err(errors) = config.auth.validate() {
+        for error in errors {
+            refuse(&mut refusals, &error.key, error.message);
+        }
     }
+    server_access(config, &mut refusals);
     refusals
 }
 
 /// Keys that are parsed (so that old files still read) but that nothing acts on yet.
 fn not_implemented(config: &Config, refusals: &mut Vec<Refusal>) {
-    if config.server.tls.is_some() {
-        refuse(
-            refusals,
-            "server.tls",
-            "TLS is not implemented yet (the listener speaks plain HTTP); terminate TLS at a \
-             reverse proxy and remove this key",
-        );
-    }
-    let mode = config.auth.mode;
-    if mode != super::AuthMode::None {
-        let name = format!("{mode:?}").to_lowercase();
-        refuse(
-            refusals,
-            "auth.mode",
-            format!(
-                "{name} is not implemented yet; only `none` is accepted (nobody is \
-                 authenticated: restrict who can reach the server)"
-            ),
-        );
-    }
-    if !config.auth.api_tokens.is_empty() {
-        refuse(
-            refusals,
-            "auth.api_tokens",
-            "API tokens are not implemented yet (the API would accept every caller); remove \
-             the key",
-        );
-    }
     let SourceControlSection { github, gitlab, .. } = &config.source_control;
     if github.as_ref().is_some_and(|g| g.oauth.is_some()) {
         refuse(
             refusals,
             "source_control.github.oauth",
-            "browser login is not implemented yet; remove the key",
+            "browser login is configured under auth.providers (see docs/authentication.md); remove this key",
         );
     }
     if gitlab.as_ref().is_some_and(|g| g.oauth.is_some()) {
         refuse(
             refusals,
             "source_control.gitlab.oauth",
-            "browser login is not implemented yet; remove the key",
+            "browser login is configured under auth.providers (see docs/authentication.md); remove this key",
         );
     }
     let MachineManagementSection { aws, .. } = &config.machine_management;
@@ -157,6 +125,57 @@ fn worker_token(token: Option<&str>, refusals: &mut Vec<Refusal>) {
             key,
             "may only contain printable ASCII characters without spaces",
         );
+    }
+}
+
+/// The listener: who is authenticated on a non-loopback bind (H1), TLS files, the public URL
+/// and the trusted proxies.
+fn server_access(config: &Config, refusals: &mut Vec<Refusal>) {
+    let server = &config.server;
+    let open = config.auth.mode == test_looper_auth::AuthMode::None;
+    if open && !is_loopback_bind(&server.bind) && !server.allow_unauthenticated_non_loopback {
+        refuse(
+            refusals,
+            "server.bind",
+            format!(
+                "`{}` is not a loopback address and nobody is authenticated \
+                 (auth.mode: none): anyone who reaches the port can act and open root shells \
+                 in deployments. Set auth.mode to write or full (docs/authentication.md), bind \
+                 127.0.0.1 behind a reverse proxy that authenticates, or set \
+                 server.allow_unauthenticated_non_loopback: true to accept this",
+                server.bind
+            ),
+        );
+    }
+    if let Some(tls) = &server.tls {
+        if let Err(err) = crate::access::tls::server_config(tls) {
+            refuse(refusals, "server.tls", err.to_string());
+        }
+    }
+    if let Some(url) = &server.public_url {
+        let parsed = url::Url::parse(url);
+        let ok = parsed.as_ref().is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+        });
+        if !ok {
+            refuse(
+                refusals,
+                "server.public_url",
+                format!("`{url}` is not an http(s) URL of a host without a path"),
+            );
+        }
+    }
+    for proxy in &server.trusted_proxies {
+        if crate::access::client_ip::parse_network(proxy).is_none() {
+            refuse(
+                refusals,
+                "server.trusted_proxies",
+                format!("`{proxy}` is not an IP address or a CIDR range (10.0.0.0/8)"),
+            );
+        }
     }
 }
 

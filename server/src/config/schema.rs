@@ -17,8 +17,10 @@ pub struct Config {
     pub source_control: SourceControlSection,
     pub artifacts: ArtifactsSection,
     pub machine_management: MachineManagementSection,
+    /// Who may look and who may act: `test_looper_auth`'s section as is (see
+    /// `docs/authentication.md`).
     #[serde(default)]
-    pub auth: AuthSection,
+    pub auth: test_looper_auth::AuthConfig,
     #[serde(default)]
     pub http_server: HttpServerSection,
     /// Bounded storage and deployments (see `storage.rs`).
@@ -66,6 +68,27 @@ pub struct ServerSection {
     /// set (H1).
     #[serde(default)]
     pub allow_unauthenticated_non_loopback: bool,
+    /// The URL browsers use to reach the server (`https://ci.example.com`), when it differs
+    /// from `http(s)://address:http_port`, e.g. behind a reverse proxy. Login callbacks and
+    /// links in commit statuses are built from it.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: the
+    /// client address of a request that comes from one of them is the last address in that
+    /// header that is not itself a trusted proxy. Used for rate limits and the audit log.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerSection {
+    /// The URL browsers use: `public_url`, else `http(s)://address:http_port`.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.address, self.http_port)
+    }
 }
 
 /// Certificate and key for HTTPS.
@@ -310,34 +333,6 @@ pub struct InstanceType {
     pub instance_type: String,
     pub cores: u32,
     pub ram_gb: u32,
-}
-
-/// Who may look and who may act.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    #[serde(default)]
-    pub mode: AuthMode,
-    /// Bearer tokens accepted by the JSON API (and by `tl`) for state-changing calls.
-    #[serde(default)]
-    pub api_tokens: Vec<String>,
-    /// Shared secret workers present when they connect (at least 32 characters); a random
-    /// one is drawn at start when absent (local workers get it by environment).
-    #[serde(default)]
-    pub worker_token: Option<String>,
-}
-
-/// How browser users are authenticated.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// Everyone may read and act (loopback demos).
-    #[default]
-    None,
-    /// Everyone may read; actions need an OAuth login or an API token.
-    Write,
-    /// Reading needs a login too.
-    Full,
 }
 
 /// Presentation of repo names in the UI.

@@ -8,7 +8,7 @@ use crate::reads::action_error;
 use crate::reads::model::{ActionError, DeploymentView};
 use crate::scheduler::SchedulerError;
 use crate::AppContext;
-use test_looper_core::scheduling::{DeploymentRecord, Engine, SchedulingError};
+use test_looper_core::scheduling::{DeploymentOwner, DeploymentRecord, Engine, SchedulingError};
 
 /// One deployment as the UI shows it.
 pub fn deployment_view(
@@ -33,6 +33,7 @@ pub fn deployment_view(
         created: record.created,
         alive: record.alive,
         clients: hub.clients(&record.deployment_id),
+        booted_by: record.booted_by.clone(),
     }
 }
 
@@ -49,10 +50,14 @@ pub fn alive_deployments(engine: &Engine, hub: &TerminalHub) -> Vec<DeploymentVi
 }
 
 /// Boots a deployment of `test_hash` and announces it in its terminal.
-pub async fn boot(context: &AppContext, test_hash: &str) -> Result<String, ActionError> {
+pub async fn boot(
+    context: &AppContext,
+    test_hash: &str,
+    booted_by: Option<DeploymentOwner>,
+) -> Result<String, ActionError> {
     let scheduler = context.running_scheduler()?;
     let deployment_id = scheduler
-        .create_deployment(test_hash)
+        .create_deployment_by(test_hash, booted_by)
         .await
         .map_err(|err| match err {
             // A cap (M6): a conflict with the current state, not a bad request.

@@ -36,6 +36,9 @@ pub enum ActionError {
     Conflict(String),
     #[error("state unavailable: {0}")]
     Unavailable(String),
+    /// The caller may not do this to this object (someone else's deployment).
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// A git failure as a read failure (unknown repos and commits are "not found").
@@ -170,6 +173,8 @@ pub struct DeploymentView {
     pub alive: bool,
     /// Browser terminals attached now.
     pub clients: usize,
+    /// Who booted it (absent when nobody was authenticated).
+    pub booted_by: Option<test_looper_core::scheduling::DeploymentOwner>,
 }
 
 /// A definition waiting to run, in queue order.

@@ -393,8 +393,12 @@ impl SchedulerState {
         scheduler.restart_test(&hash).await.map_err(action_error)
     }
 
-    pub async fn boot_deployment(&self, test_hash: &str) -> Result<String, ActionError> {
-        deployments::boot(&self.context, test_hash).await
+    pub async fn boot_deployment(
+        &self,
+        test_hash: &str,
+        booted_by: Option<test_looper_core::scheduling::DeploymentOwner>,
+    ) -> Result<String, ActionError> {
+        deployments::boot(&self.context, test_hash, booted_by).await
     }
 
     pub async fn shutdown_deployment(&self, deployment_id: &str) -> Result<(), ActionError> {

@@ -418,8 +418,17 @@ impl Scheduler {
     }
 
     pub async fn create_deployment(&self, test_hash: &str) -> Result<String, SchedulerError> {
+        self.create_deployment_by(test_hash, None).await
+    }
+
+    /// Creates a deployment booted by `booted_by`.
+    pub async fn create_deployment_by(
+        &self,
+        test_hash: &str,
+        booted_by: Option<test_looper_core::scheduling::DeploymentOwner>,
+    ) -> Result<String, SchedulerError> {
         Ok(self
-            .apply(|engine, now| engine.create_deployment(test_hash, now))
+            .apply(|engine, now| engine.create_deployment_by(test_hash, booted_by, now))
             .await??)
     }
 

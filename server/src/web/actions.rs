@@ -10,6 +10,8 @@ use crate::views::paths;
 use crate::web::error::ApiError;
 use crate::web::render::error_page;
 use crate::web::ui::Ui;
+use crate::access::{AccessControl, RequestCaller};
+use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -181,15 +183,74 @@ impl Action {
         })
     }
 
-    /// Performs it against the scheduler.
-    pub async fn perform(&self, ui: &Ui) -> Result<Outcome, ActionError> {
+    /// The action's name (as in its URL), for the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Branch { .. } => "branch",
+            Action::CommitPriority { .. } => "commit_priority",
+            Action::RunsDesired { .. } => "runs_desired",
+            Action::Cancel { .. } => "cancel",
+            Action::Restart { .. } => "restart",
+            Action::UpdatePin { .. } => "update_pin",
+            Action::BootDeployment { .. } => "boot_deployment",
+            Action::ShutdownDeployment { .. } => "shutdown_deployment",
+            Action::Quarantine { .. } => "quarantine",
+            Action::FlakeHunt(_) => "flake_hunt",
+            Action::FlakeHuntCancel { .. } => "flake_hunt_cancel",
+            Action::BranchRepeat { .. } => "branch_repeat",
+        }
+    }
+
+    /// What the action is on, for the audit log.
+    pub fn object(&self) -> String {
+        match self {
+            Action::Branch { repo, branch, .. }
+            | Action::UpdatePin { repo, branch, .. }
+            | Action::BranchRepeat { repo, branch, .. } => format!("{repo}/{branch}"),
+            Action::CommitPriority { repo, commit, .. } => format!("{repo}/{commit}"),
+            Action::RunsDesired {
+                repo, commit, test, ..
+            }
+            | Action::Restart { repo, commit, test } => format!("{repo}/{commit}/{test}"),
+            Action::Cancel { run_id } => run_id.clone(),
+            Action::BootDeployment { test_hash } => test_hash.clone(),
+            Action::ShutdownDeployment { deployment_id } => deployment_id.clone(),
+            Action::Quarantine { repo, test, .. } => format!("{repo}/{test}"),
+            Action::FlakeHunt(spec) => format!("{}/{} {}", spec.repo, spec.branch, spec.test),
+            Action::FlakeHuntCancel { hunt_id } => hunt_id.clone(),
+        }
+    }
+
+    /// Performs it against the scheduler, as `who`.
+    pub async fn perform(
+        &self,
+        ui: &Ui,
+        access: &AccessControl,
+        who: &RequestCaller,
+    ) -> Result<Outcome, ActionError> {
         let state = &ui.actions;
         match self {
             Action::BootDeployment { test_hash } => {
-                let deployment_id = state.boot_deployment(test_hash).await?;
+                let booted_by = crate::access::deployment_rules::owner_of(who);
+                let deployment_id = state.boot_deployment(test_hash, booted_by).await?;
                 return Ok(Outcome::Booted { deployment_id });
             }
             Action::ShutdownDeployment { deployment_id } => {
+                let deployment = ui
+                    .sources
+                    .state
+                    .deployment(deployment_id)
+                    .await
+                    .map_err(|err| ActionError::Unavailable(err.to_string()))?
+                    .ok_or_else(|| {
+                        ActionError::NotFound(format!("deployment {deployment_id}"))
+                    })?;
+                crate::access::deployment_rules::may_control(
+                    access.mode,
+                    who,
+                    deployment.booted_by.as_ref(),
+                )
+                .map_err(|denied| ActionError::Denied(denied.to_string()))?;
                 state.shutdown_deployment(deployment_id).await?
             }
             Action::Branch {
@@ -228,7 +289,8 @@ impl Action {
             }
             Action::FlakeHuntCancel { hunt_id } => state.cancel_hunt(hunt_id).await?,
             Action::Quarantine { repo, test, on } => {
-                state.set_quarantine(repo, test, *on, "a user").await?
+                let by = who.caller.who().unwrap_or_else(|| "a user".into());
+                state.set_quarantine(repo, test, *on, &by).await?
             }
             Action::BranchRepeat {
                 repo,
@@ -321,27 +383,23 @@ fn test_patterns(text: &str) -> Result<Vec<String>, ApiError> {
     Ok(patterns)
 }
 
-/// `POST /actions/{name}` from an HTML form.
+/// `POST /actions/{name}` from an HTML form (the access guard has checked the caller's role
+/// and CSRF token).
 pub async fn form_action(
     ui: web::Data<Ui>,
+    context: web::Data<AppContext>,
+    who: RequestCaller,
     request: HttpRequest,
     name: web::Path<String>,
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let fields = form.into_inner();
-    if let Err(err) = ui.csrf.verify(
-        &request,
-        fields.get(crate::web::csrf::FIELD).map(String::as_str),
-    ) {
-        return error_page(&ui, ApiError::from(err));
-    }
     let action = match Action::parse(&name, &fields) {
         Ok(action) => action,
-        Err(err) => return error_page(&ui, err),
+        Err(err) => return error_page(err),
     };
-    match action.perform(&ui).await {
+    match perform_audited(&action, &ui, &context, &who).await {
         Ok(outcome) => {
-            tracing::info!(?action, "user action");
             let location = match outcome {
                 Outcome::Booted { deployment_id } => paths::terminal_url(&deployment_id),
                 Outcome::HuntStarted { hunt_id } => crate::views::hunts::hunt_url(&hunt_id),
@@ -351,21 +409,40 @@ pub async fn form_action(
                 .insert_header(("Location", location))
                 .finish()
         }
-        Err(err) => {
-            let err = ApiError::from(err);
-            error_page(&ui, err)
-        }
+        Err(err) => error_page(err),
     }
 }
 
-/// `POST /api/actions/{name}` with a JSON object body and the `X-CSRF-Token` header.
+/// Performs `action` as `who` and records it in the audit log.
+async fn perform_audited(
+    action: &Action,
+    ui: &Ui,
+    context: &AppContext,
+    who: &RequestCaller,
+) -> Result<Outcome, ApiError> {
+    let access = &context.access;
+    let result = action.perform(ui, access, who).await;
+    let event = who
+        .audit(format!("action.{}", action.name()))
+        .object(action.object());
+    access.audit.record(match &result {
+        Ok(_) => event,
+        Err(ActionError::Denied(why)) => event.denied(why.clone()),
+        Err(err) => event.failed(err.to_string()),
+    });
+    tracing::info!(?action, who = ?who.caller.who(), ok = result.is_ok(), "user action");
+    result.map_err(ApiError::from)
+}
+
+/// `POST /api/actions/{name}` with a JSON object body (and the `X-CSRF-Token` header, unless
+/// the call carries a bearer token).
 pub async fn api_action(
     ui: web::Data<Ui>,
-    request: HttpRequest,
+    context: web::Data<AppContext>,
+    who: RequestCaller,
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    ui.csrf.verify(&request, None)?;
     let Value::Object(object) = body.into_inner() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };
@@ -380,8 +457,7 @@ pub async fn api_action(
         })
         .collect();
     let action = Action::parse(&name, &fields)?;
-    let outcome = action.perform(&ui).await?;
-    tracing::info!(?action, "user action (api)");
+    let outcome = perform_audited(&action, &ui, &context, &who).await?;
     Ok(HttpResponse::Ok().json(match outcome {
         Outcome::Done => json!({"ok": true}),
         Outcome::Booted { deployment_id } => json!({
@@ -400,16 +476,6 @@ pub async fn api_action(
             "tests": tests,
         }),
     }))
-}
-
-/// Any other method on an action URL.
-pub async fn method_not_allowed() -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .insert_header(("Allow", "POST"))
-        .json(
-            json!({"error": {"status": 405, "code": "method_not_allowed",
-            "message": "actions change state: use POST with the CSRF token"}}),
-        )
 }
 
 /// Where to send the browser after a form action: the local page it came from.

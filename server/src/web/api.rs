@@ -8,42 +8,36 @@ use crate::views;
 use crate::views::paths;
 use crate::views::Snapshot;
 use crate::web::error::ApiError;
+use crate::web::routes::{get, post, RouteSpec, ACT, READ};
 use crate::web::ui::Ui;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::sync::Arc;
+use test_looper_auth::Category;
 
 /// The OpenAPI document (kept next to the code it describes).
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// Registers the API routes (under `/api`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The API routes (under `/api`) and what each needs.
+pub fn routes() -> Vec<RouteSpec> {
     use crate::web::{actions, live, pins};
-    cfg.route("/api/openapi.json", web::get().to(openapi))
-        .route("/api/repos", web::get().to(repos))
-        .route("/api/repo", web::get().to(repo))
-        .route("/api/branch", web::get().to(branch))
-        .route("/api/commit", web::get().to(commit))
-        .route("/api/branch_pins", web::get().to(pins::api_branch_pins))
-        .route("/api/commit_refs", web::get().to(pins::api_commit_refs))
-        .route("/api/test_history", web::get().to(test_history))
-        .route("/api/machines", web::get().to(machines))
-        .route(
-            "/api/deployments",
-            web::get().to(crate::web::deployments::api_list),
-        )
-        .route("/api/events", web::get().to(live::events))
-        .route("/api/runs/{id}", web::get().to(run))
-        .route("/api/runs/{id}/log", web::get().to(live::run_log))
-        .route(
-            "/api/runs/{id}/artifacts/{name:.*}",
-            web::get().to(artifact),
-        )
-        .service(
-            web::resource("/api/actions/{name}")
-                .route(web::post().to(actions::api_action))
-                .default_service(web::to(actions::method_not_allowed)),
-        );
+    vec![
+        get("/api/openapi.json", READ, openapi),
+        get("/api/repos", READ, repos),
+        get("/api/repo", READ, repo),
+        get("/api/branch", READ, branch),
+        get("/api/commit", READ, commit),
+        get("/api/branch_pins", READ, pins::api_branch_pins),
+        get("/api/commit_refs", READ, pins::api_commit_refs),
+        get("/api/test_history", READ, test_history),
+        get("/api/machines", READ, machines),
+        get("/api/deployments", READ, crate::web::deployments::api_list),
+        get("/api/events", READ, live::events),
+        get("/api/runs/{id}", READ, run),
+        get("/api/runs/{id}/log", READ, live::run_log),
+        get("/api/runs/{id}/artifacts/{name:.*}", READ, artifact),
+        post("/api/actions/{name}", ACT, actions::api_action).limited(Category::Action),
+    ]
 }
 
 async fn openapi() -> HttpResponse {

@@ -1,10 +1,14 @@
-//! CSRF protection for every state-changing request (synchronizer token).
+//! CSRF protection for every state-changing request (synchronizer token), checked by the
+//! access guard ([`crate::access::guard`]) before any handler runs.
 //!
-//! The server draws a random token at start; every page carries it (`<meta name="csrf-token">`
-//! and a hidden `csrf_token` field in each action form). A POST must send it back, either as the
-//! `X-CSRF-Token` header (scripts, API clients) or as the `csrf_token` form field. Another
-//! origin cannot read the token, so it cannot forge the request. Requests a browser labels
-//! cross-site (`Sec-Fetch-Site: cross-site`) are refused even with a token.
+//! A logged-in session has its own token (`test_looper_auth::SessionUser::csrf_token`);
+//! callers without a session (`auth.mode: none`) use the server's, drawn at start. Every page
+//! carries the caller's (`<meta name="csrf-token">` and a hidden `csrf_token` field in each
+//! action form). A state-changing request must send it back, either as the `X-CSRF-Token`
+//! header (scripts, API clients) or as the `csrf_token` form field. Another origin cannot read
+//! the token, so it cannot forge the request. Requests a browser labels cross-site
+//! (`Sec-Fetch-Site: cross-site`) are refused even with a token. Bearer-token calls need no
+//! CSRF token: browsers never add that header on their own.
 
 use actix_web::HttpRequest;
 
@@ -43,22 +47,32 @@ impl CsrfToken {
         &self.0
     }
 
-    /// Checks a request: the header (or `form_token`, from a parsed form body) must match.
+    /// Checks a request against this token (see [`check`]).
     pub fn verify(&self, request: &HttpRequest, form_token: Option<&str>) -> Result<(), CsrfError> {
-        let site = request
-            .headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok());
-        if site == Some("cross-site") {
-            return Err(CsrfError::CrossSite);
-        }
-        let header = request.headers().get(HEADER).and_then(|v| v.to_str().ok());
-        let presented = header.or(form_token).ok_or(CsrfError::Missing)?;
-        if constant_time_eq(presented.as_bytes(), self.0.as_bytes()) {
-            Ok(())
-        } else {
-            Err(CsrfError::Mismatch)
-        }
+        check(request, form_token, &self.0)
+    }
+}
+
+/// Checks a request: the header (or `form_token`, from a parsed form body) must be
+/// `expected`.
+pub fn check(
+    request: &HttpRequest,
+    form_token: Option<&str>,
+    expected: &str,
+) -> Result<(), CsrfError> {
+    let site = request
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if site == Some("cross-site") {
+        return Err(CsrfError::CrossSite);
+    }
+    let header = request.headers().get(HEADER).and_then(|v| v.to_str().ok());
+    let presented = header.or(form_token).ok_or(CsrfError::Missing)?;
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(CsrfError::Mismatch)
     }
 }
 

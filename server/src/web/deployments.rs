@@ -28,6 +28,8 @@ pub struct DeploymentRow {
     pub commit_short: String,
     /// The machine, or "waiting for hardware".
     pub machine: String,
+    /// Who booted it ("anonymous" when nobody was authenticated).
+    pub booter: String,
     pub booted_at: String,
     pub up_for: String,
     pub terminal_url: String,
@@ -42,6 +44,10 @@ pub fn deployment_row(deployment: DeploymentView, now_ms: u64) -> DeploymentRow 
             .machine_id
             .clone()
             .unwrap_or_else(|| "waiting for hardware".into()),
+        booter: deployment
+            .booted_by
+            .as_ref()
+            .map_or_else(|| "anonymous".to_string(), |owner| owner.login.clone()),
         booted_at: format::utc_millis(deployment.created),
         up_for: format::duration((now_ms.saturating_sub(deployment.created) / 1000) as i64),
         terminal_url: paths::terminal_url(&deployment.deployment_id),
@@ -72,10 +78,10 @@ struct DeploymentsPage<'a> {
 pub async fn page(ui: web::Data<Ui>) -> HttpResponse {
     let view = match view(&ui).await {
         Ok(view) => view,
-        Err(err) => return error_page(&ui, ApiError::from(err)),
+        Err(err) => return error_page(ApiError::from(err)),
     };
     let page = DeploymentsPage {
-        csrf: ui.csrf.value(),
+        csrf: crate::web::render::CSRF_SLOT,
         view,
     };
     crate::web::render::html(&page)

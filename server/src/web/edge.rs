@@ -14,7 +14,7 @@
 //!   and styles from this origin only; the two pages that embed xterm.js also allow inline
 //!   styles, which xterm.js 5 writes into `<style>` elements), `X-Frame-Options: DENY`,
 //!   `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`. A header a handler
-//!   set itself is kept.
+//!   set itself is kept. Under TLS (`server.tls`) also `Strict-Transport-Security`.
 
 use crate::config::refusals::parse_authority;
 use crate::config::Config;
@@ -238,11 +238,21 @@ pub async fn guard(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let path = req.path().to_string();
+    let tls = req
+        .app_data::<web::Data<crate::AppContext>>()
+        .is_some_and(|context| context.access.tls);
     let mut response = match refusal(req.request()) {
         Some(refused) => req.into_response(refused).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
     add_security_headers(&path, response.headers_mut());
+    if tls {
+        set_if_absent(
+            response.headers_mut(),
+            header::STRICT_TRANSPORT_SECURITY,
+            crate::access::tls::HSTS,
+        );
+    }
     Ok(response)
 }
 

@@ -91,6 +91,7 @@ impl From<ActionError> for ApiError {
             ActionError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ActionError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ActionError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ActionError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
         };
         Self::new(status, code, err.to_string())
     }

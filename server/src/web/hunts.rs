@@ -10,18 +10,21 @@ use crate::views::paths;
 use crate::web::api::Names;
 use crate::web::error::ApiError;
 use crate::web::render::error_page;
+use crate::web::routes::{get, RouteSpec, READ};
 use crate::web::ui::Ui;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use test_looper_core::scheduling::{DEFAULT_HUNT_BATCH_RUNS, DEFAULT_HUNT_TARGET};
 
-/// Registers the hunt pages and API routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/hunts", web::get().to(list_page))
-        .route("/hunts/{id}", web::get().to(page))
-        .route("/api/flake_hunts", web::get().to(api_list))
-        .route("/api/flake_hunts/{id}", web::get().to(api_hunt))
-        .route("/api/quarantine", web::get().to(api_quarantine));
+/// The hunt pages and API routes.
+pub fn routes() -> Vec<RouteSpec> {
+    vec![
+        get("/hunts", READ, list_page),
+        get("/hunts/{id}", READ, page),
+        get("/api/flake_hunts", READ, api_list),
+        get("/api/flake_hunts/{id}", READ, api_hunt),
+        get("/api/quarantine", READ, api_quarantine),
+    ]
 }
 
 /// `GET /api/quarantine`: tests in quarantine, and the newest 500 entries and exits with
@@ -79,7 +82,7 @@ async fn list_page(ui: web::Data<Ui>, q: web::Query<Names>) -> HttpResponse {
         let test = q.test.as_deref().map(paths::test_name).transpose()?;
         let hunts = ui.sources.hunts(repo.as_deref(), branch.as_deref()).await?;
         Ok::<_, ApiError>(HuntsListPage {
-            csrf: ui.csrf.value(),
+            csrf: crate::web::render::CSRF_SLOT,
             hunts,
             repo: repo.unwrap_or_default(),
             branch: branch.unwrap_or_default(),
@@ -91,7 +94,7 @@ async fn list_page(ui: web::Data<Ui>, q: web::Query<Names>) -> HttpResponse {
     .await;
     match result {
         Ok(page) => crate::web::render::html(&page),
-        Err(err) => error_page(&ui, err),
+        Err(err) => error_page(err),
     }
 }
 
@@ -116,9 +119,9 @@ async fn page(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
     .await;
     match result {
         Ok(page) => crate::web::render::html(&HuntTemplate {
-            csrf: ui.csrf.value(),
+            csrf: crate::web::render::CSRF_SLOT,
             page,
         }),
-        Err(err) => error_page(&ui, err),
+        Err(err) => error_page(err),
     }
 }

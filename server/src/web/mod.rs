@@ -13,10 +13,17 @@
 //! - [`hunts`]: flake hunt pages and their JSON.
 //! - [`pins`]: the branch Pins view, the commit's Repo Refs and the update-pin action.
 //! - [`render`]: templates as responses, kept pages, the HTML error page.
-//! - [`csrf`]: the per-server CSRF token; [`Ui`]: what every handler shares.
+//! - [`routes`]: the route table (every route with the access it needs); the router is
+//!   built from it.
+//! - [`audit`]: the audit log page and JSON.
+//! - [`csrf`]: CSRF tokens (checked by the access guard); [`Ui`]: what every handler shares.
+//!
+//! Around the routes, outside in: [`edge::guard`] (Host/Origin, security headers), the session
+//! middleware (actix-session, Redis) and [`crate::access::guard`] (who calls, may they).
 
 pub mod actions;
 pub mod api;
+pub mod audit;
 pub mod csrf;
 pub mod deployments;
 pub mod edge;
@@ -27,6 +34,7 @@ pub mod live;
 pub mod pages;
 pub mod pins;
 pub mod render;
+pub mod routes;
 pub mod terminal;
 mod ui;
 
@@ -38,8 +46,8 @@ use actix_web::{web, App, HttpServer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Registers every route on an actix `App`; shared by the listener and by in-process tests.
-/// Wrap the `App` in [`edge::guard`] too (as [`start_with`] does).
+/// Registers every route on an actix `App`. Wrap the `App` in the access guard, the session
+/// middleware and [`edge::guard`] too, as [`start_with`] does.
 pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let static_dir = context.config.server.static_dir.clone();
@@ -59,34 +67,7 @@ pub fn configure(context: Arc<AppContext>, ui: Arc<Ui>) -> impl FnOnce(&mut web:
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 crate::web::error::ApiError::bad_request(err.to_string()).into()
             }))
-            .route("/healthz", web::get().to(health::healthz))
-            .route(
-                "/api/retention",
-                web::get().to(crate::retention::report_handler),
-            )
-            .route("/", web::get().to(pages::root))
-            .route("/repos", web::get().to(pages::repos))
-            .route("/repos/{tail:.*}", web::get().to(pages::browse))
-            .route("/runs/{id}", web::get().to(pages::run))
-            .route("/machines", web::get().to(pages::machines))
-            .route("/queue", web::get().to(pages::machines))
-            .route("/deployments", web::get().to(deployments::page))
-            .route("/deployments/{id}/terminal", web::get().to(terminal::page))
-            .route("/deployments/{id}/socket", web::get().to(terminal::socket))
-            .service(
-                web::resource("/actions/{name}")
-                    .route(web::post().to(actions::form_action))
-                    .default_service(web::to(actions::method_not_allowed)),
-            )
-            .configure(crate::web::api::configure)
-            .configure(crate::web::hunts::configure)
-            .configure(crate::workers::configure)
-            .route("/webhook", web::post().to(crate::webhooks::receive))
-            .route(
-                "/githubReceivedAPush",
-                web::post().to(crate::webhooks::receive),
-            )
-            .service(actix_files::Files::new("/static", static_dir));
+            .configure(|cfg| routes::configure(cfg, static_dir));
     }
 }
 
@@ -109,12 +90,27 @@ pub fn start_with(
     ui: Arc<Ui>,
     bind: (String, u16),
 ) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
+    use anyhow::Context as _;
+    let cookie_key = crate::access::session_store::cookie_key(&context.config.server.data_dir)
+        .context("cannot read or create the session cookie key in server.data_dir")?;
+    let tls = match &context.config.server.tls {
+        Some(tls) => Some(crate::access::tls::server_config(tls)?),
+        None => None,
+    };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::access::guard::guard))
+            .wrap(crate::access::session_store::middleware(
+                context.clone(),
+                cookie_key.clone(),
+            ))
             .wrap(actix_web::middleware::from_fn(edge::guard))
             .configure(configure(context.clone(), ui.clone()))
-    })
-    .bind(bind)?;
+    });
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(bind, (*tls).clone())?,
+        None => server.bind(bind)?,
+    };
     let addrs = server.addrs();
     Ok((server.run(), addrs))
 }

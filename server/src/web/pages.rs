@@ -85,7 +85,7 @@ pub async fn root() -> HttpResponse {
 }
 
 pub async fn repos(ui: web::Data<Ui>) -> HttpResponse {
-    let csrf = ui.csrf.value();
+    let csrf = crate::web::render::CSRF_SLOT;
     match ui.sources.repos().await {
         Ok(snapshot) => kept_html(&snapshot, |view| {
             ReposPage {
@@ -116,7 +116,7 @@ pub async fn browse(
             .path()
             .strip_prefix("/repos/")
             .ok_or_else(|| ApiError::with_status(StatusCode::NOT_FOUND, "unknown page"))?;
-        let csrf = ui.csrf.value();
+        let csrf = crate::web::render::CSRF_SLOT;
         let page = paging.page.unwrap_or(0);
         let per_page = paging.per_page.unwrap_or(views::DEFAULT_PAGE);
         Ok(match BrowsePath::parse(raw)? {
@@ -154,31 +154,31 @@ pub async fn browse(
         })
     }
     .await;
-    respond(&ui, result)
+    respond(result)
 }
 
 pub async fn run(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
     let result = async {
         let run_id = paths::run_id(&id)?;
         Ok(html(&RunPage {
-            csrf: ui.csrf.value(),
+            csrf: crate::web::render::CSRF_SLOT,
             view: ui.sources.run(&run_id).await?,
         }))
     }
     .await;
-    respond(&ui, result)
+    respond(result)
 }
 
 pub async fn machines(ui: web::Data<Ui>) -> HttpResponse {
     let result = async {
         let snapshot = ui.sources.machines().await?;
-        let csrf = ui.csrf.value();
+        let csrf = crate::web::render::CSRF_SLOT;
         Ok(kept_html(&snapshot, |view| {
             MachinesPage { csrf, view }.render()
         }))
     }
     .await;
-    respond(&ui, result)
+    respond(result)
 }
 
 /// Renders the branch page for a prepared view (used by the benchmark).

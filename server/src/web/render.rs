@@ -1,14 +1,87 @@
 //! Rendering for the HTML side of the web layer: a template as a response, a kept view's page
 //! rendered once, and the error page ([`crate::web::error::ApiError`] as HTML; the API renders
 //! the same error as JSON).
+//!
+//! Pages are rendered once for everybody (kept views are shared by every request), so what
+//! belongs to one caller is filled in on the way out by the access guard: templates write
+//! [`CSRF_SLOT`] where the CSRF token goes, and the base template holds [`SESSION_SLOT`] where
+//! the login bar goes; [`personalize`] replaces both in responses [`html`] marked as pages.
+//! The slots are raw tags that askama's escaping can never produce from data (a test name
+//! `<tl-csrf/>` is rendered `&lt;tl-csrf/&gt;`), so only the template's own slots are filled.
 
 use crate::cache::snapshot::Snapshot;
 use crate::web::error::ApiError;
-use crate::web::ui::Ui;
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use askama::Template;
+
+/// Where a template puts the caller's CSRF token (write it `{{ csrf|safe }}`).
+pub const CSRF_SLOT: &str = "<tl-csrf/>";
+/// Where the base template puts the login bar.
+pub const SESSION_SLOT: &str = "<tl-session/>";
+
+/// Marks a response as a page to personalize.
+#[derive(Clone, Copy)]
+struct PersonalPage;
+
+/// Whether the access guard should personalize `response`.
+pub fn is_personal_page<B>(response: &actix_web::dev::ServiceResponse<B>) -> bool {
+    response.response().extensions().get::<PersonalPage>().is_some()
+}
+
+/// `body` with the slots filled: `csrf` (already safe: URL-safe base64 or hex) and `bar`
+/// (HTML built by [`session_bar`]). Bodies that are not whole in memory are left alone.
+pub fn personalize<B: MessageBody + 'static>(body: B, csrf: &str, bar: &str) -> BoxBody {
+    match body.try_into_bytes() {
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(text) => BoxBody::new(
+                text.replacen(SESSION_SLOT, bar, 1)
+                    .replace(CSRF_SLOT, csrf),
+            ),
+            Err(_) => BoxBody::new(bytes),
+        },
+        Err(body) => BoxBody::new(body),
+    }
+}
+
+/// The login bar of every page: who is logged in with their role, their tokens, the audit
+/// log for admins and the logout button; or the login link when logins are configured.
+pub fn session_bar(
+    access: &crate::access::AccessControl,
+    who: Option<&crate::access::RequestCaller>,
+    path: &str,
+) -> String {
+    use crate::views::format::escape;
+    use test_looper_auth::{Caller, Role};
+    let caller = who.map(|w| &w.caller);
+    match caller {
+        Some(Caller::Session(user)) => {
+            let admin = if user.role == Role::Admin {
+                r#" <a href="/audit">Audit</a>"#
+            } else {
+                ""
+            };
+            format!(
+                r#"<span class="session"><span class="who" title="{key}">{name}</span> <span class="role">{role}</span> <a href="/tokens">Tokens</a>{admin} <form method="post" action="/auth/logout" class="inline"><input type="hidden" name="csrf_token" value="{csrf}"><button type="submit" class="small" id="logout">Log out</button></form></span>"#,
+                key = escape(&user.identity.key()),
+                name = escape(user.identity.display_name()),
+                role = user.role,
+                csrf = CSRF_SLOT,
+            )
+        }
+        Some(Caller::Token(token)) => format!(
+            r#"<span class="session"><span class="who">token {}</span> <span class="role">{}</span></span>"#,
+            escape(&token.token_name),
+            token.role
+        ),
+        _ if access.provider_names().next().is_some() => format!(
+            r#"<span class="session"><a class="login" id="login" href="/login?next={}">Log in</a></span>"#,
+            escape(&crate::views::paths::encode_component(path))
+        ),
+        _ => String::new(),
+    }
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -34,10 +107,14 @@ pub fn kept_html<V>(
 
 fn html_response<B: MessageBody + 'static>(rendered: Result<B, String>) -> HttpResponse {
     match rendered {
-        Ok(body) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(body),
+        Ok(body) => {
+            let mut response = HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .insert_header(("Cache-Control", "no-store"))
+                .body(body);
+            response.extensions_mut().insert(PersonalPage);
+            response
+        }
         Err(err) => {
             tracing::error!(%err, "template rendering failed");
             HttpResponse::InternalServerError().body("template rendering failed")
@@ -46,7 +123,7 @@ fn html_response<B: MessageBody + 'static>(rendered: Result<B, String>) -> HttpR
 }
 
 /// The error page for `error`.
-pub fn error_page(ui: &Ui, error: ApiError) -> HttpResponse {
+pub fn error_page(error: ApiError) -> HttpResponse {
     let title = match error.status {
         StatusCode::BAD_REQUEST => "Invalid URL provided",
         StatusCode::NOT_FOUND => "Not found",
@@ -56,7 +133,7 @@ pub fn error_page(ui: &Ui, error: ApiError) -> HttpResponse {
         _ => "Server error",
     };
     let page = ErrorPage {
-        csrf: ui.csrf.value(),
+        csrf: CSRF_SLOT,
         status: error.status.as_u16(),
         title,
         message: error.message,
@@ -66,6 +143,6 @@ pub fn error_page(ui: &Ui, error: ApiError) -> HttpResponse {
     response
 }
 
-pub fn respond(ui: &Ui, result: Result<HttpResponse, ApiError>) -> HttpResponse {
-    result.unwrap_or_else(|error| error_page(ui, error))
+pub fn respond(result: Result<HttpResponse, ApiError>) -> HttpResponse {
+    result.unwrap_or_else(error_page)
 }

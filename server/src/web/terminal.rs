@@ -14,6 +14,7 @@
 //!   `Host`) get 403: the terminal is a root shell. Input the worker cannot take as fast as
 //!   it comes closes the socket (1008, L4).
 
+use crate::access::{deployment_rules, RequestCaller};
 use crate::deployments::framing::{FrameDecoder, MAX_KEYS_BYTES};
 use crate::deployments::{InputSent, TerminalSubscription};
 use crate::reads::model::DeploymentView;
@@ -56,9 +57,42 @@ async fn known_deployment(ui: &Ui, id: &str) -> Result<DeploymentView, ApiError>
         })
 }
 
+/// The deployment `id`, if `who` may use it ([`crate::access::deployment_rules`]); the
+/// attempt is recorded in the audit log.
+async fn usable_deployment(
+    ui: &Ui,
+    context: &AppContext,
+    who: &RequestCaller,
+    id: &str,
+) -> Result<DeploymentView, ApiError> {
+    let deployment = known_deployment(ui, id).await?;
+    let access = &context.access;
+    let event = who
+        .audit("deployment.attach")
+        .object(&deployment.deployment_id);
+    match deployment_rules::may_control(access.mode, who, deployment.booted_by.as_ref()) {
+        Ok(()) => {
+            access.audit.record(event);
+            Ok(deployment)
+        }
+        Err(denied) => {
+            access.audit.record(event.denied(denied.to_string()));
+            Err(ApiError::with_status(
+                StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN),
+                "only the person who booted this deployment, or an admin, may use it",
+            ))
+        }
+    }
+}
+
 /// `GET /deployments/{id}/terminal`.
-pub async fn page(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
-    match known_deployment(&ui, &id).await {
+pub async fn page(
+    ui: web::Data<Ui>,
+    context: web::Data<AppContext>,
+    who: RequestCaller,
+    id: web::Path<String>,
+) -> HttpResponse {
+    match usable_deployment(&ui, &context, &who, &id).await {
         Ok(deployment) => html(&TerminalPage {
             commit_url: paths::commit_url(&deployment.repo, &deployment.commit),
             socket_url: format!(
@@ -67,7 +101,7 @@ pub async fn page(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
             ),
             deployment,
         }),
-        Err(err) => error_page(&ui, err),
+        Err(err) => error_page(err),
     }
 }
 
@@ -81,6 +115,7 @@ pub struct SocketQuery {
 pub async fn socket(
     ui: web::Data<Ui>,
     context: web::Data<AppContext>,
+    who: RequestCaller,
     request: HttpRequest,
     id: web::Path<String>,
     query: web::Query<SocketQuery>,
@@ -94,9 +129,9 @@ pub async fn socket(
         tracing::warn!(%peer, deployment = %id, "cross-origin terminal socket refused");
         return HttpResponse::Forbidden().body("cross-origin terminal connections are refused");
     }
-    let deployment = match known_deployment(&ui, &id).await {
+    let deployment = match usable_deployment(&ui, &context, &who, &id).await {
         Ok(deployment) => deployment,
-        Err(err) => return error_page(&ui, err),
+        Err(err) => return error_page(err),
     };
     let (response, session, stream) = match actix_ws::handle(&request, body) {
         Ok(parts) => parts,

@@ -1,5 +1,5 @@
 //! What every web handler shares: the [`Ui`] (view sources, the scheduler's state and
-//! actions, live logs, stored files, the CSRF token), built once per server from the
+//! actions, live logs, stored files), built once per server from the
 //! [`Attachments`] to the real services.
 
 use crate::logs::feed::RedisLogs;
@@ -7,7 +7,6 @@ use crate::reads::artifacts::StoredArtifacts;
 use crate::reads::git::GitReads;
 use crate::reads::state::SchedulerState;
 use crate::views;
-use crate::web::csrf;
 use crate::AppContext;
 use std::sync::Arc;
 
@@ -17,7 +16,6 @@ pub struct Ui {
     pub actions: Arc<SchedulerState>,
     pub logs: Arc<RedisLogs>,
     pub artifacts: Arc<StoredArtifacts>,
-    pub csrf: csrf::CsrfToken,
     pub(super) git: Arc<crate::git::GitService>,
 }
 
@@ -53,7 +51,6 @@ impl Ui {
             actions: attachments.state,
             logs: attachments.logs,
             artifacts: attachments.artifacts,
-            csrf: csrf::CsrfToken::generate(),
             git,
         })
     }

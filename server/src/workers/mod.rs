@@ -22,12 +22,16 @@ mod sources;
 pub use hub::WorkerHub;
 
 use crate::AppContext;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
-/// Registers the worker routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/worker/socket", web::get().to(socket::worker_socket))
-        .route("/api/worker/source", web::get().to(sources::source_tarball));
+/// The worker routes: public to the access guard, authenticated by the worker token.
+pub fn routes() -> Vec<crate::web::routes::RouteSpec> {
+    use crate::access::Need;
+    use crate::web::routes::get;
+    vec![
+        get("/api/worker/socket", Need::Public, socket::worker_socket),
+        get("/api/worker/source", Need::Public, sources::source_tarball),
+    ]
 }
 
 /// Rejects browser requests and requests without the worker token.
