@@ -3,7 +3,7 @@
 #   deploy/install_deps.sh [redis] [test] [oidc] [xterm] [all]      (default: all)
 #   redis  redis-server (Debian)
 #   test   everything the test suite needs: redis, chromium + chromium-driver, busybox-static,
-#          bash-static, libjs-xterm (Debian), moto[server] and oidc-provider-mock==0.3.4 (the
+#          bash-static, libjs-xterm, openssl (Debian; TLS tests make certificates), moto[server] and oidc-provider-mock==0.3.4 (the
 #          OpenID Connect provider the auth crate's tests log in against) in a venv under the
 #          cache dir (PyPI)
 #   oidc   oidc-provider-mock (PyPI, pinned) in the venv under the cache dir, for the auth tests
@@ -92,7 +92,7 @@ PY
 }
 
 install_test() {
-    apt_install redis-server chromium chromium-driver busybox-static bash-static libjs-xterm git
+    apt_install redis-server chromium chromium-driver busybox-static bash-static libjs-xterm git openssl
     install_moto
     install_oidc_provider_mock
     install_xterm

@@ -53,15 +53,15 @@ fn keys_the_server_does_not_act_on_are_refused_by_name() {
     let cases = [
         (
             demo_config().replace("  mode: none", "  mode: write"),
-            "auth.mode: write is not implemented yet",
+            "auth.mode: write needs at least one entry in auth.providers or auth.static_tokens",
         ),
         (
             demo_config().replace("  mode: none", "  mode: none\n  api_tokens: [abc]"),
-            "auth.api_tokens",
+            "api_tokens",
         ),
         (
             with_server_lines("  tls: {cert: /c.pem, key: /k.pem}"),
-            "server.tls: TLS is not implemented yet",
+            "server.tls: cannot read the certificate chain /c.pem",
         ),
         (
             demo_config().replace(
@@ -122,6 +122,10 @@ fn the_shipped_examples_pass() {
             .env("GITLAB_WEBHOOK_SECRET", "x")
             .env("TEST_LOOPER_WEBHOOK_SECRET", "x")
             .env("REDIS_PORT", "6379")
+            .env("GITHUB_OAUTH_CLIENT_ID", "Iv1.0123456789abcdef")
+            .env("GITHUB_OAUTH_SECRET", "x")
+            .env("GITHUB_ORG", "acme")
+            .env("TEST_LOOPER_ADMIN", "alice")
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string()

@@ -16,6 +16,7 @@ pub mod git_server;
 pub mod install;
 pub mod load;
 pub mod moto_server;
+pub mod oidc_provider;
 pub mod paths;
 pub mod ports;
 pub mod process;

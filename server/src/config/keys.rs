@@ -52,6 +52,10 @@ impl de::Error for Error {
     }
 }
 
+/// Lists whose items have alternatives of their own, documented with examples elsewhere
+/// (`docs/authentication.md`): traced as one value.
+const OPAQUE_LISTS: [&str; 2] = ["auth.providers", "auth.roles"];
+
 /// Deserializes one value at `path`, recording the keys it finds.
 struct Tracer<'k> {
     path: String,
@@ -110,6 +114,9 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
         visitor.visit_some(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Error> {
+        if OPAQUE_LISTS.contains(&self.path.as_str()) {
+            return visitor.visit_seq(OneItem { tracer: None });
+        }
         // One item, traced under `path[]`: a list of sections shows its keys once.
         let before = self.keys.len();
         let item_path = format!("{}[]", self.path);

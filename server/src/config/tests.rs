@@ -27,7 +27,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 fn minimal_config_has_defaults() {
     let config = parse(MINIMAL).unwrap();
     assert_eq!(config.server.http_port, 9081);
-    assert_eq!(config.auth.mode, AuthMode::None);
+    assert_eq!(config.auth.mode, test_looper_auth::AuthMode::None);
     let local = config.machine_management.local_docker.unwrap();
     assert_eq!(local.limits.max_workers, 4);
     assert_eq!(local.docker_scope, "test_looper");
@@ -111,23 +111,6 @@ fn refused(section: &str, yaml: &str) -> String {
 
 #[test]
 fn keys_nothing_acts_on_are_refused_by_name() {
-    let err = refused("auth", "  mode: write");
-    assert!(
-        err.contains("auth.mode: write is not implemented yet"),
-        "{err}"
-    );
-    let err = refused("auth", "  mode: full");
-    assert!(
-        err.contains("auth.mode: full is not implemented yet"),
-        "{err}"
-    );
-    let err = refused("auth", "  api_tokens: [abc]");
-    assert!(err.contains("auth.api_tokens:"), "{err}");
-    let err = refused("server", "  tls: {cert: /c.pem, key: /k.pem}");
-    assert!(
-        err.contains("server.tls: TLS is not implemented yet"),
-        "{err}"
-    );
     let err = refused("http_server", "  repo_prefixes_to_shorten: [org/]");
     assert!(
         err.contains("http_server.repo_prefixes_to_shorten"),
@@ -138,7 +121,10 @@ fn keys_nothing_acts_on_are_refused_by_name() {
         "  github:\n    owner: org:o\n    access_token: t\n    oauth: {client_id: i, client_secret: s, login_url: https://github.com}\n",
     );
     let err = parse(&github).unwrap_err().to_string();
-    assert!(err.contains("source_control.github.oauth:"), "{err}");
+    assert!(
+        err.contains("source_control.github.oauth: browser login is configured under auth.providers"),
+        "{err}"
+    );
     let aws = MINIMAL.replace(
         "  local_docker:\n    local_storage_path: /srv/scratch\n    limits: {max_workers: 4}\n",
         "  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, instance_types: [{instance_type: t, cores: 1, ram_gb: 1}]}\n",
@@ -146,17 +132,56 @@ fn keys_nothing_acts_on_are_refused_by_name() {
     let err = parse(&aws).unwrap_err().to_string();
     assert!(err.contains("machine_management.aws:"), "{err}");
     // Empty lists and `mode: none` mean nothing and are accepted.
-    let text = format!("{MINIMAL}auth: {{mode: none, api_tokens: []}}\nhttp_server: {{repo_prefixes_to_suppress: []}}\n");
+    let text = format!("{MINIMAL}auth: {{mode: none, static_tokens: []}}\nhttp_server: {{repo_prefixes_to_suppress: []}}\n");
     parse(&text).unwrap();
 }
 
 #[test]
-fn every_refused_key_is_named_at_once() {
-    let err = refused(
-        "auth",
-        "  mode: write\n  api_tokens: [abc]\n  worker_token: \"\"",
+fn auth_modes_need_someone_who_can_log_in() {
+    let err = refused("auth", "  mode: write");
+    assert!(
+        err.contains("auth.mode: write needs at least one entry in auth.providers or auth.static_tokens"),
+        "{err}"
     );
-    for key in ["auth.mode", "auth.api_tokens", "auth.worker_token"] {
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let text = format!(
+        "{MINIMAL}auth:\n  mode: full\n  static_tokens: [{{name: bot, role: operator, sha256: {sha}}}]\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.auth.mode, test_looper_auth::AuthMode::Full);
+    // An authenticated server may listen beyond loopback.
+    let text = text.replace("server:\n", "server:\n  bind: 0.0.0.0\n");
+    parse(&text).unwrap();
+    let err = refused("auth", "  api_tokens: [abc]");
+    assert!(err.contains("api_tokens"), "{err}");
+}
+
+#[test]
+fn tls_files_public_url_and_proxies_are_checked() {
+    let err = refused("server", "  tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}");
+    assert!(
+        err.contains("server.tls: cannot read the certificate chain /nonexistent/c.pem"),
+        "{err}"
+    );
+    let err = refused("server", "  public_url: https://ci.example.com/path");
+    assert!(err.contains("server.public_url"), "{err}");
+    let err = refused("server", "  trusted_proxies: [10.0.0.0/8, proxy.example]");
+    assert!(
+        err.contains("server.trusted_proxies: `proxy.example`"),
+        "{err}"
+    );
+    let ok = MINIMAL.replace(
+        "server:\n",
+        "server:\n  public_url: https://ci.example.com\n  trusted_proxies: [10.0.0.0/8, \"::1\"]\n",
+    );
+    let config = parse(&ok).unwrap();
+    assert_eq!(config.server.public_url(), "https://ci.example.com");
+}
+
+#[test]
+fn every_refused_key_is_named_at_once() {
+    let err = refused("auth", "  mode: write\n  worker_token: \"\"");
+    for key in ["auth.mode", "auth.worker_token"] {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
@@ -172,7 +197,11 @@ fn worker_tokens_must_be_long() {
     );
     let long = "k".repeat(32);
     let text = format!("{MINIMAL}auth:\n  worker_token: {long}\n");
-    assert_eq!(parse(&text).unwrap().auth.worker_token, Some(long));
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.auth.worker_token.as_ref().map(|t| t.expose()),
+        Some(long.as_str())
+    );
 }
 
 #[test]
