@@ -51,7 +51,11 @@ impl AppContext {
             })?;
         let git = crate::git::GitService::from_config(&config);
         let workers = crate::workers::hub::WorkerHub::new(
-            config.auth.worker_token.as_ref().map(|token| token.expose()),
+            config
+                .auth
+                .worker_token
+                .as_ref()
+                .map(|token| token.expose()),
         );
         let access = crate::access::AccessControl::from_config(&config);
         Ok(Arc::new(Self {

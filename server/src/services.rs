@@ -309,4 +309,3 @@ fn worker_binary(local: &LocalDockerMachines) -> PathBuf {
         .cloned()
         .unwrap_or_else(|| PathBuf::from(name))
 }
-

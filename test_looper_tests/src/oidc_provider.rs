@@ -79,7 +79,11 @@ impl OidcProvider {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        let page = browser.get(authorize_url).send().await.expect("authorize page");
+        let page = browser
+            .get(authorize_url)
+            .send()
+            .await
+            .expect("authorize page");
         assert_eq!(page.status(), 200, "the provider's authorization page");
         let response = browser
             .post(authorize_url)

@@ -20,7 +20,10 @@ async fn log_in(c: &Client, subject: &str) {
         .await
         .unwrap();
     // The provider's own authorization page.
-    let form = c.form(Locator::Css("form")).await.expect("the provider's form");
+    let form = c
+        .form(Locator::Css("form"))
+        .await
+        .expect("the provider's form");
     form.set_by_name("sub", subject).await.unwrap();
     form.submit().await.unwrap();
     c.wait()
@@ -50,16 +53,33 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
 
     // A stranger gets the login page, with the provider's button.
     c.goto(&server.url("/repos/app")).await.unwrap();
-    let title = c.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    let title = c
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(title, "Log in to continue");
     browser.screenshot("auth-01-login-needed").await;
 
     // The operator logs in and sees their name and role on the page they asked for.
     log_in(c, "olga").await;
     assert_eq!(who(c).await, "Olga Operator");
-    let role = c.find(Locator::Css(".session .role")).await.unwrap().text().await.unwrap();
+    let role = c
+        .find(Locator::Css(".session .role"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(role, "operator");
-    assert!(c.current_url().await.unwrap().path().starts_with("/repos/app"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/repos/app"));
     browser.screenshot("auth-02-operator-logged-in").await;
 
     // ... and acts: enabling a branch.
@@ -76,7 +96,10 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
     browser.screenshot("auth-03-operator-acted").await;
 
     // A copy of the session cookie, as a thief would take it.
-    let cookie = c.get_named_cookie("tl_session").await.expect("session cookie");
+    let cookie = c
+        .get_named_cookie("tl_session")
+        .await
+        .expect("session cookie");
     let stolen = format!("tl_session={}", cookie.value());
     let http = client();
     let with_stolen = http
@@ -85,10 +108,19 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
         .send()
         .await
         .unwrap();
-    assert_eq!(with_stolen.status(), 200, "the cookie works while logged in");
+    assert_eq!(
+        with_stolen.status(),
+        200,
+        "the cookie works while logged in"
+    );
 
     // Logging out ends the session on the server: the copy is dead too.
-    c.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.wait()
         .for_element(Locator::Css("#login-providers"))
         .await
@@ -99,7 +131,11 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
         .send()
         .await
         .unwrap();
-    assert_eq!(with_stolen.status(), 401, "a stolen cookie stops working after logout");
+    assert_eq!(
+        with_stolen.status(),
+        401,
+        "a stolen cookie stops working after logout"
+    );
     browser.screenshot("auth-04-logged-out").await;
 
     // A viewer reads but is refused when acting.
@@ -112,9 +148,21 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
         .click()
         .await
         .unwrap();
-    let refused = c.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    let refused = c
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(refused, "Not allowed");
-    let message = c.find(Locator::Css("#login-message")).await.unwrap().text().await.unwrap();
+    let message = c
+        .find(Locator::Css("#login-message"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(message.contains("operator"), "{message}");
     browser.screenshot("auth-05-viewer-refused").await;
     browser.close().await;

@@ -63,6 +63,13 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
         .await
         .unwrap();
     assert_eq!(act.status(), 404, "{}", act.text().await.unwrap());
+    let read = http
+        .get(server.url("/api/repos"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
     // The same call from a cookie session without the token is refused.
     let no_csrf = http
         .post(server.url("/api/actions/branch"))
@@ -129,12 +136,18 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
         .collect();
     for wanted in [
         ("token.create", "ok"),
         ("token.create", "denied"),
         ("token.use", "ok"),
+        ("token.use", "failed"),
         ("token.use", "denied"),
         ("token.revoke", "ok"),
     ] {
@@ -170,17 +183,37 @@ async fn a_person_without_a_role_cannot_log_in_and_logins_are_rate_limited() {
     let server = AuthServer::start(AuthMode::Write, limits).await;
     let (_, refused) = login_response(&server, "mallory").await;
     assert_eq!(refused.status(), 403);
-    assert!(session_cookie(&refused).is_none_or(|c| c == "tl_session="), "no session for mallory");
+    let cookie = session_cookie(&refused);
     let text = refused.text().await.unwrap();
-    assert!(text.contains("no rule of this server gives them a role"), "{text}");
+    assert!(
+        text.contains("no rule of this server gives them a role"),
+        "{text}"
+    );
     // Two calls spent (start and callback); two more pass, then 429 with Retry-After.
     let http = client();
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let response = http.get(server.url("/auth/corp/login")).send().await.unwrap();
-        statuses.push((response.status().as_u16(), response.headers().get("retry-after").is_some()));
+        let response = http
+            .get(server.url("/auth/corp/login"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            response.status().as_u16(),
+            response.headers().get("retry-after").is_some(),
+        ));
     }
     assert_eq!(statuses, [(303, false), (303, false), (429, true)]);
+    // Whatever cookie the refused login left, it is nobody's session.
+    if let Some(cookie) = cookie {
+        let tokens = http
+            .get(server.url("/tokens"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tokens.status(), 401);
+    }
 }
 
 #[actix_web::test]
@@ -188,15 +221,26 @@ async fn tls_serves_https_with_hsts_and_secure_cookies() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl (installed by deploy/install_deps.sh test)");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let server = AuthServer::start_with(AuthMode::Full, generous_limits(), |config, _| {
         config.server.tls = Some(test_looper_server::config::TlsSection {
             cert: cert.clone(),

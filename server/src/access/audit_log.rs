@@ -93,7 +93,10 @@ impl AuditFilter {
             },
         };
         action_ok
-            && self.who.as_ref().is_none_or(|w| event.who.as_ref() == Some(w))
+            && self
+                .who
+                .as_ref()
+                .is_none_or(|w| event.who.as_ref() == Some(w))
             && self.login.as_ref().is_none_or(|l| {
                 event
                     .login
@@ -111,7 +114,10 @@ impl AuditFilter {
     }
 
     /// The time window and limit, checked.
-    fn bounds(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>, usize), AuditError> {
+    fn bounds(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>, usize), AuditError> {
         let until = self.until.unwrap_or(now);
         let since = self.since.unwrap_or(until - chrono::Duration::days(7));
         if since > until {
@@ -142,8 +148,10 @@ impl AuditLog {
         if state.queued.len() >= MAX_QUEUED {
             state.dropped += 1;
             if state.dropped.is_power_of_two() {
-                tracing::error!(dropped = state.dropped,
-                    "the audit log cannot be written and its queue is full: events dropped");
+                tracing::error!(
+                    dropped = state.dropped,
+                    "the audit log cannot be written and its queue is full: events dropped"
+                );
             }
             return;
         }
@@ -304,14 +312,22 @@ mod tests {
         let now = Utc::now();
         let yesterday = now - chrono::Duration::days(1);
         log.record(event("login", "corp:a", yesterday));
-        log.record(event("commit.priority", "corp:a", now - chrono::Duration::seconds(5)));
+        log.record(event(
+            "commit.priority",
+            "corp:a",
+            now - chrono::Duration::seconds(5),
+        ));
         log.flush(&store).await.unwrap();
         // The later day's event waits for the next flush, into its own segment.
         log.flush(&store).await.unwrap();
         log.record(event("token.create", "corp:b", now).denied("too high a role"));
         log.flush(&store).await.unwrap();
         assert_eq!(
-            store.list(&ArtifactPrefix::audit(&now.date_naive().to_string()).unwrap()).await.unwrap().len(),
+            store
+                .list(&ArtifactPrefix::audit(&now.date_naive().to_string()).unwrap())
+                .await
+                .unwrap()
+                .len(),
             1,
             "one segment per day, rewritten whole"
         );
@@ -334,7 +350,10 @@ mod tests {
             outcome: Some(AuditOutcome::Denied),
             ..AuditFilter::default()
         };
-        assert_eq!(fresh.query(Some(&store), &denied, now).await.unwrap()[0].action, "token.create");
+        assert_eq!(
+            fresh.query(Some(&store), &denied, now).await.unwrap()[0].action,
+            "token.create"
+        );
         let bad = AuditFilter {
             limit: Some(0),
             ..AuditFilter::default()
@@ -342,7 +361,10 @@ mod tests {
         assert!(fresh.query(Some(&store), &bad, now).await.is_err());
         // Queued events show before they are written.
         log.record(event("logout", "corp:a", now));
-        let queued = log.query(Some(&store), &AuditFilter::default(), now).await.unwrap();
+        let queued = log
+            .query(Some(&store), &AuditFilter::default(), now)
+            .await
+            .unwrap();
         assert_eq!(queued[0].action, "logout");
     }
 }

@@ -76,7 +76,10 @@ mod tests {
     fn only_trusted_proxies_may_name_the_client() {
         let proxies = TrustedProxies::new(&["10.0.0.0/8".into(), "192.168.1.7".into()]);
         // A stranger's header is ignored.
-        assert_eq!(proxies.resolve(ip("203.0.113.9"), "1.2.3.4"), ip("203.0.113.9"));
+        assert_eq!(
+            proxies.resolve(ip("203.0.113.9"), "1.2.3.4"),
+            ip("203.0.113.9")
+        );
         // The proxy names the client; what the client wrote before it is ignored.
         assert_eq!(
             proxies.resolve(ip("10.1.2.3"), "6.6.6.6, 198.51.100.4"),
@@ -88,7 +91,10 @@ mod tests {
             ip("198.51.100.4")
         );
         // Garbage stops the walk at the last trusted hop.
-        assert_eq!(proxies.resolve(ip("10.1.2.3"), "x, 10.2.2.2"), ip("10.2.2.2"));
+        assert_eq!(
+            proxies.resolve(ip("10.1.2.3"), "x, 10.2.2.2"),
+            ip("10.2.2.2")
+        );
         assert_eq!(proxies.resolve(ip("10.1.2.3"), ""), ip("10.1.2.3"));
         assert!(parse_network("10.0.0.0/33").is_none());
         assert!(parse_network("::1").is_some());

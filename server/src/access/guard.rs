@@ -130,11 +130,13 @@ pub async fn guard(
     if let Some(who) = token_use {
         let status = response.status();
         let event = who.audit("token.use").object(&what);
-        access.audit.record(if status.is_client_error() || status.is_server_error() {
-            event.failed(format!("answered {}", status.as_u16()))
-        } else {
-            event
-        });
+        access
+            .audit
+            .record(if status.is_client_error() || status.is_server_error() {
+                event.failed(format!("answered {}", status.as_u16()))
+            } else {
+                event
+            });
     }
     Ok(response)
 }
@@ -154,9 +156,7 @@ async fn respond(
     let path = response.request().path().to_string();
     let bar = crate::web::render::session_bar(access, personal.then_some(&who), &path);
     let csrf = who.csrf_token(access).to_string();
-    let response = response.map_body(|_, body| {
-        crate::web::render::personalize(body, &csrf, &bar)
-    });
+    let response = response.map_body(|_, body| crate::web::render::personalize(body, &csrf, &bar));
     Ok(response.map_into_left_body())
 }
 
@@ -274,12 +274,7 @@ fn refuse(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
     let mut response = if wants_page {
-        crate::access::login::refusal_page(
-            access,
-            refused.status,
-            &refused.message,
-            req.path(),
-        )
+        crate::access::login::refusal_page(access, refused.status, &refused.message, req.path())
     } else {
         HttpResponse::build(refused.status).json(serde_json::json!({"error": {
             "status": refused.status.as_u16(), "code": refused.code, "message": refused.message}}))
@@ -291,10 +286,9 @@ fn refuse(
         );
     }
     if let Some(seconds) = refused.retry_after {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from(seconds),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     }
     req.into_response(response).map_into_right_body()
 }

@@ -14,7 +14,9 @@
 //!
 //! Every login, refused login and logout is recorded in the audit log.
 
-use super::{AccessControl, Need, RequestCaller, SESSION_NEXT, SESSION_PENDING_LOGIN, SESSION_USER};
+use super::{
+    AccessControl, Need, RequestCaller, SESSION_NEXT, SESSION_PENDING_LOGIN, SESSION_USER,
+};
 use crate::web::render::html;
 use crate::web::routes::{get, post, RouteSpec, READ};
 use crate::AppContext;
@@ -110,10 +112,20 @@ struct NextQuery {
 
 /// `GET /login`.
 async fn login_page(context: web::Data<AppContext>, query: web::Query<NextQuery>) -> HttpResponse {
-    page(&context.access, "Log in", "", &safe_next(query.next.as_deref()))
+    page(
+        &context.access,
+        "Log in",
+        "",
+        &safe_next(query.next.as_deref()),
+    )
 }
 
-fn login_failed(context: &AppContext, who: &RequestCaller, provider: &str, why: String) -> HttpResponse {
+fn login_failed(
+    context: &AppContext,
+    who: &RequestCaller,
+    provider: &str,
+    why: String,
+) -> HttpResponse {
     context
         .access
         .audit
@@ -192,7 +204,12 @@ async fn callback(
         );
     };
     let (Some(code), Some(state)) = (&query.code, &query.state) else {
-        return login_failed(&context, &who, &provider, "the callback lacks code or state".into());
+        return login_failed(
+            &context,
+            &who,
+            &provider,
+            "the callback lacks code or state".into(),
+        );
     };
     let login = match access.provider(&provider).await {
         Ok(login) => login,
@@ -241,7 +258,11 @@ async fn callback(
 }
 
 /// `POST /auth/logout`.
-async fn logout(context: web::Data<AppContext>, who: RequestCaller, session: Session) -> HttpResponse {
+async fn logout(
+    context: web::Data<AppContext>,
+    who: RequestCaller,
+    session: Session,
+) -> HttpResponse {
     if matches!(who.caller, Caller::Session(_)) {
         context.access.audit.record(who.audit("logout"));
     }
@@ -258,7 +279,13 @@ mod tests {
     #[test]
     fn next_is_a_local_path() {
         assert_eq!(safe_next(Some("/repos/x?y=1")), "/repos/x?y=1");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "/auth/x/login", "x"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/auth/x/login",
+            "x",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/repos", "{bad}");
         }
         assert_eq!(safe_next(None), "/repos");

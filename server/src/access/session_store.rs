@@ -4,12 +4,12 @@
 //! Redis entry, so a copied cookie stops working at once.
 
 use crate::AppContext;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::storage::{
     generate_session_key, LoadError, SaveError, SessionKey, SessionStore, UpdateError,
 };
-use actix_web::cookie::time::Duration;
-use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::SessionMiddleware;
+use actix_web::cookie::time::Duration;
 use actix_web::cookie::{Key, SameSite};
 use redis::AsyncCommands;
 use std::collections::HashMap;
@@ -149,7 +149,9 @@ pub fn cookie_key(data_dir: &Path) -> std::io::Result<Key> {
     let path = data_dir.join("session_cookie.key");
     match std::fs::read(&path) {
         Ok(bytes) if bytes.len() >= 64 => return Ok(Key::from(&bytes)),
-        Ok(_) => tracing::warn!(path = %path.display(), "session key file too short: drawing a new key"),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "session key file too short: drawing a new key")
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
     }

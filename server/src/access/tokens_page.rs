@@ -65,7 +65,9 @@ fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, 
     match text {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => s.trim().parse().map(Some).map_err(serde::de::Error::custom),
+        Some(serde_json::Value::String(s)) => {
+            s.trim().parse().map(Some).map_err(serde::de::Error::custom)
+        }
         Some(serde_json::Value::Number(n)) => n
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
@@ -88,9 +90,9 @@ fn person(who: &RequestCaller) -> Result<&SessionUser, ApiError> {
 
 fn token_error(err: TokenError) -> ApiError {
     let status = match err {
-        TokenError::RoleAboveOwner { .. }
-        | TokenError::ExpiryInPast
-        | TokenError::InvalidName => StatusCode::BAD_REQUEST,
+        TokenError::RoleAboveOwner { .. } | TokenError::ExpiryInPast | TokenError::InvalidName => {
+            StatusCode::BAD_REQUEST
+        }
         TokenError::NotFound(_) => StatusCode::NOT_FOUND,
         TokenError::NotAllowed => StatusCode::FORBIDDEN,
         TokenError::Corrupt(_) | TokenError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,11 +101,9 @@ fn token_error(err: TokenError) -> ApiError {
 }
 
 async fn store(context: &AppContext) -> Result<&test_looper_auth::TokenStore, ApiError> {
-    context
-        .access
-        .tokens(&context.redis)
-        .await
-        .map_err(|err| ApiError::with_status(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}")))
+    context.access.tokens(&context.redis).await.map_err(|err| {
+        ApiError::with_status(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}"))
+    })
 }
 
 async fn list(context: &AppContext, user: &SessionUser) -> Result<Vec<TokenInfo>, ApiError> {
@@ -124,12 +124,20 @@ async fn create(
     let user = person(who)?;
     let expires_at = match request.expires_days {
         Some(0) | None => None,
-        Some(days) if days <= 3650 => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+        Some(days) if days <= 3650 => {
+            Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+        }
         Some(_) => return Err(ApiError::bad_request("expires_days is at most 3650")),
     };
     let result = store(context)
         .await?
-        .create(&user.identity, user.role, &request.name, request.role, expires_at)
+        .create(
+            &user.identity,
+            user.role,
+            &request.name,
+            request.role,
+            expires_at,
+        )
         .await;
     let event = who.audit("token.create").object(request.name.as_str());
     match result {
@@ -146,7 +154,11 @@ async fn create(
     }
 }
 
-async fn revoke(context: &AppContext, who: &RequestCaller, id: &str) -> Result<TokenInfo, ApiError> {
+async fn revoke(
+    context: &AppContext,
+    who: &RequestCaller,
+    id: &str,
+) -> Result<TokenInfo, ApiError> {
     let user = person(who)?;
     let result = store(context)
         .await?
@@ -166,7 +178,10 @@ async fn revoke(context: &AppContext, who: &RequestCaller, id: &str) -> Result<T
 }
 
 fn when(time: Option<chrono::DateTime<chrono::Utc>>, none: &str) -> String {
-    time.map_or_else(|| none.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+    time.map_or_else(
+        || none.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 async fn render(
@@ -225,7 +240,15 @@ async fn create_form(
     form: web::Form<NewTokenRequest>,
 ) -> HttpResponse {
     match create(&context, &who, form.into_inner()).await {
-        Ok(token) => render(&context, &who, Some(token.token.expose().to_string()), String::new()).await,
+        Ok(token) => {
+            render(
+                &context,
+                &who,
+                Some(token.token.expose().to_string()),
+                String::new(),
+            )
+            .await
+        }
         Err(err) => render(&context, &who, None, err.message).await,
     }
 }
@@ -245,7 +268,10 @@ async fn revoke_form(
 }
 
 /// `GET /api/tokens`.
-async fn api_list(context: web::Data<AppContext>, who: RequestCaller) -> Result<HttpResponse, ApiError> {
+async fn api_list(
+    context: web::Data<AppContext>,
+    who: RequestCaller,
+) -> Result<HttpResponse, ApiError> {
     let user = person(&who)?;
     Ok(HttpResponse::Ok().json(list(&context, user).await?))
 }

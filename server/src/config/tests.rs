@@ -122,7 +122,9 @@ fn keys_nothing_acts_on_are_refused_by_name() {
     );
     let err = parse(&github).unwrap_err().to_string();
     assert!(
-        err.contains("source_control.github.oauth: browser login is configured under auth.providers"),
+        err.contains(
+            "source_control.github.oauth: browser login is configured under auth.providers"
+        ),
         "{err}"
     );
     let aws = MINIMAL.replace(
@@ -140,7 +142,9 @@ fn keys_nothing_acts_on_are_refused_by_name() {
 fn auth_modes_need_someone_who_can_log_in() {
     let err = refused("auth", "  mode: write");
     assert!(
-        err.contains("auth.mode: write needs at least one entry in auth.providers or auth.static_tokens"),
+        err.contains(
+            "auth.mode: write needs at least one entry in auth.providers or auth.static_tokens"
+        ),
         "{err}"
     );
     let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -158,7 +162,10 @@ fn auth_modes_need_someone_who_can_log_in() {
 
 #[test]
 fn tls_files_public_url_and_proxies_are_checked() {
-    let err = refused("server", "  tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}");
+    let err = refused(
+        "server",
+        "  tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}",
+    );
     assert!(
         err.contains("server.tls: cannot read the certificate chain /nonexistent/c.pem"),
         "{err}"

@@ -5,12 +5,12 @@
 //! redirected back (303); API clients post JSON to `/api/actions/<name>` and get JSON.
 //! Booting from a form redirects to the new deployment's terminal page.
 
+use crate::access::{AccessControl, RequestCaller};
 use crate::reads::model::ActionError;
 use crate::views::paths;
 use crate::web::error::ApiError;
 use crate::web::render::error_page;
 use crate::web::ui::Ui;
-use crate::access::{AccessControl, RequestCaller};
 use crate::AppContext;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -242,9 +242,7 @@ impl Action {
                     .deployment(deployment_id)
                     .await
                     .map_err(|err| ActionError::Unavailable(err.to_string()))?
-                    .ok_or_else(|| {
-                        ActionError::NotFound(format!("deployment {deployment_id}"))
-                    })?;
+                    .ok_or_else(|| ActionError::NotFound(format!("deployment {deployment_id}")))?;
                 crate::access::deployment_rules::may_control(
                     access.mode,
                     who,

@@ -16,10 +16,7 @@ use test_looper_auth::{AuditEvent, AuditOutcome};
 
 /// The audit routes.
 pub fn routes() -> Vec<RouteSpec> {
-    vec![
-        get("/audit", ADMIN, page),
-        get("/api/audit", ADMIN, api),
-    ]
+    vec![get("/audit", ADMIN, page), get("/api/audit", ADMIN, api)]
 }
 
 impl From<AuditError> for ApiError {

@@ -27,7 +27,11 @@ struct PersonalPage;
 
 /// Whether the access guard should personalize `response`.
 pub fn is_personal_page<B>(response: &actix_web::dev::ServiceResponse<B>) -> bool {
-    response.response().extensions().get::<PersonalPage>().is_some()
+    response
+        .response()
+        .extensions()
+        .get::<PersonalPage>()
+        .is_some()
 }
 
 /// `body` with the slots filled: `csrf` (already safe: URL-safe base64 or hex) and `bar`
@@ -35,10 +39,7 @@ pub fn is_personal_page<B>(response: &actix_web::dev::ServiceResponse<B>) -> boo
 pub fn personalize<B: MessageBody + 'static>(body: B, csrf: &str, bar: &str) -> BoxBody {
     match body.try_into_bytes() {
         Ok(bytes) => match std::str::from_utf8(&bytes) {
-            Ok(text) => BoxBody::new(
-                text.replacen(SESSION_SLOT, bar, 1)
-                    .replace(CSRF_SLOT, csrf),
-            ),
+            Ok(text) => BoxBody::new(text.replacen(SESSION_SLOT, bar, 1).replace(CSRF_SLOT, csrf)),
             Err(_) => BoxBody::new(bytes),
         },
         Err(body) => BoxBody::new(body),

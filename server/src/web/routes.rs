@@ -101,8 +101,12 @@ fn pages() -> Vec<RouteSpec> {
         get("/deployments/{id}/socket", ACT, terminal::socket),
         post("/actions/{name}", ACT, actions::form_action).limited(Category::Action),
         post("/webhook", Need::Public, crate::webhooks::receive).limited(Category::Webhook),
-        post("/githubReceivedAPush", Need::Public, crate::webhooks::receive)
-            .limited(Category::Webhook),
+        post(
+            "/githubReceivedAPush",
+            Need::Public,
+            crate::webhooks::receive,
+        )
+        .limited(Category::Webhook),
         RouteSpec {
             method: Method::GET,
             path: "/static/{tail:.*}",
@@ -219,12 +223,16 @@ mod tests {
             Some(READ)
         );
         assert_eq!(
-            table.lookup(&Method::POST, "/actions/cancel").map(|s| s.need),
+            table
+                .lookup(&Method::POST, "/actions/cancel")
+                .map(|s| s.need),
             Some(ACT)
         );
         assert!(table.lookup(&Method::GET, "/actions/cancel").is_none());
         assert_eq!(
-            table.lookup(&Method::HEAD, "/static/style.css").map(|s| s.need),
+            table
+                .lookup(&Method::HEAD, "/static/style.css")
+                .map(|s| s.need),
             Some(Need::Public)
         );
         assert!(table.lookup(&Method::GET, "/nowhere").is_none());

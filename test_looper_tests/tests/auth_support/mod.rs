@@ -97,13 +97,18 @@ impl AuthServer {
         config.auth = serde_json::from_value(auth_section(mode, &provider.issuer(), limits))
             .expect("auth section");
         adjust(&mut config, dir.path());
-        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         config.server.public_url = Some(format!("{scheme}://127.0.0.1:{port}"));
         config.auth.validate().expect("valid auth section");
         let context = AppContext::new(config).expect("context");
         let services = services::start(&context).await.expect("services start");
-        let (server, _) = test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), port))
-            .expect("bind");
+        let (server, _) =
+            test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), port))
+                .expect("bind");
         let handle = server.handle();
         actix_web::rt::spawn(server);
         AuthServer {
@@ -158,13 +163,17 @@ pub struct Login {
 
 /// The CSRF token in a page's `<meta name="csrf-token">`.
 pub fn csrf_of(html: &str) -> Option<String> {
-    let start = html.find(r#"name="csrf-token" content=""#)? + r#"name="csrf-token" content=""#.len();
+    let start =
+        html.find(r#"name="csrf-token" content=""#)? + r#"name="csrf-token" content=""#.len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
 }
 
 /// Logs `subject` in through the provider's own page; the callback's response.
-pub async fn login_response(server: &AuthServer, subject: &str) -> (Option<String>, reqwest::Response) {
+pub async fn login_response(
+    server: &AuthServer,
+    subject: &str,
+) -> (Option<String>, reqwest::Response) {
     let http = client();
     let start = http
         .get(server.url("/auth/corp/login?next=/tokens"))
@@ -174,9 +183,15 @@ pub async fn login_response(server: &AuthServer, subject: &str) -> (Option<Strin
     assert_eq!(start.status(), 303, "login start");
     let cookie = session_cookie(&start).expect("the pending login's session cookie");
     let authorize = start.headers()["location"].to_str().unwrap().to_string();
-    assert!(authorize.starts_with(&server.provider.issuer()), "{authorize}");
+    assert!(
+        authorize.starts_with(&server.provider.issuer()),
+        "{authorize}"
+    );
     let callback = server.provider.authorize(&authorize, subject).await;
-    assert!(callback.starts_with(&server.url("/auth/corp/callback")), "{callback}");
+    assert!(
+        callback.starts_with(&server.url("/auth/corp/callback")),
+        "{callback}"
+    );
     let response = http
         .get(&callback)
         .header("Cookie", &cookie)
@@ -189,9 +204,18 @@ pub async fn login_response(server: &AuthServer, subject: &str) -> (Option<Strin
 /// Logs `subject` in; panics unless it succeeds.
 pub async fn login(server: &AuthServer, subject: &str) -> Login {
     let (pending_cookie, response) = login_response(server, subject).await;
-    assert_eq!(response.status(), 303, "login of {subject}: {}", response.text().await.unwrap_or_default());
+    assert_eq!(
+        response.status(),
+        303,
+        "login of {subject}: {}",
+        response.text().await.unwrap_or_default()
+    );
     let cookie = session_cookie(&response).expect("a renewed session cookie");
-    assert_ne!(Some(&cookie), pending_cookie.as_ref(), "the session id is renewed at login");
+    assert_ne!(
+        Some(&cookie),
+        pending_cookie.as_ref(),
+        "the session id is renewed at login"
+    );
     let page = client()
         .get(server.url("/tokens"))
         .header("Cookie", &cookie)
