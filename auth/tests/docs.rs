@@ -8,6 +8,10 @@ use test_looper_auth::AuthConfig;
 #[serde(deny_unknown_fields)]
 struct File {
     auth: AuthConfig,
+    /// The server's own section (checked by the server's configuration tests).
+    #[serde(default)]
+    #[allow(dead_code)]
+    server: Option<serde_norway::Value>,
 }
 
 #[test]

@@ -278,3 +278,129 @@ async fn tls_serves_https_with_hsts_and_secure_cookies() {
         assert!(session.contains(flag), "{flag} in {session}");
     }
 }
+
+const DEFS: &str = "looper_version: 4\nenvironments: {linux: {platform: linux, image: {dockerfile_contents: \"FROM x\"}}}\ntests:\n  core/linux: {command: \"./core\"}\n";
+
+#[actix_web::test]
+async fn only_the_booter_or_an_admin_uses_a_deployment() {
+    let mut head = String::new();
+    let server = AuthServer::start_with(AuthMode::Write, generous_limits(), |_, dir| {
+        let repo = test_looper_tests::GitRepo::init_bare(&dir.join("repos/app"));
+        head = repo
+            .commit("master", "definitions", &[("testlooper.yml", DEFS)])
+            .to_string();
+    })
+    .await;
+    let scheduler = server.context.running_scheduler().unwrap().clone();
+    let mut hash = None;
+    for _ in 0..200 {
+        let head = head.clone();
+        hash = scheduler
+            .read(move |engine| {
+                engine
+                    .commit_record("app", &head)
+                    .and_then(|(record, _, _)| record.tests.get("core/linux").cloned())
+            })
+            .await;
+        if hash.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let hash = hash.expect("the scheduler knows the commit's test");
+    let http = client();
+    let olga = login(&server, "olga").await;
+    let booted: serde_json::Value = http
+        .post(server.url("/api/actions/boot_deployment"))
+        .header("Cookie", &olga.cookie)
+        .header("X-CSRF-Token", &olga.csrf)
+        .json(&json!({ "test_hash": hash }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = booted["deployment_id"]
+        .as_str()
+        .expect("booted")
+        .to_string();
+    let listed: serde_json::Value = http
+        .get(server.url("/api/deployments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["deployments"][0]["deployment"]["booted_by"]["login"], "olga",
+        "{listed}"
+    );
+    let terminal = format!("/deployments/{id}/terminal");
+    let status_as = |bearer: Option<String>, cookie: Option<String>| {
+        let http = http.clone();
+        let url = server.url(&terminal);
+        async move {
+            let mut request = http.get(url);
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            if let Some(cookie) = cookie {
+                request = request.header("Cookie", cookie);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    // Another operator may not attach, nor shut it down; the booter and an admin may attach.
+    assert_eq!(status_as(Some(static_token("operator")), None).await, 403);
+    let shutdown = http
+        .post(server.url("/api/actions/shutdown_deployment"))
+        .bearer_auth(static_token("operator"))
+        .json(&json!({ "deployment_id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shutdown.status(), 403);
+    assert_eq!(status_as(None, Some(olga.cookie.clone())).await, 200);
+    assert_eq!(status_as(Some(static_token("admin")), None).await, 200);
+    let audit: serde_json::Value = http
+        .get(server.url("/api/audit?action=deployment.attach"))
+        .bearer_auth(static_token("admin"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<(String, String)> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap_or("").to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("static:bot-operator", "denied"),
+        ("corp:olga", "ok"),
+        ("static:bot-admin", "ok"),
+    ] {
+        assert!(
+            outcomes.contains(&(wanted.0.to_string(), wanted.1.to_string())),
+            "{wanted:?} in {outcomes:?}"
+        );
+    }
+    let shutdown = http
+        .post(server.url("/api/actions/shutdown_deployment"))
+        .header("Cookie", &olga.cookie)
+        .header("X-CSRF-Token", &olga.csrf)
+        .json(&json!({ "deployment_id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shutdown.status(), 200);
+}
