@@ -1,0 +1,666 @@
+//! The reconciler step: one pure, deterministic function from an [`Observation`] to a
+//! [`Decision`]. It keeps no state between steps (launch failures come in with the
+//! observation), so a server restart is just a step with a new `pool_started_at`: owned
+//! instances whose workers register again are adopted, the others are ended after the boot
+//! timeout. The rules are listed in `docs/ec2_pool.md`.
+
+use super::decision::{
+    Decision, HeldCapacity, IgnoredInstance, Launch, Limit, PoolCensus, TerminateReason,
+    Termination,
+};
+use super::inputs::{
+    DemandKind, InstanceState, LaunchErrorKind, Observation, ObservedInstance, RegisteredWorker,
+};
+use super::packing::{item_need, rank_candidates, Candidate, Room};
+use super::settings::{InstanceType, Packing, PoolLimits, PoolSettings, Purchase};
+use crate::protocol::Millis;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// At most this many queued items are planned per step; the rest wait for later steps.
+pub const PLANNING_HORIZON_ITEMS: u64 = 10_000;
+
+/// Whether the pool owns `instance`: both ownership tags carry this pool's values.
+pub fn is_owned(settings: &PoolSettings, instance: &ObservedInstance) -> bool {
+    instance.tags.owner.as_deref() == Some(settings.owner_id.as_str())
+        && instance.tags.worker_name.as_deref() == Some(settings.worker_name.as_str())
+}
+
+/// Whether spot launches are avoided at `now`: a spot capacity error or interruption within
+/// the launch-failure backoff.
+pub fn spot_avoided(settings: &PoolSettings, observation: &Observation) -> bool {
+    observation.launch_failures.iter().any(|failure| {
+        failure.purchase == Purchase::Spot
+            && failure.error != LaunchErrorKind::Other
+            && is_recent(settings, failure.at, observation.now)
+    })
+}
+
+fn is_recent(settings: &PoolSettings, at: Millis, now: Millis) -> bool {
+    now < at.saturating_add(settings.launch_failure_backoff_ms)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Tier {
+    /// Registered, running something, with room left (shared cores).
+    Busy,
+    /// Registered and idle.
+    Idle,
+    /// Registered, drained and idle: taking an item means undraining it.
+    Drained,
+    /// Owned, not registered yet, within the boot timeout.
+    Booting,
+    /// Planned by this step.
+    Planned,
+}
+
+/// A place for queued items: the free part of an instance, existing or planned.
+#[derive(Clone, Debug)]
+struct Bin<'a> {
+    tier: Tier,
+    instance_id: &'a str,
+    idle_since: Millis,
+    free: Room,
+    items: u32,
+    image: &'a str,
+    one_shot: bool,
+    /// Takes at most one item.
+    single_item: bool,
+    /// Holds a deployment: takes nothing more.
+    closed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Item<'a> {
+    need: Room,
+    kind: DemandKind,
+    one_shot_ami: Option<&'a str>,
+}
+
+impl Bin<'_> {
+    fn accepts(&self, item: &Item) -> bool {
+        let same_target = match item.one_shot_ami {
+            Some(ami) => self.one_shot && self.image == ami,
+            None => !self.one_shot,
+        };
+        let must_be_empty = self.single_item || item.kind == DemandKind::Deployment;
+        same_target
+            && !self.closed
+            && (!must_be_empty || self.items == 0)
+            && self.free.holds(item.need)
+    }
+
+    fn take(&mut self, item: &Item) {
+        self.free = self.free.less(item.need);
+        self.items += 1;
+        if item.kind == DemandKind::Deployment {
+            self.closed = true;
+        }
+    }
+}
+
+/// A new instance planned by this step.
+#[derive(Clone, Debug)]
+struct PlannedInstance<'a> {
+    instance_type: &'a InstanceType,
+    purchase: Purchase,
+    price_per_served_core: f64,
+}
+
+/// Capacity held, and what adding one more instance would break.
+struct Ledger<'a> {
+    limits: &'a PoolLimits,
+    held: HeldCapacity,
+}
+
+impl Ledger<'_> {
+    fn limit_hit(&self, instance_type: &InstanceType, price: f64) -> Option<Limit> {
+        let limits = self.limits;
+        let over = |cap: u32, held: u32, more: u32| cap > 0 && held.saturating_add(more) > cap;
+        if over(limits.max_workers, self.held.instances, 1) {
+            Some(Limit::MaxWorkers)
+        } else if over(limits.max_cores, self.held.cores, instance_type.cores) {
+            Some(Limit::MaxCores)
+        } else if over(limits.max_ram_gb, self.held.ram_gb, instance_type.ram_gb) {
+            Some(Limit::MaxRamGb)
+        } else if limits
+            .max_hourly_spend
+            .is_some_and(|cap| self.held.hourly_spend + price > cap + 1e-9)
+        {
+            Some(Limit::MaxHourlySpend)
+        } else {
+            None
+        }
+    }
+
+    fn add(&mut self, instance_type: &InstanceType, price: f64) {
+        self.held.instances = self.held.instances.saturating_add(1);
+        self.held.cores = self.held.cores.saturating_add(instance_type.cores);
+        self.held.ram_gb = self.held.ram_gb.saturating_add(instance_type.ram_gb);
+        self.held.hourly_spend += price;
+    }
+}
+
+fn minutes(ms: Millis) -> String {
+    format!("{:.1} min", ms as f64 / 60_000.0)
+}
+
+/// One reconcile step: what to launch, drain, undrain and terminate so that the pool serves
+/// `observation.demand` within `settings.limits`. Pure and deterministic.
+pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision {
+    let now = observation.now;
+    let mut decision = Decision {
+        at: now,
+        ..Decision::default()
+    };
+    let mut census = PoolCensus::default();
+    let mut notes: Vec<String> = Vec::new();
+
+    // An instance of a type missing from the table counts as the largest, dearest type.
+    let fallback = InstanceType {
+        name: "(unknown type)".into(),
+        cores: settings
+            .instance_types
+            .iter()
+            .map(|t| t.cores)
+            .max()
+            .unwrap_or(0),
+        ram_gb: settings
+            .instance_types
+            .iter()
+            .map(|t| t.ram_gb)
+            .max()
+            .unwrap_or(0),
+        disk_gb: settings
+            .instance_types
+            .iter()
+            .map(|t| t.disk_gb)
+            .max()
+            .unwrap_or(0),
+        on_demand_price_per_hour: settings
+            .instance_types
+            .iter()
+            .map(|t| t.on_demand_price_per_hour)
+            .fold(0.0, f64::max),
+        spot_price_per_hour: None,
+    };
+    let type_of = |instance: &ObservedInstance| -> &InstanceType {
+        settings
+            .instance_type(&instance.instance_type)
+            .unwrap_or(&fallback)
+    };
+
+    // Ownership: only instances carrying both of this pool's tags are ever touched.
+    let mut instances: Vec<&ObservedInstance> = observation
+        .instances
+        .iter()
+        .filter(|instance| instance.state.holds_capacity())
+        .collect();
+    instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    instances.dedup_by(|a, b| a.instance_id == b.instance_id);
+    let mut owned: Vec<&ObservedInstance> = Vec::new();
+    for instance in instances {
+        if is_owned(settings, instance) {
+            owned.push(instance);
+        } else {
+            census.foreign += 1;
+            let why = match (&instance.tags.owner, &instance.tags.worker_name) {
+                (None, _) | (_, None) => "missing this pool's ownership tags".to_string(),
+                (Some(owner), Some(name)) => {
+                    format!("tagged for owner {owner:?}, worker name {name:?}")
+                }
+            };
+            decision.ignored.push(IgnoredInstance {
+                instance_id: instance.instance_id.clone(),
+                why,
+            });
+        }
+    }
+    let owned_ids: BTreeSet<&str> = owned.iter().map(|i| i.instance_id.as_str()).collect();
+    let workers: BTreeMap<&str, &RegisteredWorker> = observation
+        .workers
+        .iter()
+        .map(|worker| (worker.machine_id.as_str(), worker))
+        .collect();
+    decision.workers_gone = workers
+        .keys()
+        .filter(|id| !owned_ids.contains(**id))
+        .map(|id| id.to_string())
+        .collect();
+
+    // Capacity held by every owned instance until EC2 reports it terminated.
+    let mut ledger = Ledger {
+        limits: &settings.limits,
+        held: HeldCapacity::default(),
+    };
+    for instance in &owned {
+        let instance_type = type_of(instance);
+        ledger.add(
+            instance_type,
+            instance_type.price_per_hour(instance.purchase),
+        );
+        if instance_type.name == fallback.name {
+            notes.push(format!(
+                "{} has unconfigured type {}: counted as {} cores, {} GB",
+                instance.instance_id, instance.instance_type, fallback.cores, fallback.ram_gb
+            ));
+        }
+    }
+
+    // Health, and the bins existing capacity offers.
+    let mut bins: Vec<Bin> = Vec::new();
+    let terminate = |decision: &mut Decision, instance: &ObservedInstance, reason| {
+        decision.terminations.push(Termination {
+            instance_id: instance.instance_id.clone(),
+            reason,
+        });
+    };
+    for instance in &owned {
+        let instance_type = type_of(instance);
+        let one_shot = instance.image_id != settings.worker_ami;
+        let whole = Room::of_type(instance_type);
+        let single_item = one_shot || settings.packing == Packing::OneItemPerInstance;
+        let bin = |tier, free, items, idle_since| Bin {
+            tier,
+            instance_id: &instance.instance_id,
+            idle_since,
+            free,
+            items,
+            image: &instance.image_id,
+            one_shot,
+            single_item,
+            closed: false,
+        };
+        match instance.state {
+            InstanceState::ShuttingDown | InstanceState::Terminated => census.shutting_down += 1,
+            InstanceState::Stopped => terminate(&mut decision, instance, TerminateReason::Stopped),
+            InstanceState::Pending | InstanceState::Running => {
+                match workers.get(instance.instance_id.as_str()) {
+                    Some(worker)
+                        if now.saturating_sub(worker.last_heartbeat)
+                            >= settings.heartbeat_timeout_ms =>
+                    {
+                        notes.push(format!(
+                            "{}: no heartbeat for {}",
+                            instance.instance_id,
+                            minutes(now.saturating_sub(worker.last_heartbeat))
+                        ));
+                        terminate(&mut decision, instance, TerminateReason::HeartbeatLost);
+                    }
+                    Some(worker) => {
+                        let hardware = Room {
+                            cores: worker.hardware.cores,
+                            ram_gb: worker.hardware.ram_gb,
+                            disk_gb: instance_type.disk_gb,
+                        };
+                        let busy = Room {
+                            cores: worker.busy.cores,
+                            ram_gb: worker.busy.ram_gb,
+                            disk_gb: worker.busy.disk_gb,
+                        };
+                        match (worker.retired, worker.is_idle()) {
+                            (true, true) if one_shot => {
+                                census.retired += 1;
+                                terminate(
+                                    &mut decision,
+                                    instance,
+                                    TerminateReason::OneShotFinished,
+                                );
+                            }
+                            (true, true) => {
+                                census.retired += 1;
+                                bins.push(bin(Tier::Drained, hardware, 0, worker.idle_since));
+                            }
+                            (true, false) => census.retired += 1,
+                            (false, true) => {
+                                census.idle += 1;
+                                bins.push(bin(Tier::Idle, hardware, 0, worker.idle_since));
+                            }
+                            (false, false) => {
+                                census.busy += 1;
+                                bins.push(bin(
+                                    Tier::Busy,
+                                    hardware.less(busy),
+                                    worker.busy.items,
+                                    now,
+                                ));
+                            }
+                        }
+                    }
+                    None => {
+                        let since = instance.launched_at.max(observation.pool_started_at);
+                        if now >= since.saturating_add(settings.boot_timeout_ms) {
+                            notes.push(format!(
+                                "{}: no worker registered within {} of {}",
+                                instance.instance_id,
+                                minutes(settings.boot_timeout_ms),
+                                if instance.launched_at >= observation.pool_started_at {
+                                    "its launch"
+                                } else {
+                                    "the pool's start"
+                                }
+                            ));
+                            terminate(&mut decision, instance, TerminateReason::NeverRegistered);
+                        } else {
+                            census.booting += 1;
+                            bins.push(bin(Tier::Booting, whole, 0, now));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Busy first (consolidate), then idle most recently active first (so the longest idle
+    // can go), then drained, then booting.
+    bins.sort_by(|a, b| {
+        a.tier
+            .cmp(&b.tier)
+            .then(b.idle_since.cmp(&a.idle_since))
+            .then(a.instance_id.cmp(b.instance_id))
+    });
+
+    // Queued items: deployments first, then first-fit-decreasing by size.
+    let mut items: Vec<Item> = Vec::new();
+    let mut total_items: u64 = 0;
+    for demand in &observation.demand {
+        total_items = total_items.saturating_add(demand.count);
+        let room_left = PLANNING_HORIZON_ITEMS.saturating_sub(items.len() as u64);
+        for _ in 0..demand.count.min(room_left) {
+            items.push(Item {
+                need: item_need(demand.min_cores, demand.min_ram_gb, demand.min_disk_gb),
+                kind: demand.kind,
+                one_shot_ami: demand.one_shot_ami.as_deref(),
+            });
+        }
+    }
+    if total_items > items.len() as u64 {
+        notes.push(format!(
+            "{} queued items beyond the planning horizon of {PLANNING_HORIZON_ITEMS} wait for later steps",
+            total_items - items.len() as u64
+        ));
+    }
+    items.sort_by(|a, b| {
+        (b.kind == DemandKind::Deployment)
+            .cmp(&(a.kind == DemandKind::Deployment))
+            .then(b.need.cores.cmp(&a.need.cores))
+            .then(b.need.ram_gb.cmp(&a.need.ram_gb))
+            .then(b.need.disk_gb.cmp(&a.need.disk_gb))
+    });
+    census.queued_items = items.len() as u64;
+
+    // Existing and booting capacity serves what it can.
+    let mut unplaced: Vec<Item> = Vec::new();
+    for item in &items {
+        match bins.iter_mut().find(|bin| bin.accepts(item)) {
+            Some(bin) => {
+                bin.take(item);
+                census.served_by_existing += 1;
+            }
+            None => unplaced.push(*item),
+        }
+    }
+
+    // New instances for the rest, within the limits.
+    let spot_off = spot_avoided(settings, observation);
+    if settings.spot && spot_off {
+        notes.push(format!(
+            "spot avoided for {} after a spot capacity error or interruption: launching on demand",
+            minutes(settings.launch_failure_backoff_ms)
+        ));
+    }
+    let failed_recently = |instance_type: &InstanceType, purchase: Purchase| {
+        observation.launch_failures.iter().any(|failure| {
+            failure.instance_type == instance_type.name
+                && failure.purchase == purchase
+                && is_recent(settings, failure.at, now)
+        })
+    };
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for instance_type in &settings.instance_types {
+        let spot_possible =
+            settings.spot && instance_type.spot_price_per_hour.is_some() && !spot_off;
+        let purchase = [Purchase::Spot, Purchase::OnDemand]
+            .into_iter()
+            .filter(|p| *p == Purchase::OnDemand || spot_possible)
+            .find(|p| !failed_recently(instance_type, *p));
+        if let Some(purchase) = purchase {
+            candidates.push(Candidate {
+                instance_type,
+                purchase,
+            });
+        }
+    }
+    let mut planned: Vec<(Bin, PlannedInstance)> = Vec::new();
+    let mut blocked: BTreeMap<Limit, u64> = BTreeMap::new();
+    for (index, item) in unplaced.iter().enumerate() {
+        if let Some((bin, _)) = planned.iter_mut().find(|(bin, _)| bin.accepts(item)) {
+            bin.take(item);
+            census.served_by_launches += 1;
+            continue;
+        }
+        let packs = item.one_shot_ami.is_none()
+            && item.kind == DemandKind::Run
+            && settings.packing == Packing::SharedCores;
+        let rest: Vec<Room> = if packs {
+            unplaced[index + 1..]
+                .iter()
+                .filter(|other| other.one_shot_ami.is_none() && other.kind == DemandKind::Run)
+                .map(|other| other.need)
+                .take(super::packing::LOOKAHEAD_ITEMS)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ranked = rank_candidates(&candidates, item.need, &rest);
+        if ranked.is_empty() {
+            let fits_any = settings
+                .instance_types
+                .iter()
+                .any(|t| Room::of_type(t).holds(item.need));
+            let limit = if fits_any {
+                Limit::LaunchFailures
+            } else {
+                Limit::NoFittingType
+            };
+            *blocked.entry(limit).or_default() += 1;
+            continue;
+        }
+        let chosen = ranked.iter().find(|scored| {
+            ledger
+                .limit_hit(scored.candidate.instance_type, scored.price_per_hour)
+                .is_none()
+        });
+        let Some(chosen) = chosen else {
+            let limit = ledger
+                .limit_hit(ranked[0].candidate.instance_type, ranked[0].price_per_hour)
+                .unwrap_or(Limit::MaxWorkers);
+            *blocked.entry(limit).or_default() += 1;
+            continue;
+        };
+        let instance_type = chosen.candidate.instance_type;
+        ledger.add(instance_type, chosen.price_per_hour);
+        let image = item.one_shot_ami.unwrap_or(settings.worker_ami.as_str());
+        let mut bin = Bin {
+            tier: Tier::Planned,
+            instance_id: "",
+            idle_since: now,
+            free: Room::of_type(instance_type),
+            items: 0,
+            image,
+            one_shot: item.one_shot_ami.is_some(),
+            single_item: !packs,
+            closed: false,
+        };
+        bin.take(item);
+        census.served_by_launches += 1;
+        planned.push((
+            bin,
+            PlannedInstance {
+                instance_type,
+                purchase: chosen.candidate.purchase,
+                price_per_served_core: chosen.price_per_served_core,
+            },
+        ));
+    }
+    census.blocked = blocked.iter().map(|(l, n)| (*l, *n)).collect();
+    let blocked_by_limit = blocked.keys().any(|limit| {
+        matches!(
+            limit,
+            Limit::MaxWorkers | Limit::MaxCores | Limit::MaxRamGb | Limit::MaxHourlySpend
+        )
+    });
+
+    // Scale-in: drained idle workers nobody wants end; wanted ones take work again. Idle
+    // workers nobody wants are drained after the idle timeout (at once when demand is
+    // blocked by a limit and the settings say so). Busy workers are never touched here.
+    for bin in &bins {
+        let wanted = bin.items > 0;
+        match bin.tier {
+            Tier::Drained if wanted => decision.undrains.push(bin.instance_id.to_string()),
+            Tier::Drained => decision.terminations.push(Termination {
+                instance_id: bin.instance_id.to_string(),
+                reason: TerminateReason::Drained,
+            }),
+            Tier::Idle if !wanted => {
+                let idle_for = now.saturating_sub(bin.idle_since);
+                if idle_for >= settings.idle_timeout_ms {
+                    notes.push(format!(
+                        "drain {}: idle {} (timeout {})",
+                        bin.instance_id,
+                        minutes(idle_for),
+                        minutes(settings.idle_timeout_ms)
+                    ));
+                    decision.drains.push(bin.instance_id.to_string());
+                } else if blocked_by_limit && settings.drain_to_make_room {
+                    notes.push(format!(
+                        "drain {}: idle and in the way of demand blocked by a limit",
+                        bin.instance_id
+                    ));
+                    decision.drains.push(bin.instance_id.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    decision.drains.sort();
+    decision.undrains.sort();
+    decision
+        .terminations
+        .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+
+    // Launches, grouped.
+    let mut launches: BTreeMap<(&str, Purchase, &str, bool), (u32, u32, f64)> = BTreeMap::new();
+    for (bin, plan) in &planned {
+        let entry = launches
+            .entry((
+                plan.instance_type.name.as_str(),
+                plan.purchase,
+                bin.image,
+                bin.one_shot,
+            ))
+            .or_insert((0, 0, 0.0));
+        entry.0 += 1;
+        entry.1 += bin.items;
+        entry.2 += plan.price_per_served_core;
+    }
+    for ((name, purchase, image, one_shot), (count, served, price_sum)) in &launches {
+        notes.push(format!(
+            "launch {count} x {name} ({}{}): {served} items, ${:.4}/h per served core",
+            match purchase {
+                Purchase::Spot => "spot",
+                Purchase::OnDemand => "on demand",
+            },
+            if *one_shot {
+                format!(", one-shot {image}")
+            } else {
+                String::new()
+            },
+            price_sum / f64::from((*count).max(1)),
+        ));
+        decision.launches.push(Launch {
+            instance_type: name.to_string(),
+            purchase: *purchase,
+            image_id: image.to_string(),
+            one_shot: *one_shot,
+            count: *count,
+        });
+    }
+
+    decision.held = ledger.held;
+    decision.census = census;
+    decision.explanation = explain(settings, &decision, &notes);
+    decision
+}
+
+fn explain(settings: &PoolSettings, decision: &Decision, notes: &[String]) -> String {
+    let census = &decision.census;
+    let held = &decision.held;
+    let limits = &settings.limits;
+    let cap = |value: u32| {
+        if value == 0 {
+            "no cap".to_string()
+        } else {
+            value.to_string()
+        }
+    };
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "owned: {} booting, {} busy, {} idle, {} retired, {} shutting down; {} foreign ignored",
+        census.booting,
+        census.busy,
+        census.idle,
+        census.retired,
+        census.shutting_down,
+        census.foreign
+    );
+    let _ = writeln!(
+        text,
+        "held after launches: {} instances (max {}), {} cores (max {}), {} GB RAM (max {}), ${:.2}/h (max {})",
+        held.instances,
+        cap(limits.max_workers),
+        held.cores,
+        cap(limits.max_cores),
+        held.ram_gb,
+        cap(limits.max_ram_gb),
+        held.hourly_spend,
+        limits
+            .max_hourly_spend
+            .map_or_else(|| "no cap".to_string(), |c| format!("${c:.2}")),
+    );
+    let _ = write!(
+        text,
+        "demand: {} queued items, {} served by existing or booting instances, {} by new launches",
+        census.queued_items, census.served_by_existing, census.served_by_launches
+    );
+    for (limit, count) in &census.blocked {
+        let _ = write!(text, ", {count} blocked by {limit:?}");
+    }
+    text.push('\n');
+    for termination in &decision.terminations {
+        let _ = writeln!(
+            text,
+            "terminate {}: {:?}",
+            termination.instance_id, termination.reason
+        );
+    }
+    for id in &decision.undrains {
+        let _ = writeln!(text, "undrain {id}: demand wants it again");
+    }
+    for id in &decision.workers_gone {
+        let _ = writeln!(
+            text,
+            "worker {id} is gone: its instance is terminated or unknown"
+        );
+    }
+    for note in notes {
+        let _ = writeln!(text, "{note}");
+    }
+    for ignored in &decision.ignored {
+        let _ = writeln!(text, "ignored {}: {}", ignored.instance_id, ignored.why);
+    }
+    if decision.is_empty() {
+        text.push_str("no change\n");
+    }
+    text
+}
