@@ -378,6 +378,74 @@ fn idle_workers_in_the_way_of_blocked_demand_are_drained_at_once() {
     assert!(reconcile(&limited, &observation).drains.is_empty());
 }
 
+#[test]
+fn a_one_shot_item_starving_behind_busy_workers_gets_room_by_draining_one() {
+    let mut limited = settings();
+    limited.limits.max_workers = 2;
+    let one_shot = Demand {
+        one_shot_ami: Some("ami-naked".into()),
+        ..runs(1, 1, 1)
+    };
+    let demand = vec![one_shot, runs(20, 1, 1)];
+    let instances = vec![running("i-1", "big"), running("i-2", "small")];
+    let workers = vec![busy(worker("i-1", 8, 16), 2), busy(worker("i-2", 2, 4), 2)];
+    let decision = reconcile(
+        &limited,
+        &observe(instances.clone(), workers.clone(), demand.clone()),
+    );
+    // The small box runs the fewest items (queued tests fill the big one's free cores): it
+    // is drained, not terminated, and finishes its work first.
+    assert_eq!(decision.drains, vec!["i-2".to_string()]);
+    assert!(decision.terminations.is_empty() && decision.launches.is_empty());
+    // Once it is idle it ends, although queued tests would take it: the one-shot item gets
+    // its room.
+    let mut drained = worker("i-2", 2, 4);
+    drained.retired = true;
+    let decision = reconcile(
+        &limited,
+        &observe(instances, vec![workers[0].clone(), drained], demand),
+    );
+    assert_eq!(
+        terminated(&decision),
+        vec![("i-2".into(), TerminateReason::Drained)]
+    );
+    assert!(decision.undrains.is_empty());
+}
+
+#[test]
+fn busy_workers_are_drained_for_a_big_item_only_when_that_makes_room() {
+    let mut limited = settings();
+    limited.limits.max_cores = 6;
+    let instances = vec![
+        running("i-1", "small"),
+        running("i-2", "small"),
+        running("i-3", "small"),
+    ];
+    let workers: Vec<RegisteredWorker> = ["i-1", "i-2", "i-3"]
+        .iter()
+        .map(|id| busy(worker(id, 2, 4), 1))
+        .collect();
+    // A 4-core build needs two small boxes' room: both are drained, the third is not.
+    let decision = reconcile(
+        &limited,
+        &observe(
+            instances.clone(),
+            workers.clone(),
+            vec![runs(1, 4, 1), runs(9, 1, 1)],
+        ),
+    );
+    assert_eq!(decision.drains, vec!["i-1".to_string(), "i-2".to_string()]);
+    // An 8-core build can never fit under a 6-core cap: nothing is drained for it.
+    let decision = reconcile(
+        &limited,
+        &observe(instances.clone(), workers.clone(), vec![runs(1, 8, 1)]),
+    );
+    assert!(decision.drains.is_empty(), "{}", decision.explanation);
+    // A 2-core item a busy box will serve when done: it waits, nothing is drained.
+    let decision = reconcile(&limited, &observe(instances, workers, vec![runs(1, 2, 1)]));
+    assert!(decision.drains.is_empty(), "{}", decision.explanation);
+}
+
 // --- ownership and restarts --------------------------------------------------------------
 
 #[test]

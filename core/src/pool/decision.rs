@@ -61,6 +61,16 @@ pub enum Limit {
     NoFittingType,
 }
 
+impl Limit {
+    /// Whether this is one of the configured caps (rather than a launch problem).
+    pub fn is_capacity_limit(self) -> bool {
+        matches!(
+            self,
+            Limit::MaxWorkers | Limit::MaxCores | Limit::MaxRamGb | Limit::MaxHourlySpend
+        )
+    }
+}
+
 /// Capacity held by owned instances after the step's decisions (launches included,
 /// terminations not subtracted: an instance holds capacity until EC2 says terminated).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -61,6 +61,10 @@ struct Bin<'a> {
     instance_id: &'a str,
     idle_since: Millis,
     free: Room,
+    /// The whole instance.
+    whole: Room,
+    /// What an hour of it costs.
+    price_per_hour: f64,
     items: u32,
     image: &'a str,
     one_shot: bool,
@@ -99,6 +103,196 @@ impl Bin<'_> {
     }
 }
 
+/// Launches are grouped by (type, purchase, image, one-shot)…
+type LaunchKey<'a> = (&'a str, Purchase, &'a str, bool);
+/// …counting (instances, items served, sum of price per served core).
+type LaunchTally = (u32, u32, f64);
+
+/// The step's inputs that stay fixed while placing items.
+struct PlanContext<'a> {
+    settings: &'a PoolSettings,
+    candidates: &'a [Candidate<'a>],
+    now: Millis,
+}
+
+/// Where the queued items go.
+struct Plan<'a> {
+    bins: Vec<Bin<'a>>,
+    planned: Vec<(Bin<'a>, PlannedInstance<'a>)>,
+    blocked: BTreeMap<Limit, u64>,
+    served_by_existing: u64,
+    served_by_launches: u64,
+    /// Held capacity with the planned launches.
+    ledger: Ledger<'a>,
+    /// The first item blocked by a capacity limit that no live instance could serve even
+    /// empty: (its need, its one-shot AMI).
+    starving: Option<(Room, Option<&'a str>)>,
+}
+
+/// Places `items` (in order) first-fit on `bins` (drained ones only with `use_drained`),
+/// then on instances it plans within the limits (see [`super::packing`]).
+fn place_and_plan<'a>(
+    context: &PlanContext<'a>,
+    items: &[Item<'a>],
+    mut bins: Vec<Bin<'a>>,
+    ledger: &Ledger<'a>,
+    use_drained: bool,
+) -> Plan<'a> {
+    let settings = context.settings;
+    let mut ledger = ledger.clone();
+    let mut served_by_existing = 0;
+    let mut served_by_launches = 0;
+    let mut unplaced: Vec<Item> = Vec::new();
+    for item in items {
+        let bin = bins
+            .iter_mut()
+            .filter(|bin| use_drained || bin.tier != Tier::Drained)
+            .find(|bin| bin.accepts(item));
+        match bin {
+            Some(bin) => {
+                bin.take(item);
+                served_by_existing += 1;
+            }
+            None => unplaced.push(*item),
+        }
+    }
+    let mut planned: Vec<(Bin, PlannedInstance)> = Vec::new();
+    let mut blocked: BTreeMap<Limit, u64> = BTreeMap::new();
+    let mut starving = None;
+    for (index, item) in unplaced.iter().enumerate() {
+        if let Some((bin, _)) = planned.iter_mut().find(|(bin, _)| bin.accepts(item)) {
+            bin.take(item);
+            served_by_launches += 1;
+            continue;
+        }
+        let packs = item.one_shot_ami.is_none()
+            && item.kind == DemandKind::Run
+            && settings.packing == Packing::SharedCores;
+        let rest: Vec<Room> = if packs {
+            unplaced[index + 1..]
+                .iter()
+                .filter(|other| other.one_shot_ami.is_none() && other.kind == DemandKind::Run)
+                .map(|other| other.need)
+                .take(super::packing::LOOKAHEAD_ITEMS)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ranked = rank_candidates(context.candidates, item.need, &rest);
+        if ranked.is_empty() {
+            let fits_any = settings
+                .instance_types
+                .iter()
+                .any(|t| Room::of_type(t).holds(item.need));
+            let limit = if fits_any {
+                Limit::LaunchFailures
+            } else {
+                Limit::NoFittingType
+            };
+            *blocked.entry(limit).or_default() += 1;
+            continue;
+        }
+        let chosen = ranked.iter().find(|scored| {
+            ledger
+                .limit_hit(scored.candidate.instance_type, scored.price_per_hour)
+                .is_none()
+        });
+        let Some(chosen) = chosen else {
+            let limit = ledger
+                .limit_hit(ranked[0].candidate.instance_type, ranked[0].price_per_hour)
+                .unwrap_or(Limit::MaxWorkers);
+            *blocked.entry(limit).or_default() += 1;
+            let live_could_serve = bins.iter().any(|bin| {
+                bin.tier != Tier::Drained
+                    && match item.one_shot_ami {
+                        Some(ami) => bin.one_shot && bin.image == ami,
+                        None => !bin.one_shot && bin.whole.holds(item.need),
+                    }
+            });
+            if starving.is_none() && !live_could_serve {
+                starving = Some((item.need, item.one_shot_ami));
+            }
+            continue;
+        };
+        let instance_type = chosen.candidate.instance_type;
+        ledger.add(instance_type, chosen.price_per_hour);
+        let mut bin = Bin {
+            tier: Tier::Planned,
+            instance_id: "",
+            idle_since: context.now,
+            free: Room::of_type(instance_type),
+            whole: Room::of_type(instance_type),
+            price_per_hour: chosen.price_per_hour,
+            items: 0,
+            image: item.one_shot_ami.unwrap_or(settings.worker_ami.as_str()),
+            one_shot: item.one_shot_ami.is_some(),
+            single_item: !packs,
+            closed: false,
+        };
+        bin.take(item);
+        served_by_launches += 1;
+        planned.push((
+            bin,
+            PlannedInstance {
+                instance_type,
+                purchase: chosen.candidate.purchase,
+                price_per_served_core: chosen.price_per_served_core,
+            },
+        ));
+    }
+    Plan {
+        bins,
+        planned,
+        blocked,
+        served_by_existing,
+        served_by_launches,
+        ledger,
+        starving,
+    }
+}
+
+/// Busy pooled workers whose room, once they have finished and ended, lets the cheapest type
+/// for `need` launch within the limits: fewest items first, as few as needed; none when even
+/// all of them would not make room.
+fn busy_workers_to_drain<'a>(
+    context: &PlanContext<'a>,
+    bins: &[Bin<'a>],
+    ledger: &Ledger<'a>,
+    (need, _one_shot_ami): (Room, Option<&'a str>),
+) -> Vec<&'a str> {
+    let Some(cheapest) = rank_candidates(context.candidates, need, &[])
+        .into_iter()
+        .next()
+    else {
+        return Vec::new();
+    };
+    let mut busy: Vec<&Bin> = bins
+        .iter()
+        .filter(|bin| bin.tier == Tier::Busy && !bin.one_shot)
+        .collect();
+    busy.sort_by(|a, b| a.items.cmp(&b.items).then(a.instance_id.cmp(b.instance_id)));
+    let mut freed = ledger.clone();
+    let mut victims = Vec::new();
+    for bin in busy {
+        if freed
+            .limit_hit(cheapest.candidate.instance_type, cheapest.price_per_hour)
+            .is_none()
+        {
+            break;
+        }
+        freed.remove(bin.whole, bin.price_per_hour);
+        victims.push(bin.instance_id);
+    }
+    let fits = freed
+        .limit_hit(cheapest.candidate.instance_type, cheapest.price_per_hour)
+        .is_none();
+    if fits {
+        victims
+    } else {
+        Vec::new()
+    }
+}
+
 /// A new instance planned by this step.
 #[derive(Clone, Debug)]
 struct PlannedInstance<'a> {
@@ -108,6 +302,7 @@ struct PlannedInstance<'a> {
 }
 
 /// Capacity held, and what adding one more instance would break.
+#[derive(Clone)]
 struct Ledger<'a> {
     limits: &'a PoolLimits,
     held: HeldCapacity,
@@ -131,6 +326,13 @@ impl Ledger<'_> {
         } else {
             None
         }
+    }
+
+    fn remove(&mut self, room: Room, price: f64) {
+        self.held.instances = self.held.instances.saturating_sub(1);
+        self.held.cores = self.held.cores.saturating_sub(room.cores);
+        self.held.ram_gb = self.held.ram_gb.saturating_sub(room.ram_gb);
+        self.held.hourly_spend = (self.held.hourly_spend - price).max(0.0);
     }
 
     fn add(&mut self, instance_type: &InstanceType, price: f64) {
@@ -259,12 +461,21 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
         let instance_type = type_of(instance);
         let one_shot = instance.image_id != settings.worker_ami;
         let whole = Room::of_type(instance_type);
+        let hardware_or_type = workers
+            .get(instance.instance_id.as_str())
+            .map_or(whole, |worker| Room {
+                cores: worker.hardware.cores,
+                ram_gb: worker.hardware.ram_gb,
+                disk_gb: instance_type.disk_gb,
+            });
         let single_item = one_shot || settings.packing == Packing::OneItemPerInstance;
         let bin = |tier, free, items, idle_since| Bin {
             tier,
             instance_id: &instance.instance_id,
             idle_since,
             free,
+            whole: hardware_or_type,
+            price_per_hour: instance_type.price_per_hour(instance.purchase),
             items,
             image: &instance.image_id,
             one_shot,
@@ -359,7 +570,6 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             .then(a.instance_id.cmp(b.instance_id))
     });
 
-    // Queued items: deployments first, then first-fit-decreasing by size.
     let mut items: Vec<Item> = Vec::new();
     let mut total_items: u64 = 0;
     for demand in &observation.demand {
@@ -379,28 +589,20 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             total_items - items.len() as u64
         ));
     }
+    // Queued items: deployments first, then one-shot items (only a new instance serves
+    // them), then first-fit-decreasing by size.
     items.sort_by(|a, b| {
         (b.kind == DemandKind::Deployment)
             .cmp(&(a.kind == DemandKind::Deployment))
+            .then(b.one_shot_ami.is_some().cmp(&a.one_shot_ami.is_some()))
             .then(b.need.cores.cmp(&a.need.cores))
             .then(b.need.ram_gb.cmp(&a.need.ram_gb))
             .then(b.need.disk_gb.cmp(&a.need.disk_gb))
     });
     census.queued_items = items.len() as u64;
 
-    // Existing and booting capacity serves what it can.
-    let mut unplaced: Vec<Item> = Vec::new();
-    for item in &items {
-        match bins.iter_mut().find(|bin| bin.accepts(item)) {
-            Some(bin) => {
-                bin.take(item);
-                census.served_by_existing += 1;
-            }
-            None => unplaced.push(*item),
-        }
-    }
-
-    // New instances for the rest, within the limits.
+    // Who may be launched: spot where allowed, on demand otherwise; a type whose purchase
+    // failed recently is avoided for the backoff.
     let spot_off = spot_avoided(settings, observation);
     if settings.spot && spot_off {
         notes.push(format!(
@@ -430,85 +632,33 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             });
         }
     }
-    let mut planned: Vec<(Bin, PlannedInstance)> = Vec::new();
-    let mut blocked: BTreeMap<Limit, u64> = BTreeMap::new();
-    for (index, item) in unplaced.iter().enumerate() {
-        if let Some((bin, _)) = planned.iter_mut().find(|(bin, _)| bin.accepts(item)) {
-            bin.take(item);
-            census.served_by_launches += 1;
-            continue;
-        }
-        let packs = item.one_shot_ami.is_none()
-            && item.kind == DemandKind::Run
-            && settings.packing == Packing::SharedCores;
-        let rest: Vec<Room> = if packs {
-            unplaced[index + 1..]
-                .iter()
-                .filter(|other| other.one_shot_ami.is_none() && other.kind == DemandKind::Run)
-                .map(|other| other.need)
-                .take(super::packing::LOOKAHEAD_ITEMS)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let ranked = rank_candidates(&candidates, item.need, &rest);
-        if ranked.is_empty() {
-            let fits_any = settings
-                .instance_types
-                .iter()
-                .any(|t| Room::of_type(t).holds(item.need));
-            let limit = if fits_any {
-                Limit::LaunchFailures
-            } else {
-                Limit::NoFittingType
-            };
-            *blocked.entry(limit).or_default() += 1;
-            continue;
-        }
-        let chosen = ranked.iter().find(|scored| {
-            ledger
-                .limit_hit(scored.candidate.instance_type, scored.price_per_hour)
-                .is_none()
-        });
-        let Some(chosen) = chosen else {
-            let limit = ledger
-                .limit_hit(ranked[0].candidate.instance_type, ranked[0].price_per_hour)
-                .unwrap_or(Limit::MaxWorkers);
-            *blocked.entry(limit).or_default() += 1;
-            continue;
-        };
-        let instance_type = chosen.candidate.instance_type;
-        ledger.add(instance_type, chosen.price_per_hour);
-        let image = item.one_shot_ami.unwrap_or(settings.worker_ami.as_str());
-        let mut bin = Bin {
-            tier: Tier::Planned,
-            instance_id: "",
-            idle_since: now,
-            free: Room::of_type(instance_type),
-            items: 0,
-            image,
-            one_shot: item.one_shot_ami.is_some(),
-            single_item: !packs,
-            closed: false,
-        };
-        bin.take(item);
-        census.served_by_launches += 1;
-        planned.push((
-            bin,
-            PlannedInstance {
-                instance_type,
-                purchase: chosen.candidate.purchase,
-                price_per_served_core: chosen.price_per_served_core,
-            },
-        ));
+
+    // Existing and booting capacity serves what it can, new instances the rest. When an item
+    // blocked by a limit could never be served by a live instance (a one-shot item, or one
+    // bigger than every box), drained idle workers are ended rather than taken back, so that
+    // their room goes to that item.
+    let context = PlanContext {
+        settings,
+        candidates: &candidates,
+        now,
+    };
+    let mut plan = place_and_plan(&context, &items, bins.clone(), &ledger, true);
+    if plan.starving.is_some() && bins.iter().any(|bin| bin.tier == Tier::Drained) {
+        plan = place_and_plan(&context, &items, bins, &ledger, false);
     }
+    let Plan {
+        bins,
+        planned,
+        blocked,
+        served_by_existing,
+        served_by_launches,
+        ledger,
+        starving,
+    } = plan;
+    census.served_by_existing = served_by_existing;
+    census.served_by_launches = served_by_launches;
     census.blocked = blocked.iter().map(|(l, n)| (*l, *n)).collect();
-    let blocked_by_limit = blocked.keys().any(|limit| {
-        matches!(
-            limit,
-            Limit::MaxWorkers | Limit::MaxCores | Limit::MaxRamGb | Limit::MaxHourlySpend
-        )
-    });
+    let blocked_by_limit = blocked.keys().any(|limit| limit.is_capacity_limit());
 
     // Scale-in: drained idle workers nobody wants end; wanted ones take work again. Idle
     // workers nobody wants are drained after the idle timeout (at once when demand is
@@ -542,6 +692,23 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             _ => {}
         }
     }
+    // A starving item, with nothing already freeing room: drain busy workers (they finish
+    // their work first, and are never terminated busy) until their room would let it in.
+    let freeing = !decision.drains.is_empty()
+        || !decision.terminations.is_empty()
+        || census.retired > 0
+        || census.shutting_down > 0;
+    if let (Some(need), false) = (starving, freeing) {
+        if settings.drain_to_make_room {
+            let victims = busy_workers_to_drain(&context, &bins, &ledger, need);
+            for id in victims {
+                notes.push(format!(
+                    "drain {id} (busy, finishes its work first): making room for a queued item no live instance can serve"
+                ));
+                decision.drains.push(id.to_string());
+            }
+        }
+    }
     decision.drains.sort();
     decision.undrains.sort();
     decision
@@ -549,7 +716,7 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
         .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
 
     // Launches, grouped.
-    let mut launches: BTreeMap<(&str, Purchase, &str, bool), (u32, u32, f64)> = BTreeMap::new();
+    let mut launches: BTreeMap<LaunchKey, LaunchTally> = BTreeMap::new();
     for (bin, plan) in &planned {
         let entry = launches
             .entry((
