@@ -450,6 +450,11 @@ impl SimCloud {
                 }
             }
         }
+        // EC2 forgets terminated instances after about an hour.
+        self.instances.retain(|_, instance| {
+            instance.observed.state != InstanceState::Terminated
+                || instance.terminated_at.is_none_or(|at| now < at + 3_600_000)
+        });
         self.metrics.jobs_completed += completed.len() as u64;
         self.metrics.jobs_lost += requeue.len() as u64;
         for job in requeue {
