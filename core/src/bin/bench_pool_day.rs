@@ -118,7 +118,7 @@ struct Push {
 }
 
 fn workload(seed: u64) -> Vec<Push> {
-    let mut rng = SimRng::new(seed ^ 0x5eed_0f_da7a);
+    let mut rng = SimRng::new(seed ^ 0x005e_ed0f_da7a);
     let rate_per_hour = |t: u64| {
         let hour = t / HOUR;
         if (10..12).contains(&hour) || (14..16).contains(&hour) {
@@ -241,7 +241,7 @@ fn run(policy: Policy, pushes: &[Push], options: &Options) -> Outcome {
                 }
             }
         }
-        if sim.now % (10 * SECOND) == 0 {
+        if sim.now.is_multiple_of(10 * SECOND) {
             let started = Instant::now();
             sim.reconcile_step();
             reconcile_seconds += started.elapsed().as_secs_f64();
