@@ -61,7 +61,7 @@ struct Bin<'a> {
     instance_id: &'a str,
     idle_since: Millis,
     free: Room,
-    /// The whole instance.
+    /// The whole instance, as its type counts against the limits.
     whole: Room,
     /// What an hour of it costs.
     price_per_hour: f64,
@@ -179,7 +179,7 @@ fn place_and_plan<'a>(
             Vec::new()
         };
         let ranked = rank_candidates(context.candidates, item.need, &rest);
-        if ranked.is_empty() {
+        let Some(best) = ranked.first() else {
             let fits_any = settings
                 .instance_types
                 .iter()
@@ -191,7 +191,7 @@ fn place_and_plan<'a>(
             };
             *blocked.entry(limit).or_default() += 1;
             continue;
-        }
+        };
         let chosen = ranked.iter().find(|scored| {
             ledger
                 .limit_hit(scored.candidate.instance_type, scored.price_per_hour)
@@ -199,7 +199,7 @@ fn place_and_plan<'a>(
         });
         let Some(chosen) = chosen else {
             let limit = ledger
-                .limit_hit(ranked[0].candidate.instance_type, ranked[0].price_per_hour)
+                .limit_hit(best.candidate.instance_type, best.price_per_hour)
                 .unwrap_or(Limit::MaxWorkers);
             *blocked.entry(limit).or_default() += 1;
             let live_could_serve = bins.iter().any(|bin| {
@@ -461,20 +461,13 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
         let instance_type = type_of(instance);
         let one_shot = instance.image_id != settings.worker_ami;
         let whole = Room::of_type(instance_type);
-        let hardware_or_type = workers
-            .get(instance.instance_id.as_str())
-            .map_or(whole, |worker| Room {
-                cores: worker.hardware.cores,
-                ram_gb: worker.hardware.ram_gb,
-                disk_gb: instance_type.disk_gb,
-            });
         let single_item = one_shot || settings.packing == Packing::OneItemPerInstance;
         let bin = |tier, free, items, idle_since| Bin {
             tier,
             instance_id: &instance.instance_id,
             idle_since,
             free,
-            whole: hardware_or_type,
+            whole,
             price_per_hour: instance_type.price_per_hour(instance.purchase),
             items,
             image: &instance.image_id,

@@ -293,7 +293,19 @@ impl SimCloud {
     /// Adds an instance the pool does not own (untagged or another owner's); it must never
     /// be terminated.
     pub fn add_foreign_instance(&mut self, instance_id: &str, tags: InstanceTags) {
-        let instance_type = self.settings.instance_types[0].clone();
+        let instance_type = self
+            .settings
+            .instance_types
+            .first()
+            .cloned()
+            .unwrap_or(InstanceType {
+                name: "t3.micro".into(),
+                cores: 2,
+                ram_gb: 1,
+                disk_gb: 8,
+                on_demand_price_per_hour: 0.01,
+                spot_price_per_hour: None,
+            });
         let observed = ObservedInstance {
             instance_id: instance_id.into(),
             instance_type: instance_type.name.clone(),
