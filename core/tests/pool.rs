@@ -728,6 +728,50 @@ fn a_type_that_failed_on_demand_is_avoided_for_the_backoff() {
     assert_eq!(decision.census.blocked, vec![(Limit::LaunchFailures, 1)]);
 }
 
+#[test]
+fn duplicate_reports_merge_on_the_safe_side_whatever_their_order() {
+    // A worker reported twice, once busy: not scaled in, in either order.
+    let mut stale_idle = worker("i-1", 8, 16);
+    stale_idle.retired = true;
+    stale_idle.idle_since = 0;
+    let mut busy_retired = busy(worker("i-1", 8, 16), 8);
+    busy_retired.retired = true;
+    for workers in [
+        vec![stale_idle.clone(), busy_retired.clone()],
+        vec![busy_retired.clone(), stale_idle.clone()],
+    ] {
+        let decision = reconcile(
+            &settings(),
+            &observe(vec![running("i-1", "big")], workers, vec![]),
+        );
+        assert!(decision.terminations.is_empty(), "{}", decision.explanation);
+    }
+    // An instance reported with conflicting ownership tags is never touched.
+    let owned = instance("i-2", "big", InstanceState::Stopped, 0);
+    let untagged = ObservedInstance {
+        tags: InstanceTags::default(),
+        ..owned.clone()
+    };
+    for instances in [vec![owned.clone(), untagged.clone()], vec![untagged, owned]] {
+        let decision = reconcile(&settings(), &observe(instances, vec![], vec![]));
+        assert!(decision.terminations.is_empty(), "{}", decision.explanation);
+        assert_eq!(decision.census.foreign, 1);
+    }
+    // The most advanced state wins: a terminated report frees the capacity.
+    let mut limited = settings();
+    limited.limits.max_workers = 1;
+    let pending = instance("i-3", "big", InstanceState::Pending, NOW);
+    let gone = ObservedInstance {
+        state: InstanceState::Terminated,
+        ..pending.clone()
+    };
+    let decision = reconcile(
+        &limited,
+        &observe(vec![gone, pending], vec![], vec![runs(1, 1, 1)]),
+    );
+    assert_eq!(launched(&decision), vec![od("small", 1)]);
+}
+
 // --- determinism, explanation, settings --------------------------------------------------
 
 #[test]
@@ -1012,4 +1056,187 @@ fn property_the_pools_promises_hold_at_every_step_of_a_hostile_simulation() {
         );
     }
     assert!(completed > 1_000, "only {completed} jobs completed");
+}
+
+mod any_input {
+    //! Arbitrary observations, well-formed or not: the step never panics, never launches past
+    //! a limit, only terminates owned instances, and never scales in a busy worker.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_instance() -> impl Strategy<Value = ObservedInstance> {
+        (
+            0u8..12,
+            prop::sample::select(vec!["small", "medium", "big", "x9.mystery"]),
+            prop::sample::select(vec![
+                InstanceState::Pending,
+                InstanceState::Running,
+                InstanceState::ShuttingDown,
+                InstanceState::Stopped,
+                InstanceState::Terminated,
+            ]),
+            prop::sample::select(vec![0, NOW - 60 * MINUTE, NOW - MINUTE, NOW, u64::MAX]),
+            any::<bool>(),
+            prop::sample::select(vec![WORKER_AMI, "ami-naked", "ami-other"]),
+            0u8..4,
+        )
+            .prop_map(|(id, type_name, state, launched_at, spot, image, tags)| {
+                ObservedInstance {
+                    instance_id: format!("i-{id}"),
+                    instance_type: type_name.into(),
+                    state,
+                    launched_at,
+                    purchase: if spot {
+                        Purchase::Spot
+                    } else {
+                        Purchase::OnDemand
+                    },
+                    image_id: image.into(),
+                    tags: match tags {
+                        0 => InstanceTags::default(),
+                        1 => InstanceTags {
+                            owner: Some("install-2".into()),
+                            ..owned_tags()
+                        },
+                        _ => owned_tags(),
+                    },
+                }
+            })
+    }
+
+    fn arb_worker() -> impl Strategy<Value = RegisteredWorker> {
+        (
+            0u8..14,
+            0u32..20,
+            0u32..40,
+            prop::sample::select(vec![0, NOW - 2 * MINUTE, NOW - 1_000, NOW, u64::MAX]),
+            0u32..4,
+            0u32..24,
+            prop::sample::select(vec![0, NOW - 10 * MINUTE, NOW, u64::MAX]),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(id, cores, ram_gb, last_heartbeat, items, busy_cores, idle_since, retired)| {
+                    RegisteredWorker {
+                        machine_id: format!("i-{id}"),
+                        hardware: HardwareConfig { cores, ram_gb },
+                        last_heartbeat,
+                        busy: Occupancy {
+                            items,
+                            cores: busy_cores,
+                            ram_gb: busy_cores,
+                            disk_gb: 0,
+                        },
+                        idle_since,
+                        retired,
+                    }
+                },
+            )
+    }
+
+    fn arb_demand() -> impl Strategy<Value = Demand> {
+        (
+            0u32..20,
+            0u32..40,
+            0u32..200,
+            prop::sample::select(vec![0, 1, 3, 50, 1_000_000]),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(min_cores, min_ram_gb, min_disk_gb, count, deployment, one_shot)| Demand {
+                    min_cores,
+                    min_ram_gb,
+                    min_disk_gb,
+                    count,
+                    kind: if deployment {
+                        DemandKind::Deployment
+                    } else {
+                        DemandKind::Run
+                    },
+                    one_shot_ami: one_shot.then(|| "ami-naked".to_string()),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn the_step_keeps_its_promises_on_any_input(
+            instances in prop::collection::vec(arb_instance(), 0..10),
+            workers in prop::collection::vec(arb_worker(), 0..10),
+            demand in prop::collection::vec(arb_demand(), 0..5),
+            failed_spot in any::<bool>(),
+            max_workers in 0u32..8,
+            max_cores in prop::sample::select(vec![0u32, 8, 30]),
+            max_ram_gb in prop::sample::select(vec![0u32, 16, 60]),
+            spend in prop::sample::select(vec![None, Some(0.0), Some(0.5), Some(2.0)]),
+            spot in any::<bool>(),
+            packing in prop::sample::select(vec![Packing::SharedCores, Packing::OneItemPerInstance]),
+        ) {
+            let mut pool = settings();
+            pool.limits = PoolLimits { max_workers, max_cores, max_ram_gb, max_hourly_spend: spend };
+            pool.spot = spot;
+            pool.packing = packing;
+            let mut observation = observe(instances.clone(), workers.clone(), demand);
+            if failed_spot {
+                observation.launch_failures.push(LaunchFailure {
+                    instance_type: "small".into(),
+                    purchase: Purchase::Spot,
+                    error: LaunchErrorKind::InsufficientCapacity,
+                    at: NOW - 1_000,
+                });
+            }
+            let decision = reconcile(&pool, &observation);
+            let mut reversed = observation.clone();
+            reversed.instances.reverse();
+            reversed.workers.reverse();
+            reversed.demand.reverse();
+            let again = reconcile(&pool, &reversed);
+            // The same actions whatever the input order (demand order may change which
+            // blocked item is reported first, not what is done with instances).
+            prop_assert_eq!(&decision.terminations, &again.terminations);
+            prop_assert_eq!(&decision.drains, &again.drains);
+            prop_assert_eq!(&decision.undrains, &again.undrains);
+            prop_assert_eq!(&decision.workers_gone, &again.workers_gone);
+
+            // Terminations: owned, live instances only, each once.
+            let mut seen = std::collections::BTreeSet::new();
+            for termination in &decision.terminations {
+                prop_assert!(seen.insert(termination.instance_id.clone()));
+                let instance = instances.iter().find(|i| {
+                    i.instance_id == termination.instance_id
+                        && i.state != InstanceState::Terminated
+                        && test_looper_core::pool::is_owned(&pool, i)
+                });
+                prop_assert!(instance.is_some(), "terminated {}", termination.instance_id);
+                // Scale-in: every report of the worker says idle and retired.
+                let mut reports = workers
+                    .iter()
+                    .filter(|w| w.machine_id == termination.instance_id)
+                    .peekable();
+                if matches!(termination.reason, TerminateReason::Drained | TerminateReason::OneShotFinished) {
+                    prop_assert!(reports.peek().is_some());
+                    prop_assert!(reports.all(|w| w.busy.items == 0 && w.retired));
+                }
+            }
+            // Launches: none past a limit (counted from the owned instances that hold capacity).
+            if decision.launched_instances() > 0 {
+                let held = &decision.held;
+                let within = |cap: u32, value: u32| cap == 0 || value <= cap;
+                prop_assert!(within(max_workers, held.instances), "{}", decision.explanation);
+                prop_assert!(within(max_cores, held.cores), "{}", decision.explanation);
+                prop_assert!(within(max_ram_gb, held.ram_gb), "{}", decision.explanation);
+                prop_assert!(spend.is_none_or(|cap| held.hourly_spend <= cap + 1e-9));
+                if failed_spot {
+                    prop_assert!(decision.launches.iter().all(|l| l.purchase == Purchase::OnDemand));
+                }
+            }
+            // Drains only name live, registered, not yet retired workers.
+            for id in &decision.drains {
+                prop_assert!(workers.iter().any(|w| &w.machine_id == id && !w.retired));
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@ use crate::protocol::Millis;
 use crate::scheduling::HardwareConfig;
 use serde::{Deserialize, Serialize};
 
-/// An instance's state as EC2 reports it (`stopping` and `stopped` are both [`Self::Stopped`]).
+/// An instance's state as EC2 reports it (`stopping` and `stopped` are both [`Self::Stopped`]),
+/// ordered from the earliest to the most advanced (terminated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {

@@ -9,12 +9,13 @@ use super::decision::{
     Termination,
 };
 use super::inputs::{
-    DemandKind, InstanceState, LaunchErrorKind, Observation, ObservedInstance, RegisteredWorker,
+    DemandKind, InstanceState, InstanceTags, LaunchErrorKind, Observation, ObservedInstance,
+    RegisteredWorker,
 };
 use super::packing::{item_need, rank_candidates, Candidate, Room};
 use super::settings::{InstanceType, Packing, PoolLimits, PoolSettings, Purchase};
 use crate::protocol::Millis;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 /// At most this many queued items are planned per step; the rest wait for later steps.
@@ -159,10 +160,18 @@ fn place_and_plan<'a>(
     let mut planned: Vec<(Bin, PlannedInstance)> = Vec::new();
     let mut blocked: BTreeMap<Limit, u64> = BTreeMap::new();
     let mut starving = None;
+    // Held capacity only grows within a step, so an item that no type could take stays
+    // blocked for the rest of the step, and so do the identical items after it.
+    let mut blocked_classes: HashMap<(Room, DemandKind, Option<&str>), Limit> = HashMap::new();
     for (index, item) in unplaced.iter().enumerate() {
         if let Some((bin, _)) = planned.iter_mut().find(|(bin, _)| bin.accepts(item)) {
             bin.take(item);
             served_by_launches += 1;
+            continue;
+        }
+        let class = (item.need, item.kind, item.one_shot_ami);
+        if let Some(limit) = blocked_classes.get(&class) {
+            *blocked.entry(*limit).or_default() += 1;
             continue;
         }
         let packs = item.one_shot_ami.is_none()
@@ -190,6 +199,7 @@ fn place_and_plan<'a>(
                 Limit::NoFittingType
             };
             *blocked.entry(limit).or_default() += 1;
+            blocked_classes.insert(class, limit);
             continue;
         };
         let chosen = ranked.iter().find(|scored| {
@@ -202,6 +212,7 @@ fn place_and_plan<'a>(
                 .limit_hit(best.candidate.instance_type, best.price_per_hour)
                 .unwrap_or(Limit::MaxWorkers);
             *blocked.entry(limit).or_default() += 1;
+            blocked_classes.insert(class, limit);
             let live_could_serve = bins.iter().any(|bin| {
                 bin.tier != Tier::Drained
                     && match item.one_shot_ami {
@@ -343,6 +354,40 @@ impl Ledger<'_> {
     }
 }
 
+/// Two reports of one instance (say a `RunInstances` result and `DescribeInstances`),
+/// merged whatever their order: the most advanced state, the earliest launch, the on-demand
+/// price; conflicting ownership tags make it foreign (never touched); the smaller type and
+/// image names (arbitrary but order-independent).
+fn merge_duplicate_instance(known: &mut ObservedInstance, other: &ObservedInstance) {
+    known.state = known.state.max(other.state);
+    known.launched_at = known.launched_at.min(other.launched_at);
+    known.purchase = known.purchase.max(other.purchase);
+    if known.tags != other.tags {
+        known.tags = InstanceTags::default();
+    }
+    if other.instance_type < known.instance_type {
+        known.instance_type = other.instance_type.clone();
+    }
+    if other.image_id < known.image_id {
+        known.image_id = other.image_id.clone();
+    }
+}
+
+/// Two reports of one machine (the scheduler should send one): merged whatever their order,
+/// on the safe side: the latest heartbeat and idle start, the larger occupancy, retired only
+/// if both say so, the smaller hardware.
+fn merge_duplicate(known: &mut RegisteredWorker, other: &RegisteredWorker) {
+    known.last_heartbeat = known.last_heartbeat.max(other.last_heartbeat);
+    known.idle_since = known.idle_since.max(other.idle_since);
+    known.busy.items = known.busy.items.max(other.busy.items);
+    known.busy.cores = known.busy.cores.max(other.busy.cores);
+    known.busy.ram_gb = known.busy.ram_gb.max(other.busy.ram_gb);
+    known.busy.disk_gb = known.busy.disk_gb.max(other.busy.disk_gb);
+    known.retired = known.retired && other.retired;
+    known.hardware.cores = known.hardware.cores.min(other.hardware.cores);
+    known.hardware.ram_gb = known.hardware.ram_gb.min(other.hardware.ram_gb);
+}
+
 fn minutes(ms: Millis) -> String {
     format!("{:.1} min", ms as f64 / 60_000.0)
 }
@@ -393,15 +438,18 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
     };
 
     // Ownership: only instances carrying both of this pool's tags are ever touched.
-    let mut instances: Vec<&ObservedInstance> = observation
-        .instances
-        .iter()
-        .filter(|instance| instance.state.holds_capacity())
-        .collect();
-    instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-    instances.dedup_by(|a, b| a.instance_id == b.instance_id);
+    let mut reported: BTreeMap<&str, ObservedInstance> = BTreeMap::new();
+    for instance in &observation.instances {
+        reported
+            .entry(instance.instance_id.as_str())
+            .and_modify(|known| merge_duplicate_instance(known, instance))
+            .or_insert_with(|| instance.clone());
+    }
     let mut owned: Vec<&ObservedInstance> = Vec::new();
-    for instance in instances {
+    for instance in reported
+        .values()
+        .filter(|instance| instance.state.holds_capacity())
+    {
         if is_owned(settings, instance) {
             owned.push(instance);
         } else {
@@ -419,11 +467,13 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
         }
     }
     let owned_ids: BTreeSet<&str> = owned.iter().map(|i| i.instance_id.as_str()).collect();
-    let workers: BTreeMap<&str, &RegisteredWorker> = observation
-        .workers
-        .iter()
-        .map(|worker| (worker.machine_id.as_str(), worker))
-        .collect();
+    let mut workers: BTreeMap<&str, RegisteredWorker> = BTreeMap::new();
+    for worker in &observation.workers {
+        workers
+            .entry(worker.machine_id.as_str())
+            .and_modify(|known| merge_duplicate(known, worker))
+            .or_insert_with(|| worker.clone());
+    }
     decision.workers_gone = workers
         .keys()
         .filter(|id| !owned_ids.contains(**id))
