@@ -504,21 +504,52 @@ fn after_a_restart_registering_instances_are_adopted_and_silent_ones_ended() {
 #[test]
 fn workers_whose_instance_is_gone_are_reported() {
     let gone = instance("i-2", "small", InstanceState::Terminated, 0);
+    let mut foreign = running("i-3", "small");
+    foreign.tags = InstanceTags::default();
     let decision = reconcile(
         &settings(),
         &observe(
-            vec![gone],
-            vec![worker("i-1", 2, 4), worker("i-2", 2, 4)],
+            vec![gone, foreign],
+            vec![
+                worker("i-1", 2, 4),
+                worker("i-2", 2, 4),
+                worker("i-3", 2, 4),
+            ],
             vec![],
         ),
     );
+    // i-1 is unknown to EC2, i-2 terminated; i-3 is alive but not the pool's: left alone.
     assert_eq!(
         decision.workers_gone,
         vec!["i-1".to_string(), "i-2".to_string()]
     );
+    assert!(decision
+        .explanation
+        .contains("worker i-3 runs on an instance without"));
 }
 
-// --- scale-in ----------------------------------------------------------------------------
+#[test]
+fn beyond_the_planning_horizon_every_demand_entry_is_still_planned() {
+    let mut idle = worker("i-1", 2, 4);
+    idle.idle_since = 0;
+    let huge_one_shot = Demand {
+        one_shot_ami: Some("ami-naked".into()),
+        ..runs(1_000_000, 1, 1)
+    };
+    // Whichever entry comes first, the pooled item keeps the idle worker busy.
+    for demand in [
+        vec![runs(1, 1, 1), huge_one_shot.clone()],
+        vec![huge_one_shot.clone(), runs(1, 1, 1)],
+    ] {
+        let decision = reconcile(
+            &settings(),
+            &observe(vec![running("i-1", "small")], vec![idle.clone()], demand),
+        );
+        assert!(decision.drains.is_empty(), "{}", decision.explanation);
+        assert_eq!(decision.census.served_by_existing, 1);
+        assert!(decision.explanation.contains("beyond the planning horizon"));
+    }
+}
 
 #[test]
 fn idle_workers_are_drained_after_the_idle_timeout_then_terminated_once_drained() {
@@ -1192,10 +1223,9 @@ mod any_input {
             let mut reversed = observation.clone();
             reversed.instances.reverse();
             reversed.workers.reverse();
-            reversed.demand.reverse();
             let again = reconcile(&pool, &reversed);
-            // The same actions whatever the input order (demand order may change which
-            // blocked item is reported first, not what is done with instances).
+            // The same actions whatever the order of instances and workers (demand comes in
+            // priority order, which decides what is launched first under a limit).
             prop_assert_eq!(&decision.terminations, &again.terminations);
             prop_assert_eq!(&decision.drains, &again.drains);
             prop_assert_eq!(&decision.undrains, &again.undrains);

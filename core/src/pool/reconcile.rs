@@ -354,6 +354,29 @@ impl Ledger<'_> {
     }
 }
 
+/// How many items of each demand entry to plan: all of them up to
+/// [`PLANNING_HORIZON_ITEMS`] in total; beyond, the horizon is shared evenly (water-filling),
+/// so that every entry is planned however large the others are.
+fn horizon_shares(demand: &[super::inputs::Demand]) -> Vec<u64> {
+    let mut quotas = vec![0u64; demand.len()];
+    let mut budget = PLANNING_HORIZON_ITEMS;
+    let mut open: Vec<usize> = (0..demand.len()).filter(|&i| demand[i].count > 0).collect();
+    while budget > 0 && !open.is_empty() {
+        let share = (budget / open.len() as u64).max(1);
+        let mut still_open = Vec::new();
+        for i in open {
+            let give = share.min(demand[i].count - quotas[i]).min(budget);
+            quotas[i] += give;
+            budget -= give;
+            if quotas[i] < demand[i].count {
+                still_open.push(i);
+            }
+        }
+        open = still_open;
+    }
+    quotas
+}
+
 /// Two reports of one instance (say a `RunInstances` result and `DescribeInstances`),
 /// merged whatever their order: the most advanced state, the earliest launch, the on-demand
 /// price; conflicting ownership tags make it foreign (never touched); the smaller type and
@@ -474,11 +497,20 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             .and_modify(|known| merge_duplicate(known, worker))
             .or_insert_with(|| worker.clone());
     }
-    decision.workers_gone = workers
-        .keys()
-        .filter(|id| !owned_ids.contains(**id))
-        .map(|id| id.to_string())
+    let live_ids: BTreeSet<&str> = reported
+        .values()
+        .filter(|instance| instance.state.holds_capacity())
+        .map(|instance| instance.instance_id.as_str())
         .collect();
+    for id in workers.keys() {
+        if !live_ids.contains(*id) {
+            decision.workers_gone.push(id.to_string());
+        } else if !owned_ids.contains(*id) {
+            notes.push(format!(
+                "worker {id} runs on an instance without this pool's tags: left alone"
+            ));
+        }
+    }
 
     // Capacity held by every owned instance until EC2 reports it terminated.
     let mut ledger = Ledger {
@@ -613,12 +645,12 @@ pub fn reconcile(settings: &PoolSettings, observation: &Observation) -> Decision
             .then(a.instance_id.cmp(b.instance_id))
     });
 
+    let quotas = horizon_shares(&observation.demand);
     let mut items: Vec<Item> = Vec::new();
     let mut total_items: u64 = 0;
-    for demand in &observation.demand {
+    for (demand, quota) in observation.demand.iter().zip(quotas) {
         total_items = total_items.saturating_add(demand.count);
-        let room_left = PLANNING_HORIZON_ITEMS.saturating_sub(items.len() as u64);
-        for _ in 0..demand.count.min(room_left) {
+        for _ in 0..quota {
             items.push(Item {
                 need: item_need(demand.min_cores, demand.min_ram_gb, demand.min_disk_gb),
                 kind: demand.kind,
