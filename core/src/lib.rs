@@ -86,6 +86,8 @@
 //! ```
 
 pub mod definitions;
+/// The EC2 machine pool's pure decision core (reconciler step, packing, simulator).
+pub mod pool;
 pub mod protocol;
 pub mod scheduling;
 pub mod scrollback;
