@@ -286,7 +286,7 @@ impl AuditLog {
                 None => break,
             };
         }
-        found.sort_by(|a, b| b.time.cmp(&a.time));
+        found.sort_by_key(|event| std::cmp::Reverse(event.time));
         found.dedup();
         found.truncate(limit);
         Ok(found)
