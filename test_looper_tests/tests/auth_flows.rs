@@ -6,7 +6,8 @@
 mod auth_support;
 
 use auth_support::{
-    client, generous_limits, login, login_response, session_cookie, static_token, AuthServer,
+    audit_events, client, generous_limits, login, login_response, session_cookie, static_token,
+    AuthServer,
 };
 use serde_json::json;
 use test_looper_auth::AuthMode;
@@ -19,10 +20,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
     let alice = login(&server, "alice").await;
 
     // A viewer cannot mint an operator token.
-    let refused = http
-        .post(server.url("/api/tokens"))
-        .header("Cookie", &alice.cookie)
-        .header("X-CSRF-Token", &alice.csrf)
+    let refused = alice
+        .post(&server, "/api/tokens")
         .json(&json!({"name": "ci", "role": "operator", "expires_days": 30}))
         .send()
         .await
@@ -40,10 +39,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
         .unwrap();
     assert_eq!(crossed.status(), 403);
 
-    let created = http
-        .post(server.url("/api/tokens"))
-        .header("Cookie", &olga.cookie)
-        .header("X-CSRF-Token", &olga.csrf)
+    let created = olga
+        .post(&server, "/api/tokens")
         .json(&json!({"name": "ci", "role": "operator", "expires_days": 30}))
         .send()
         .await
@@ -81,9 +78,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
     assert_eq!(no_csrf.status(), 403);
 
     // Listed without the token itself; the page never shows it again.
-    let listed = http
-        .get(server.url("/api/tokens"))
-        .header("Cookie", &olga.cookie)
+    let listed = olga
+        .get(&server, "/api/tokens")
         .send()
         .await
         .unwrap()
@@ -91,9 +87,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
         .await
         .unwrap();
     assert!(listed.contains(&id) && !listed.contains(&token), "{listed}");
-    let page = http
-        .get(server.url("/tokens"))
-        .header("Cookie", &olga.cookie)
+    let page = olga
+        .get(&server, "/tokens")
         .send()
         .await
         .unwrap()
@@ -103,10 +98,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
     assert!(page.contains(&id) && !page.contains(&token));
 
     // Revoked: the token is dead at once; a bad bearer is never a fall-back to the cookie.
-    let revoked = http
-        .post(server.url(&format!("/api/tokens/{id}/revoke")))
-        .header("Cookie", &olga.cookie)
-        .header("X-CSRF-Token", &olga.csrf)
+    let revoked = olga
+        .post(&server, &format!("/api/tokens/{id}/revoke"))
         .send()
         .await
         .unwrap();
@@ -123,18 +116,8 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
     assert_eq!(dead.status(), 401);
 
     // The audit log has the story, without the token.
-    let audit: serde_json::Value = http
-        .get(server.url("/api/audit?action=token.*&limit=100"))
-        .bearer_auth(static_token("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<(&str, &str)> = audit["events"]
-        .as_array()
-        .unwrap()
+    let audit = audit_events(&server, "action=token.*&limit=100").await;
+    let actions: Vec<(&str, &str)> = audit
         .iter()
         .map(|e| {
             (
@@ -153,17 +136,11 @@ async fn personal_tokens_are_shown_once_capped_usable_and_revocable() {
     ] {
         assert!(actions.contains(&wanted), "{wanted:?} in {actions:?}");
     }
-    assert!(!audit.to_string().contains(&token));
-    let logins: serde_json::Value = http
-        .get(server.url("/api/audit?action=login&login=olga"))
-        .bearer_auth(static_token("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let login_event = &logins["events"][0];
+    assert!(!serde_json::Value::from(audit.clone())
+        .to_string()
+        .contains(&token));
+    let logins = audit_events(&server, "action=login&login=olga").await;
+    let login_event = &logins[0];
     assert_eq!(login_event["who"], "corp:olga");
     assert_eq!(login_event["role"], "operator");
     assert_eq!(login_event["client_ip"], "127.0.0.1");
@@ -310,10 +287,8 @@ async fn only_the_booter_or_an_admin_uses_a_deployment() {
     let hash = hash.expect("the scheduler knows the commit's test");
     let http = client();
     let olga = login(&server, "olga").await;
-    let booted: serde_json::Value = http
-        .post(server.url("/api/actions/boot_deployment"))
-        .header("Cookie", &olga.cookie)
-        .header("X-CSRF-Token", &olga.csrf)
+    let booted: serde_json::Value = olga
+        .post(&server, "/api/actions/boot_deployment")
         .json(&json!({ "test_hash": hash }))
         .send()
         .await
@@ -364,18 +339,8 @@ async fn only_the_booter_or_an_admin_uses_a_deployment() {
     assert_eq!(shutdown.status(), 403);
     assert_eq!(status_as(None, Some(olga.cookie.clone())).await, 200);
     assert_eq!(status_as(Some(static_token("admin")), None).await, 200);
-    let audit: serde_json::Value = http
-        .get(server.url("/api/audit?action=deployment.attach"))
-        .bearer_auth(static_token("admin"))
-        .send()
+    let outcomes: Vec<(String, String)> = audit_events(&server, "action=deployment.attach")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let outcomes: Vec<(String, String)> = audit["events"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|e| {
             (
@@ -394,10 +359,8 @@ async fn only_the_booter_or_an_admin_uses_a_deployment() {
             "{wanted:?} in {outcomes:?}"
         );
     }
-    let shutdown = http
-        .post(server.url("/api/actions/shutdown_deployment"))
-        .header("Cookie", &olga.cookie)
-        .header("X-CSRF-Token", &olga.csrf)
+    let shutdown = olga
+        .post(&server, "/api/actions/shutdown_deployment")
         .json(&json!({ "deployment_id": id }))
         .send()
         .await

@@ -161,6 +161,37 @@ pub struct Login {
     pub csrf: String,
 }
 
+impl Login {
+    /// A GET with this session's cookie.
+    pub fn get(&self, server: &AuthServer, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .get(server.url(path))
+            .header("Cookie", &self.cookie)
+    }
+
+    /// A POST with this session's cookie and CSRF token.
+    pub fn post(&self, server: &AuthServer, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .post(server.url(path))
+            .header("Cookie", &self.cookie)
+            .header("X-CSRF-Token", &self.csrf)
+    }
+}
+
+/// The audit log's events for `query` (read with the admin token).
+pub async fn audit_events(server: &AuthServer, query: &str) -> Vec<serde_json::Value> {
+    let answer: serde_json::Value = client()
+        .get(server.url(&format!("/api/audit?{query}")))
+        .bearer_auth(static_token("admin"))
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("audit json");
+    answer["events"].as_array().expect("events").clone()
+}
+
 /// The CSRF token in a page's `<meta name="csrf-token">`.
 pub fn csrf_of(html: &str) -> Option<String> {
     let start =
