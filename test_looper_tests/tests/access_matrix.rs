@@ -1,8 +1,9 @@
 //! Every route of the route table, in every `auth.mode`, as a stranger and as a viewer, an
 //! operator and an admin, each with a session cookie (logged in through a real OpenID Connect
 //! provider) and with a bearer token: 401 where a login is needed and missing, 403 where the
-//! role is too low, and through to the handler otherwise. The router is built from the same
-//! table, so a new route is covered as soon as it exists.
+//! role is too low, and through to the handler otherwise. The server listens beyond loopback
+//! (`0.0.0.0`, called at this host's own non-loopback address). The router is built from the
+//! same table, so a new route is covered as soon as it exists.
 
 mod auth_support;
 
@@ -96,7 +97,16 @@ async fn call(
 }
 
 async fn matrix(mode: AuthMode) {
-    let server = AuthServer::start(mode, generous_limits()).await;
+    // Bound beyond loopback, as a team would run it, and called at that address.
+    let address = auth_support::non_loopback_ipv4().expect("a non-loopback IPv4 address");
+    let server = AuthServer::start_with(mode, generous_limits(), |config, _| {
+        config.server.bind = "0.0.0.0".into();
+        config.server.address = address.to_string();
+        // Nobody is authenticated in mode none: beyond loopback only when said explicitly.
+        config.server.allow_unauthenticated_non_loopback = mode == AuthMode::None;
+    })
+    .await;
+    assert!(server.base_url.contains(&address.to_string()));
     let http = client();
     let anonymous_page = http.get(server.url("/repos")).send().await.unwrap();
     let anonymous_csrf = csrf_of(&anonymous_page.text().await.unwrap());

@@ -92,8 +92,8 @@ impl AuthServer {
         let mut config = test_looper_tests::server::local_config(dir.path(), &redis.url());
         let port = free_loopback_port();
         config.server.bind = "127.0.0.1".into();
+        config.server.address = "127.0.0.1".into();
         config.server.http_port = port;
-        config.server.public_url = Some(format!("http://127.0.0.1:{port}"));
         config.auth = serde_json::from_value(auth_section(mode, &provider.issuer(), limits))
             .expect("auth section");
         adjust(&mut config, dir.path());
@@ -102,17 +102,18 @@ impl AuthServer {
         } else {
             "http"
         };
-        config.server.public_url = Some(format!("{scheme}://127.0.0.1:{port}"));
+        let base_url = format!("{scheme}://{}:{port}", config.server.address);
+        config.server.public_url = Some(base_url.clone());
         config.auth.validate().expect("valid auth section");
+        let bind = config.server.bind.clone();
         let context = AppContext::new(config).expect("context");
         let services = services::start(&context).await.expect("services start");
         let (server, _) =
-            test_looper_server::web::start(context.clone(), ("127.0.0.1".into(), port))
-                .expect("bind");
+            test_looper_server::web::start(context.clone(), (bind, port)).expect("bind");
         let handle = server.handle();
         actix_web::rt::spawn(server);
         AuthServer {
-            base_url: format!("{scheme}://127.0.0.1:{port}"),
+            base_url,
             context,
             provider,
             services,
@@ -125,6 +126,32 @@ impl AuthServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+}
+
+/// This host's first IPv4 address that is not loopback (e.g. `eth0`'s), if it has one.
+pub fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut found = None;
+    // SAFETY: getifaddrs fills a list that is only read here and freed once.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut entry = list;
+        while !entry.is_null() && found.is_none() {
+            let address = (*entry).ifa_addr;
+            if !address.is_null() && i32::from((*address).sa_family) == libc::AF_INET {
+                let v4 = &*(address as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_unspecified() {
+                    found = Some(ip);
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
 }
 
 impl Drop for AuthServer {
