@@ -14,7 +14,8 @@
 //! store settings by environment; the branch is enabled with an operator's bearer token, the
 //! test (which builds its image from the repo's Dockerfile and reads its sources, both fetched
 //! over the network) passes on that worker's machine id, and its log and output file are read
-//! back through the server.
+//! back through the server. Finally the worker is stopped with `SIGTERM` (as `systemctl stop`
+//! does): it exits and leaves the machine list.
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -554,6 +555,29 @@ auth:
         engine.containers_labelled("test-looper.scope", &scope).await,
         Vec::<String>::new()
     );
-    drop(worker);
+
+    // Stopped as systemd stops it (SIGTERM): it exits, and the idle machine leaves the list.
+    let mut worker = worker;
+    worker.process.signal(libc::SIGTERM);
+    assert!(
+        worker.process.wait_exit(Duration::from_secs(30)),
+        "the worker did not exit on SIGTERM:\n{}",
+        tail(&worker.log_text())
+    );
+    assert!(
+        worker
+            .log_text()
+            .contains("SIGTERM: removing containers and exiting"),
+        "{}",
+        tail(&worker.log_text())
+    );
+    wait_for(
+        "the stopped worker to leave /api/machines",
+        Duration::from_secs(60),
+        &server,
+        &worker_log,
+        || async { !machine_ids(&server).await.contains(&machine_id) },
+    )
+    .await;
     drop(server);
 }
