@@ -152,12 +152,7 @@ impl OtherHost {
             // SAFETY: setns(2) on a namespace file we hold open; it changes only this
             // thread's network namespace.
             let joined = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                joined,
-                0,
-                "setns: {}",
-                std::io::Error::last_os_error()
-            );
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
             f()
         })
         .join()
@@ -244,7 +239,8 @@ impl RemoteWorker {
         if let Some(docker_host) = std::env::var_os("DOCKER_HOST") {
             command.env("DOCKER_HOST", docker_host);
         }
-        let process = ServiceProcess::spawn("test-looper-worker", command).expect("start the worker");
+        let process =
+            ServiceProcess::spawn("test-looper-worker", command).expect("start the worker");
         RemoteWorker { process, log }
     }
 
@@ -389,7 +385,8 @@ auth:
     let source = format!("/api/worker/source?repo={REPO}&commit={commit}");
     let redis_port = redis.port();
     let (wrong, right, redis_loopback, redis_host) = other.inside({
-        let (source, host_header, host_ip) = (source.clone(), host_header.clone(), other.host_ip.clone());
+        let (source, host_header, host_ip) =
+            (source.clone(), host_header.clone(), other.host_ip.clone());
         move || {
             let wrong = raw_get(server_addr, &host_header, &source, "not-the-worker-token")
                 .expect("the server is reachable from the other host");
@@ -500,7 +497,12 @@ auth:
     let runs = test_runs(&server, &commit).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
     let run = &runs[0];
-    assert_eq!(run["state"], "passed", "{run:#}\n{}", tail(&worker.log_text()));
+    assert_eq!(
+        run["state"],
+        "passed",
+        "{run:#}\n{}",
+        tail(&worker.log_text())
+    );
     assert_eq!(run["machine_id"], machine_id.as_str(), "{run:#}");
     let run_id = run["run_id"].as_str().expect("run id").to_string();
 
@@ -526,9 +528,7 @@ auth:
     assert_eq!(report.status(), 200);
     assert_eq!(report.text().await.unwrap(), "report\n");
     let stored_log = http
-        .get(server.url(&format!(
-            "/api/runs/{run_id}/artifacts/test_looper_log.txt"
-        )))
+        .get(server.url(&format!("/api/runs/{run_id}/artifacts/test_looper_log.txt")))
         .send()
         .await
         .unwrap()
@@ -552,7 +552,9 @@ auth:
 
     // The worker removed its run's containers.
     assert_eq!(
-        engine.containers_labelled("test-looper.scope", &scope).await,
+        engine
+            .containers_labelled("test-looper.scope", &scope)
+            .await,
         Vec::<String>::new()
     );
 
