@@ -93,6 +93,8 @@ impl Services {
                 "machine_management.aws: the EC2 pool is not part of this server; \
                  only workers started by hand will connect"
             );
+        } else {
+            tracing::info!("no machine pool configured: runs wait for workers started by hand");
         }
         Ok(())
     }

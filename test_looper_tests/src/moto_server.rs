@@ -1,7 +1,7 @@
 //! A real `moto_server` (the local AWS EC2 + S3 emulator) on a free loopback port.
 
 use crate::paths::tool_cache;
-use crate::ports::{free_loopback_port, is_listening};
+use crate::ports::{free_loopback_port, is_listening_on};
 use crate::process::ServiceProcess;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,13 +12,20 @@ pub const TEST_REGION: &str = "us-east-1";
 
 /// A running moto server, stopped on drop.
 pub struct MotoServer {
+    host: String,
     port: u16,
     _process: ServiceProcess,
 }
 
 impl MotoServer {
-    /// Starts moto. Panics with instructions if the emulator is not installed.
+    /// Starts moto on loopback. Panics with instructions if the emulator is not installed.
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Starts moto listening on `host` (an address of this machine), e.g. for workers in
+    /// another network namespace. The port is one that was free on loopback.
+    pub fn start_on(host: &str) -> Self {
         let binary = moto_binary();
         assert!(
             binary.exists(),
@@ -30,15 +37,16 @@ impl MotoServer {
             let port = free_loopback_port();
             let mut command = Command::new(&binary);
             command
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-H", host, "-p", &port.to_string()])
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             let mut process =
                 ServiceProcess::spawn("moto_server", command).expect("spawn moto_server");
-            match process.wait_until(Duration::from_secs(30), || is_listening(port)) {
+            match process.wait_until(Duration::from_secs(30), || is_listening_on(host, port)) {
                 Ok(()) => {
                     return Self {
+                        host: host.to_string(),
                         port,
                         _process: process,
                     }
@@ -52,9 +60,9 @@ impl MotoServer {
         );
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://HOST:PORT` (`HOST` is 127.0.0.1 unless started with [`MotoServer::start_on`]).
     pub fn endpoint_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Wipes every emulated resource.

@@ -15,5 +15,10 @@ pub fn free_loopback_port() -> u16 {
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub fn is_listening(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    is_listening_on("127.0.0.1", port)
+}
+
+/// Whether something accepts TCP connections on `host`:`port`.
+pub fn is_listening_on(host: &str, port: u16) -> bool {
+    std::net::TcpStream::connect((host, port)).is_ok()
 }

@@ -3,7 +3,7 @@
 //! JSON API and actions.
 
 use crate::install::server_binary;
-use crate::ports::{free_loopback_port, is_listening};
+use crate::ports::{free_loopback_port, is_listening_on};
 use crate::process::ServiceProcess;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ pub struct ServerProcess {
     process: Option<ServiceProcess>,
     config: PathBuf,
     log: PathBuf,
+    host: String,
     port: u16,
     http: reqwest::Client,
 }
@@ -24,9 +25,16 @@ impl ServerProcess {
     /// `data_dir` under `dir`) to `dir/server.yml` and starts the server on it. Its standard
     /// output and error (the workers' too) are appended to `dir/server.log`.
     pub fn start(dir: &Path, config: &str) -> ServerProcess {
+        Self::start_on(dir, "127.0.0.1", "", config)
+    }
+
+    /// As [`ServerProcess::start`], with the server bound to `host` (an address of this
+    /// machine, also its `server.address`) and `server_keys` (indented YAML lines, e.g.
+    /// `"  allowed_hosts: [ci]\n"`) added to its `server:` section.
+    pub fn start_on(dir: &Path, host: &str, server_keys: &str, config: &str) -> ServerProcess {
         let port = free_loopback_port();
         let text = format!(
-            "server:\n  bind: 127.0.0.1\n  address: 127.0.0.1\n  http_port: {port}\n  data_dir: {}/data\n{config}",
+            "server:\n  bind: {host}\n  address: {host}\n  http_port: {port}\n  data_dir: {}/data\n{server_keys}{config}",
             dir.display()
         );
         let config = dir.join("server.yml");
@@ -35,6 +43,7 @@ impl ServerProcess {
             process: None,
             config,
             log: dir.join("server.log"),
+            host: host.to_string(),
             port,
             http: reqwest::Client::new(),
         };
@@ -58,9 +67,9 @@ impl ServerProcess {
             .stderr(log);
         let mut process =
             ServiceProcess::spawn("test-looper-server", command).expect("start the server");
-        let port = self.port;
+        let (host, port) = (self.host.clone(), self.port);
         process
-            .wait_until(Duration::from_secs(60), || is_listening(port))
+            .wait_until(Duration::from_secs(60), || is_listening_on(&host, port))
             .unwrap_or_else(|err| panic!("{err:#}\n{}", self.log_text()));
         self.process = Some(process);
     }
@@ -96,9 +105,15 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// `http://127.0.0.1:PORT` + `path`.
+    /// `http://HOST:PORT` + `path` (`HOST` is 127.0.0.1 unless started with
+    /// [`ServerProcess::start_on`]).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.host, self.port)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The JSON at `path`, or `None` on any error (the server may be restarting).

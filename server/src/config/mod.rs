@@ -84,13 +84,13 @@ impl Config {
             ],
         )?;
         let mm = &self.machine_management;
-        exactly_one(
-            "machine_management",
-            &[
-                ("local_docker", mm.local_docker.is_some()),
-                ("aws", mm.aws.is_some()),
-            ],
-        )?;
+        // No pool at all is allowed: only workers started by hand (docs/workers.md) connect.
+        if mm.local_docker.is_some() && mm.aws.is_some() {
+            return Err(invalid(
+                "machine_management",
+                "give at most one of local_docker, aws (found local_docker and aws)".into(),
+            ));
+        }
         if let Some(github) = &sc.github {
             let valid_owner = github
                 .owner

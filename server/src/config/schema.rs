@@ -242,7 +242,8 @@ pub struct StaticCredentials {
     pub secret_access_key: String,
 }
 
-/// Exactly one machine pool.
+/// At most one machine pool; with none, only workers started by hand (`docs/workers.md`)
+/// run jobs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineManagementSection {

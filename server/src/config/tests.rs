@@ -258,3 +258,20 @@ fn redis_passwords_are_not_echoed() {
         "rediss://***@h/0?x=@"
     );
 }
+
+#[test]
+fn no_machine_pool_means_workers_started_by_hand() {
+    let text = MINIMAL.replace(
+        "  local_docker:\n    local_storage_path: /srv/scratch\n    limits: {max_workers: 4}\n",
+        "  heartbeat_timeout_seconds: 30\n",
+    );
+    let config = parse(&text).unwrap();
+    assert!(config.machine_management.local_docker.is_none());
+    assert!(config.machine_management.aws.is_none());
+    let both = MINIMAL.replace(
+        "    limits: {max_workers: 4}\n",
+        "    limits: {max_workers: 4}\n  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, instance_types: [{instance_type: t, cores: 1, ram_gb: 1}]}\n",
+    );
+    let err = parse(&both).unwrap_err().to_string();
+    assert!(err.contains("at most one of local_docker, aws"), "{err}");
+}

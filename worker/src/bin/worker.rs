@@ -172,20 +172,36 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .then(|| Duration::from_secs(args.idle_exit_seconds)),
         heartbeat: Duration::from_secs(args.heartbeat_seconds),
     };
-    if !args.exit_when_stdin_closes {
-        return run_daemon(settings, executor).await;
-    }
     let reaper = executor.clone();
-    let (closed, stdin_closed) = tokio::sync::oneshot::channel();
-    watch_stdin(closed);
-    tokio::select! {
-        result = run_daemon(settings, executor) => result,
-        _ = stdin_closed => {
-            tracing::info!("the machine pool went away: removing containers and exiting");
-            if let Err(error) = reaper.reap_leftovers().await {
-                tracing::warn!(%error, "could not remove this worker's containers");
-            }
-            Ok(())
+    let stdin_closed = async {
+        if !args.exit_when_stdin_closes {
+            return std::future::pending().await;
         }
+        let (closed, stdin_closed) = tokio::sync::oneshot::channel();
+        watch_stdin(closed);
+        let _ = stdin_closed.await;
+    };
+    let why = tokio::select! {
+        result = run_daemon(settings, executor) => return result,
+        _ = stdin_closed => "the machine pool went away",
+        signal = stop_signal() => signal?,
+    };
+    // The job containers are not children of this process: remove them before exiting, or
+    // they would run on until the worker next starts. A run in progress is lost and retried.
+    tracing::info!("{why}: removing containers and exiting");
+    if let Err(error) = reaper.reap_leftovers().await {
+        tracing::warn!(%error, "could not remove this worker's containers");
     }
+    Ok(())
+}
+
+/// Waits for `SIGTERM` (`systemctl stop`, `docker stop`, `kill`) or `SIGINT` (Ctrl-C).
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
 }
