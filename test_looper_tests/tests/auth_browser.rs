@@ -148,6 +148,16 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
         .click()
         .await
         .unwrap();
+    // Wait for the refusal page itself (the old page's elements go stale as it is replaced).
+    let message = c
+        .wait()
+        .for_element(Locator::Css("#login-message"))
+        .await
+        .expect("the refusal page")
+        .text()
+        .await
+        .unwrap();
+    assert!(message.contains("operator"), "{message}");
     let refused = c
         .find(Locator::Css("h1"))
         .await
@@ -156,14 +166,6 @@ async fn log_in_act_be_refused_and_log_out_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(refused, "Not allowed");
-    let message = c
-        .find(Locator::Css("#login-message"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(message.contains("operator"), "{message}");
     browser.screenshot("auth-05-viewer-refused").await;
     browser.close().await;
 }
