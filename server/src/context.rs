@@ -27,6 +27,8 @@ pub struct AppContext {
     pub artifacts: std::sync::OnceLock<Arc<dyn test_looper_artifacts::ArtifactStore>>,
     /// Who may look and act: logins, tokens, rate limits, the audit log.
     pub access: crate::access::AccessControl,
+    /// The EC2 pool's status, once it runs (`/machines`).
+    pub ec2_pool: std::sync::OnceLock<Arc<crate::machines::ec2::status::StatusBoard>>,
 }
 
 /// The scheduler has not started yet (the services retry until Redis answers).
@@ -60,6 +62,7 @@ impl AppContext {
         let access = crate::access::AccessControl::from_config(&config);
         Ok(Arc::new(Self {
             access,
+            ec2_pool: std::sync::OnceLock::new(),
             config,
             redis,
             git,

@@ -18,6 +18,7 @@ pub mod access;
 pub mod cache;
 pub mod config;
 pub mod context;
+pub mod data_dir_secrets;
 pub mod deployments;
 pub mod git;
 pub mod logs;

@@ -9,8 +9,9 @@
 //! - commit statuses posted back to GitHub/GitLab when configured ([`spawn_status_reporter`]);
 //! - the scheduler handed to the [`AppContext`], where the UI, the API and the worker channel
 //!   find it ([`AppContext::running_scheduler`]);
-//! - the machine pool ([`LocalPool`] for `machine_management.local_docker`), started once the
-//!   HTTP listener's address is known because its workers connect back to it.
+//! - the machine pool ([`LocalPool`] for `machine_management.local_docker`, the EC2 pool for
+//!   `machine_management.aws`), started once the HTTP listener's address is known because
+//!   local workers connect back to it.
 //!
 //! [`run_in_background`] is what `run_server` uses: it retries until Redis answers (the web UI
 //! is up meanwhile, the worker socket answers 503) and keeps the services alive for the life
@@ -45,6 +46,8 @@ pub enum ServicesError {
     Artifacts(#[from] ArtifactError),
     #[error("machine pool: {0}")]
     Pool(#[from] PoolError),
+    #[error("ec2 machine pool: {0}")]
+    Ec2Pool(#[from] crate::machines::ec2::Ec2PoolError),
 }
 
 /// The running services; dropping them stops the background tasks and the workers.
@@ -53,6 +56,7 @@ pub struct Services {
     pub artifacts: Arc<dyn ArtifactStore>,
     pub store_config: StoreConfig,
     pool: Option<LocalPool>,
+    ec2_pool: Option<crate::machines::ec2::Ec2Pool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -62,7 +66,12 @@ impl Services {
         self.pool.as_ref()
     }
 
-    /// Starts the configured machine pool; its workers connect to `server_url`.
+    /// The EC2 pool, once started.
+    pub fn ec2_pool(&self) -> Option<&crate::machines::ec2::Ec2Pool> {
+        self.ec2_pool.as_ref()
+    }
+
+    /// Starts the configured machine pool; local workers connect to `server_url`.
     pub async fn start_machine_pool(
         &mut self,
         context: &AppContext,
@@ -89,9 +98,13 @@ impl Services {
             self.pool = Some(LocalPool::start(self.scheduler.clone(), settings).await?);
             tracing::info!(scope = %local.docker_scope, "local machine pool started");
         } else if config.machine_management.aws.is_some() {
-            tracing::warn!(
-                "machine_management.aws: the EC2 pool is not part of this server; \
-                 only workers started by hand will connect"
+            self.ec2_pool = Some(
+                crate::machines::ec2::start_from_config(
+                    context,
+                    self.scheduler.clone(),
+                    &self.store_config,
+                )
+                .await?,
             );
         } else {
             tracing::info!("no machine pool configured: runs wait for workers started by hand");
@@ -170,6 +183,7 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         artifacts,
         store_config,
         pool: None,
+        ec2_pool: None,
         tasks,
     })
 }
@@ -283,7 +297,7 @@ pub fn pool_hardware(config: &Config) -> (Vec<HardwareConfig>, Vec<OsConfig>) {
                 ram_gb: t.ram_gb,
             })
             .collect();
-        return (shapes, Vec::new());
+        return (shapes, vec![OsConfig::LinuxDocker]);
     }
     (Vec::new(), Vec::new())
 }

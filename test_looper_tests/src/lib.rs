@@ -10,6 +10,7 @@
 //! installs everything.
 
 pub mod browser;
+pub mod cloud_sim;
 pub mod docker_engine;
 pub mod git_repo;
 pub mod git_server;

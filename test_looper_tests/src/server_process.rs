@@ -32,7 +32,18 @@ impl ServerProcess {
     /// machine, also its `server.address`) and `server_keys` (indented YAML lines, e.g.
     /// `"  allowed_hosts: [ci]\n"`) added to its `server:` section.
     pub fn start_on(dir: &Path, host: &str, server_keys: &str, config: &str) -> ServerProcess {
-        let port = free_loopback_port();
+        Self::start_on_port(dir, host, free_loopback_port(), server_keys, config)
+    }
+
+    /// As [`ServerProcess::start_on`], on a port the caller chose (when the configuration
+    /// must name the server's own URL).
+    pub fn start_on_port(
+        dir: &Path,
+        host: &str,
+        port: u16,
+        server_keys: &str,
+        config: &str,
+    ) -> ServerProcess {
         let text = format!(
             "server:\n  bind: {host}\n  address: {host}\n  http_port: {port}\n  data_dir: {}/data\n{server_keys}{config}",
             dir.display()

@@ -163,7 +163,10 @@ async fn hunts_through_the_api_name_the_changing_commit_and_no_culprit_without_a
             "flake_hunt",
             serde_json::json!({
                 "repo": "changing", "branch": "master", "test": "flaky/linux",
-                "budget_runs": 400, "priority": 2,
+                // At the default target (0.95) about one hunt in twenty may name a neighbour
+                // of the change by design (CI saw 0 failures in 7 runs at 60 % once); at 0.999
+                // the assertion below fails about once in a thousand runs.
+                "budget_runs": 400, "priority": 2, "target_probability": 0.999,
             }),
         )
         .await;

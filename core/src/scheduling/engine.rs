@@ -352,6 +352,7 @@ impl Engine {
             min_cores: clamp_u32(definition.min_cores),
             max_cores: clamp_u32(definition.max_cores),
             min_ram_gb: clamp_u32(definition.min_ram_gb),
+            min_disk_gb: clamp_u32(definition.min_disk_gb),
         };
         let artifacts: Vec<String> = definition
             .artifact_names()

@@ -21,6 +21,9 @@ pub struct Requirements {
     /// 0 = no maximum.
     pub max_cores: u32,
     pub min_ram_gb: u32,
+    /// Scratch disk the definition needs (only machine pools that choose instance types use it).
+    #[serde(default)]
+    pub min_disk_gb: u32,
 }
 
 impl Requirements {
@@ -79,6 +82,7 @@ mod tests {
 
     fn req(min_cores: u32, max_cores: u32, min_ram_gb: u32) -> Requirements {
         Requirements {
+            min_disk_gb: 0,
             os: OsConfig::LinuxDocker,
             min_cores,
             max_cores,

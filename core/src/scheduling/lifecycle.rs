@@ -66,6 +66,19 @@ impl Engine {
         self.settle();
     }
 
+    /// Drains (`retired = true`: it takes no new work, what it runs goes on) or undrains a
+    /// machine; its pool ends a drained machine once it is idle. Unknown machines are ignored.
+    pub fn set_machine_retired(&mut self, machine_id: &str, retired: bool, now: Millis) {
+        self.now = now;
+        if let Some(machine) = self.machines.get_mut(machine_id) {
+            if machine.retired != retired && !(machine.info.os.is_one_shot() && !retired) {
+                machine.retired = retired;
+                self.changes.machines.insert(machine_id.into());
+            }
+        }
+        self.settle();
+    }
+
     /// The machine's session closed. Holding nothing, it leaves at once; holding a run or a
     /// deployment it stays until its heartbeat deadline, so that a worker that reconnects
     /// in time keeps its work.

@@ -37,6 +37,7 @@ pub use quarantine::{
     QuarantineEntry, QuarantineEvent, QuarantineEvidence, QuarantinePolicy, MAX_QUARANTINE_LOG,
 };
 pub use retention::ExpiredRun;
+pub use settle::PoolDemand;
 pub use state::{TestCounts, TestState};
 pub use stats::{FailureRate, Verdict};
 pub use touched::{PartsTouched, StatePart, MAX_PARTS_TOUCHED};

@@ -318,4 +318,72 @@ impl Engine {
             .map(|((hardware, os), count)| (hardware, os, count))
             .collect()
     }
+
+    /// Queued items by their minimums, for pools that choose instance types (the EC2 pool):
+    /// deployments waiting for a machine first, then runnable work in queue order, with
+    /// neighbours of equal needs merged. One entry per run still needed (one per build).
+    pub fn pool_demand(&self) -> Vec<PoolDemand> {
+        let mut demand: Vec<PoolDemand> = Vec::new();
+        let mut add = |test: TestIdx, deployment: bool, count: u64| {
+            let Some(requirements) = &self.tests[test].requirements else {
+                return;
+            };
+            let item = PoolDemand {
+                min_cores: requirements.min_cores.max(1),
+                min_ram_gb: requirements.min_ram_gb,
+                min_disk_gb: requirements.min_disk_gb,
+                os: requirements.os.clone(),
+                deployment,
+                count,
+            };
+            match demand.last_mut() {
+                Some(last) if last.same_needs(&item) => last.count += count,
+                _ => demand.push(item),
+            }
+        };
+        for deployment in self.deployments.values() {
+            if deployment.alive && deployment.machine_id.is_none() {
+                if let Some(test) = self.test_index.get(&deployment.test_hash) {
+                    add(*test, true, 1);
+                }
+            }
+        }
+        for (_, _, _, test) in &self.queue {
+            let slot = &self.tests[*test];
+            let wanted = match slot.kind() {
+                Some(DefinitionKind::Build) => 1,
+                _ => u64::from(slot.runs_desired).saturating_sub(slot.counts.runs),
+            };
+            add(*test, false, wanted.max(1));
+        }
+        demand
+    }
+}
+
+/// `count` queued items with the same minimums (see [`Engine::pool_demand`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDemand {
+    pub min_cores: u32,
+    pub min_ram_gb: u32,
+    pub min_disk_gb: u32,
+    pub os: crate::protocol::OsConfig,
+    /// A deployment waiting for a machine (rather than a run).
+    pub deployment: bool,
+    pub count: u64,
+}
+
+impl PoolDemand {
+    fn same_needs(&self, other: &PoolDemand) -> bool {
+        (
+            self.min_cores,
+            self.min_ram_gb,
+            self.min_disk_gb,
+            self.deployment,
+        ) == (
+            other.min_cores,
+            other.min_ram_gb,
+            other.min_disk_gb,
+            other.deployment,
+        ) && self.os == other.os
+    }
 }

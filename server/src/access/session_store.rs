@@ -145,28 +145,6 @@ pub fn middleware(context: Arc<AppContext>, key: Key) -> SessionMiddleware<Redis
 /// `<data_dir>/session_cookie.key` (mode 0600), drawn on first start, so that logins survive
 /// a restart of the server.
 pub fn cookie_key(data_dir: &Path) -> std::io::Result<Key> {
-    use std::io::Write;
-    let path = data_dir.join("session_cookie.key");
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() >= 64 => return Ok(Key::from(&bytes)),
-        Ok(_) => {
-            tracing::warn!(path = %path.display(), "session key file too short: drawing a new key")
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let bytes: [u8; 64] = std::array::from_fn(|_| rand::random::<u8>());
-    let temp = path.with_extension("key.tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, &path)?;
+    let bytes = crate::data_dir_secrets::load_or_create(&data_dir.join("session_cookie.key"), 64)?;
     Ok(Key::from(&bytes))
 }

@@ -67,13 +67,8 @@ fn not_implemented(config: &Config, refusals: &mut Vec<Refusal>) {
         );
     }
     let MachineManagementSection { aws, .. } = &config.machine_management;
-    if aws.is_some() {
-        refuse(
-            refusals,
-            "machine_management.aws",
-            "the EC2 machine pool is not implemented yet (no instance would ever be booted); \
-             use machine_management.local_docker",
-        );
+    if let Some(aws) = aws {
+        aws_pool(config, aws, refusals);
     }
     let http = &config.http_server;
     for (key, list) in [
@@ -259,5 +254,78 @@ mod tests {
         for bind in ["0.0.0.0", "::", "10.0.0.5", "ci.example.com", ""] {
             assert!(!is_loopback_bind(bind), "{bind}");
         }
+    }
+}
+
+/// What the EC2 pool cannot honour, refused rather than ignored.
+fn aws_pool(config: &Config, aws: &super::AwsMachines, refusals: &mut Vec<Refusal>) {
+    use crate::machines::ec2::settings;
+    if aws.packing == super::PoolPacking::SharedCores {
+        refuse(
+            refusals,
+            "machine_management.aws.packing",
+            "shared_cores needs workers that run several items at once; workers run one item \
+             at a time in this version, so use one_item_per_instance (docs/ec2_pool.md#packing)",
+        );
+    }
+    if aws.windows_ami.is_some() {
+        refuse(
+            refusals,
+            "machine_management.aws.windows_ami",
+            "the pool boots Linux workers only; remove the key",
+        );
+    }
+    if config.artifacts.s3.is_none() {
+        refuse(
+            refusals,
+            "machine_management.aws",
+            "pool machines store artifacts themselves, so artifacts must be in S3 (artifacts.s3)",
+        );
+    }
+    if aws.reconcile_interval_seconds == 0
+        || aws.reconcile_interval_seconds > settings::MAX_RECONCILE_INTERVAL_SECONDS
+    {
+        refuse(
+            refusals,
+            "machine_management.aws.reconcile_interval_seconds",
+            "must be between 1 and 10",
+        );
+    }
+    let server_url = aws
+        .server_url
+        .clone()
+        .unwrap_or_else(|| config.server.public_url());
+    let loopback = url::Url::parse(&server_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .is_none_or(|host| {
+            host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+    if loopback {
+        refuse(
+            refusals,
+            "machine_management.aws.server_url",
+            &format!(
+                "machines cannot reach {server_url}; set server_url (or server.public_url) to an \
+                 address they reach"
+            ),
+        );
+    }
+    if server_url.starts_with("https://") {
+        refuse(
+            refusals,
+            "machine_management.aws.server_url",
+            "workers connect over plain http in this version (docs/workers.md#tls); give the \
+             private http address machines reach",
+        );
+    }
+    let timeout =
+        std::time::Duration::from_secs(config.machine_management.heartbeat_timeout_seconds);
+    if let Err(error) = settings::pool_settings(aws, "owner-checked-at-start", timeout) {
+        refuse(refusals, "machine_management.aws", &error.to_string());
     }
 }

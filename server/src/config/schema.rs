@@ -300,12 +300,15 @@ pub struct LocalDockerMachines {
     pub worker_binary: Option<PathBuf>,
 }
 
-/// Workers booted as EC2 instances.
+/// Workers booted as EC2 instances by the pool's reconciler (`docs/ec2_pool.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsMachines {
     #[serde(default)]
     pub limits: MachineLimits,
+    /// Dollars per hour over every held instance (the price table's prices); no cap when absent.
+    #[serde(default)]
+    pub max_hourly_spend: Option<f64>,
     pub region: String,
     #[serde(default)]
     pub endpoint_url: Option<String>,
@@ -325,15 +328,64 @@ pub struct AwsMachines {
     pub instance_types: Vec<InstanceType>,
     #[serde(default)]
     pub host_ips: std::collections::BTreeMap<String, String>,
+    /// Launch as spot where the type has a `spot_price_per_hour`; on-demand on a spot failure.
+    #[serde(default)]
+    pub spot: bool,
+    #[serde(default)]
+    pub packing: PoolPacking,
+    #[serde(default = "default_aws_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "default_boot_timeout")]
+    pub boot_timeout_seconds: u64,
+    #[serde(default = "default_launch_failure_backoff")]
+    pub launch_failure_backoff_seconds: u64,
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval_seconds: u64,
+    /// Drain idle workers no queued item wants as soon as a limit blocks demand.
+    #[serde(default = "default_true")]
+    pub drain_to_make_room: bool,
+    /// The bucket (S3) holding each machine's bootstrap script, and the worker binary.
+    pub bootstrap_bucket: String,
+    #[serde(default = "default_bootstrap_prefix")]
+    pub bootstrap_key_prefix: String,
+    /// Key in the bootstrap bucket of the `test-looper-worker` executable; absent: the AMI
+    /// has it at `worker_binary_path`.
+    #[serde(default)]
+    pub worker_binary_key: Option<String>,
+    #[serde(default = "default_ami_worker_binary")]
+    pub worker_binary_path: String,
+    /// The URL machines reach the server at; `server.public_url` when absent.
+    #[serde(default)]
+    pub server_url: Option<String>,
+    /// The workers' scratch directory on the instance.
+    #[serde(default = "default_ami_worker_storage")]
+    pub worker_storage_path: String,
 }
 
-/// One bootable instance shape.
+/// How many queued items one instance serves at once (`docs/ec2_pool.md#packing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolPacking {
+    #[default]
+    OneItemPerInstance,
+    SharedCores,
+}
+
+/// One bootable instance shape and its price.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceType {
     pub instance_type: String,
     pub cores: u32,
     pub ram_gb: u32,
+    /// Root volume size the pool asks for.
+    #[serde(default = "default_instance_disk")]
+    pub disk_gb: u32,
+    /// Dollars per hour on demand.
+    pub price_per_hour: f64,
+    /// Expected dollars per hour as spot; never launched as spot when absent.
+    #[serde(default)]
+    pub spot_price_per_hour: Option<f64>,
 }
 
 /// Presentation of repo names in the UI.
@@ -387,4 +439,31 @@ fn default_heartbeat_timeout() -> u64 {
 }
 fn default_idle_timeout() -> u64 {
     300
+}
+fn default_aws_idle_timeout() -> u64 {
+    600
+}
+fn default_boot_timeout() -> u64 {
+    600
+}
+fn default_launch_failure_backoff() -> u64 {
+    300
+}
+fn default_reconcile_interval() -> u64 {
+    5
+}
+fn default_bootstrap_prefix() -> String {
+    "test-looper/bootstrap/".into()
+}
+fn default_ami_worker_binary() -> String {
+    "/usr/local/bin/test-looper-worker".into()
+}
+fn default_ami_worker_storage() -> String {
+    "/var/lib/test-looper/worker".into()
+}
+fn default_instance_disk() -> u32 {
+    50
+}
+fn default_true() -> bool {
+    true
 }

@@ -127,12 +127,43 @@ fn keys_nothing_acts_on_are_refused_by_name() {
         ),
         "{err}"
     );
-    let aws = MINIMAL.replace(
-        "  local_docker:\n    local_storage_path: /srv/scratch\n    limits: {max_workers: 4}\n",
-        "  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, instance_types: [{instance_type: t, cores: 1, ram_gb: 1}]}\n",
+    let aws_section = "  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, bootstrap_bucket: b, server_url: 'http://10.0.0.5:9081', instance_types: [{instance_type: t, cores: 1, ram_gb: 1, price_per_hour: 0.1}]PACKING}\n";
+    let aws = |packing: &str| {
+        MINIMAL.replace(
+            "  local_docker:\n    local_storage_path: /srv/scratch\n    limits: {max_workers: 4}\n",
+            &aws_section.replace("PACKING", packing),
+        )
+    };
+    let err = parse(&aws("")).unwrap_err().to_string();
+    assert!(
+        err.contains("machine_management.aws: pool machines store artifacts themselves"),
+        "{err}"
     );
-    let err = parse(&aws).unwrap_err().to_string();
-    assert!(err.contains("machine_management.aws:"), "{err}");
+    let s3 = |text: String| {
+        let start = text.find("artifacts:").unwrap();
+        let end = start + text[start..].find("\nmachine_management").unwrap();
+        format!(
+            "{}artifacts:\n  s3: {{bucket: a, region: r}}{}",
+            &text[..start],
+            &text[end..]
+        )
+    };
+    parse(&s3(aws(""))).unwrap();
+    let err = parse(&s3(aws(", packing: shared_cores")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("machine_management.aws.packing"), "{err}");
+    let err = parse(&s3(aws("")).replace("http://10.0.0.5:9081", "http://127.0.0.1:9081"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("machines cannot reach http://127.0.0.1:9081"),
+        "{err}"
+    );
+    let err = parse(&s3(aws("")).replace("price_per_hour: 0.1", "price_per_hour: -1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid price"), "{err}");
     // Empty lists and `mode: none` mean nothing and are accepted.
     let text = format!("{MINIMAL}auth: {{mode: none, static_tokens: []}}\nhttp_server: {{repo_prefixes_to_suppress: []}}\n");
     parse(&text).unwrap();
@@ -270,7 +301,7 @@ fn no_machine_pool_means_workers_started_by_hand() {
     assert!(config.machine_management.aws.is_none());
     let both = MINIMAL.replace(
         "    limits: {max_workers: 4}\n",
-        "    limits: {max_workers: 4}\n  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, instance_types: [{instance_type: t, cores: 1, ram_gb: 1}]}\n",
+        "    limits: {max_workers: 4}\n  aws: {region: r, vpc_id: v, subnet: s, security_group: g, keypair: k, worker_name: w, linux_ami: a, bootstrap_bucket: b, instance_types: [{instance_type: t, cores: 1, ram_gb: 1, price_per_hour: 1}]}\n",
     );
     let err = parse(&both).unwrap_err().to_string();
     assert!(err.contains("at most one of local_docker, aws"), "{err}");

@@ -450,6 +450,16 @@ impl Scheduler {
             .await
     }
 
+    /// Drains or undrains a pool machine (see the engine's `set_machine_retired`).
+    pub async fn set_machine_retired(
+        &self,
+        machine_id: &str,
+        retired: bool,
+    ) -> Result<(), SchedulerError> {
+        self.apply(|engine, now| engine.set_machine_retired(machine_id, retired, now))
+            .await
+    }
+
     /// The machine's session closed (it leaves unless it holds work; see the engine).
     pub async fn machine_disconnected(&self, machine_id: &str) -> Result<(), SchedulerError> {
         self.apply(|engine, now| engine.machine_disconnected(machine_id, now))

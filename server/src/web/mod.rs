@@ -33,6 +33,7 @@ pub mod hunts;
 pub mod live;
 pub mod pages;
 pub mod pins;
+pub mod pool;
 pub mod render;
 pub mod routes;
 pub mod terminal;

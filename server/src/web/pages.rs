@@ -169,13 +169,17 @@ pub async fn run(ui: web::Data<Ui>, id: web::Path<String>) -> HttpResponse {
     respond(result)
 }
 
-pub async fn machines(ui: web::Data<Ui>) -> HttpResponse {
+pub async fn machines(ui: web::Data<Ui>, context: web::Data<crate::AppContext>) -> HttpResponse {
     let result = async {
         let snapshot = ui.sources.machines().await?;
         let csrf = crate::web::render::CSRF_SLOT;
-        Ok(kept_html(&snapshot, |view| {
-            MachinesPage { csrf, view }.render()
-        }))
+        let pool = crate::web::pool::section(&context);
+        Ok(crate::web::render::kept_html_with_slot(
+            &snapshot,
+            |view| MachinesPage { csrf, view }.render(),
+            crate::web::pool::POOL_SLOT,
+            &pool,
+        ))
     }
     .await;
     respond(result)

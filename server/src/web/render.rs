@@ -137,6 +137,29 @@ pub fn kept_html<V>(
     html_response(snapshot.page(|view| render(view).map_err(|err| err.to_string())))
 }
 
+/// [`kept_html`] with the first `slot` of the shared page replaced by `fill`: a part of the
+/// page that changes on its own clock (the EC2 pool's status) rendered per request.
+pub fn kept_html_with_slot<V>(
+    snapshot: &Snapshot<V>,
+    render: impl FnOnce(&V) -> Result<String, askama::Error>,
+    slot: &str,
+    fill: &str,
+) -> HttpResponse {
+    let page = snapshot.page(|view| render(view).map_err(|err| err.to_string()));
+    html_response(
+        page.map(|page| match memchr::memmem::find(&page, slot.as_bytes()) {
+            Some(at) => {
+                let mut out = Vec::with_capacity(page.len() + fill.len());
+                out.extend_from_slice(&page[..at]);
+                out.extend_from_slice(fill.as_bytes());
+                out.extend_from_slice(&page[at + slot.len()..]);
+                bytes::Bytes::from(out)
+            }
+            None => page,
+        }),
+    )
+}
+
 fn html_response<B: MessageBody + 'static>(rendered: Result<B, String>) -> HttpResponse {
     match rendered {
         Ok(body) => {

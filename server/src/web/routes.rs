@@ -96,6 +96,7 @@ fn pages() -> Vec<RouteSpec> {
         get("/runs/{id}", READ, pages::run),
         get("/machines", READ, pages::machines),
         get("/queue", READ, pages::machines),
+        get("/api/machines/pool", READ, super::pool::api_pool),
         get("/deployments", READ, deployments::page),
         get("/deployments/{id}/terminal", ACT, terminal::page),
         get("/deployments/{id}/socket", ACT, terminal::socket),

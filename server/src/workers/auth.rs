@@ -10,6 +10,15 @@ use actix_web::{HttpRequest, HttpResponse};
 /// The secret workers present.
 pub struct WorkerToken(String);
 
+/// What a worker request was authenticated with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerCredential {
+    /// The install's worker token: any machine id.
+    InstallToken,
+    /// A machine token: only this machine id ([`super::machine_tokens`]).
+    Machine(String),
+}
+
 impl WorkerToken {
     /// The configured token, or a fresh random one when none (or an unusable one) is given.
     pub fn from_config(configured: Option<&str>) -> Self {
@@ -36,8 +45,16 @@ impl WorkerToken {
         &self.0
     }
 
-    /// Refuses browser requests (403) and requests without the token (401).
-    pub fn check(&self, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
+    /// Refuses browser requests (403) and requests without the token or, when `machine` is
+    /// given, a machine token it accepts at that instant (401).
+    pub fn check(
+        &self,
+        req: &HttpRequest,
+        machine: Option<(
+            &super::machine_tokens::MachineTokens,
+            test_looper_core::protocol::Millis,
+        )>,
+    ) -> Result<WorkerCredential, Box<HttpResponse>> {
         if req.headers().contains_key("origin") {
             tracing::warn!(peer = ?req.peer_addr(), path = %req.path(),
                 "worker endpoint refused: the request has an Origin header");
@@ -52,7 +69,13 @@ impl WorkerToken {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !given.is_empty() && constant_time_eq(given.as_bytes(), self.0.as_bytes()) {
-            Ok(())
+            return Ok(WorkerCredential::InstallToken);
+        }
+        let machine_id = machine
+            .filter(|_| super::machine_tokens::is_machine_token(given))
+            .and_then(|(tokens, now)| tokens.verify(given, now));
+        if let Some(machine_id) = machine_id {
+            Ok(WorkerCredential::Machine(machine_id))
         } else {
             Err(Box::new(
                 HttpResponse::Unauthorized().body("bad or missing worker token"),
@@ -80,8 +103,8 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn status(token: &WorkerToken, request: TestRequest) -> u16 {
-        match token.check(&request.to_http_request()) {
-            Ok(()) => 200,
+        match token.check(&request.to_http_request(), None) {
+            Ok(_) => 200,
             Err(response) => response.status().as_u16(),
         }
     }
@@ -117,6 +140,24 @@ mod tests {
             ),
             403
         );
+    }
+
+    #[test]
+    fn a_machine_token_names_one_machine_and_only_when_machine_tokens_are_accepted() {
+        let token = WorkerToken::from_config(None);
+        let tokens = super::super::machine_tokens::MachineTokens::with_key([3; 32]);
+        let machine_token = tokens.issue("i-0123", 100);
+        let request = || {
+            TestRequest::get()
+                .insert_header(("Authorization", format!("Bearer {machine_token}")))
+                .to_http_request()
+        };
+        assert_eq!(
+            token.check(&request(), Some((&tokens, 50))).ok(),
+            Some(WorkerCredential::Machine("i-0123".into()))
+        );
+        assert!(token.check(&request(), Some((&tokens, 100))).is_err());
+        assert!(token.check(&request(), None).is_err());
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! What the worker endpoints share, held by the [`crate::AppContext`]: the worker token and
 //! the live sessions (one per connected machine).
 
-use super::auth::WorkerToken;
+use super::auth::{WorkerCredential, WorkerToken};
+use super::machine_tokens::MachineTokens;
 use super::sessions::LiveSessions;
 use actix_web::{HttpRequest, HttpResponse};
+use std::sync::{Arc, OnceLock};
 
 /// What the worker endpoints share.
 pub struct WorkerHub {
     token: WorkerToken,
+    /// Set by the EC2 pool: its machines connect with tokens bound to their instance ids.
+    machine_tokens: OnceLock<Arc<MachineTokens>>,
     pub(super) sessions: LiveSessions,
 }
 
@@ -16,6 +20,7 @@ impl WorkerHub {
     pub fn new(configured_token: Option<&str>) -> Self {
         WorkerHub {
             token: WorkerToken::from_config(configured_token),
+            machine_tokens: OnceLock::new(),
             sessions: LiveSessions::default(),
         }
     }
@@ -30,8 +35,19 @@ impl WorkerHub {
         self.sessions.is_live(machine_id)
     }
 
-    /// Rejects browser requests and requests without the worker token.
-    pub(super) fn check(&self, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-        self.token.check(req)
+    /// Accepts machine tokens from now on (the EC2 pool, once).
+    pub fn accept_machine_tokens(&self, tokens: Arc<MachineTokens>) {
+        let _ = self.machine_tokens.set(tokens);
+    }
+
+    /// Rejects browser requests and requests without the worker token or a valid machine
+    /// token; says which of the two was presented.
+    pub(super) fn check(
+        &self,
+        req: &HttpRequest,
+        now: test_looper_core::protocol::Millis,
+    ) -> Result<WorkerCredential, Box<HttpResponse>> {
+        self.token
+            .check(req, self.machine_tokens.get().map(|t| (&**t, now)))
     }
 }

@@ -13,8 +13,9 @@
 //! Workers use the context's scheduler ([`crate::AppContext::running_scheduler`]); until it runs
 //! workers get 503 and retry.
 
-mod auth;
+pub mod auth;
 pub mod hub;
+pub mod machine_tokens;
 mod sessions;
 mod socket;
 mod sources;
@@ -34,7 +35,12 @@ pub fn routes() -> Vec<crate::web::routes::RouteSpec> {
     ]
 }
 
-/// Rejects browser requests and requests without the worker token.
-pub(crate) fn check_auth(context: &AppContext, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-    context.workers.check(req)
+/// Rejects browser requests and requests without the worker token or a machine token;
+/// says which was presented.
+pub(crate) fn check_auth(
+    context: &AppContext,
+    req: &HttpRequest,
+) -> Result<auth::WorkerCredential, Box<HttpResponse>> {
+    use crate::scheduler::clock::{Clock, SystemClock};
+    context.workers.check(req, SystemClock.now())
 }

@@ -18,6 +18,7 @@
 //! scheduler ended it (feed event) or when the worker reports output for a deployment that
 //! is no longer alive.
 
+use super::auth::WorkerCredential;
 use super::sessions::{MachineClaim, TAKEOVER_WAIT};
 use crate::deployments::{InputRoute, INPUT_QUEUE};
 use crate::scheduler::feed::FeedEvent;
@@ -53,9 +54,10 @@ pub async fn worker_socket(
     req: HttpRequest,
     body: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
-    if let Err(response) = super::check_auth(&context, &req) {
-        return Ok(*response);
-    }
+    let credential = match super::check_auth(&context, &req) {
+        Ok(credential) => credential,
+        Err(response) => return Ok(*response),
+    };
     let scheduler = match context.running_scheduler() {
         Ok(scheduler) => scheduler.clone(),
         Err(not_started) => {
@@ -70,6 +72,7 @@ pub async fn worker_socket(
     actix_web::rt::spawn(run_session(
         context.into_inner(),
         scheduler,
+        credential,
         session,
         stream,
     ));
@@ -98,6 +101,7 @@ async fn send_all(session: &mut Session, messages: Vec<ServerToWorker>) -> bool 
 async fn run_session(
     context: Arc<AppContext>,
     scheduler: Arc<Scheduler>,
+    credential: WorkerCredential,
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
@@ -106,6 +110,7 @@ async fn run_session(
     let mut worker = WorkerSession {
         context,
         scheduler,
+        credential,
         claim: None,
         refused: 0,
         deployments: HashSet::new(),
@@ -205,6 +210,8 @@ enum Owner {
 struct WorkerSession {
     context: Arc<AppContext>,
     scheduler: Arc<Scheduler>,
+    /// What the session authenticated with; a machine token allows one machine id only.
+    credential: WorkerCredential,
     /// The machine this session registered (and holds against other sessions).
     claim: Option<MachineClaim>,
     /// Messages refused so far.
@@ -275,6 +282,13 @@ impl WorkerSession {
             || machine_id.chars().any(char::is_control)
         {
             return Err("invalid machine id".into());
+        }
+        if let WorkerCredential::Machine(allowed) = &self.credential {
+            if allowed != machine_id {
+                return Err(format!(
+                    "this session's machine token is for {allowed}; it cannot register as {machine_id}"
+                ));
+            }
         }
         match self
             .context

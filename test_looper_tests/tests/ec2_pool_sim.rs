@@ -1,0 +1,746 @@
+//! The EC2 pool end to end, on the simulated cloud ([`test_looper_tests::cloud_sim`]): moto
+//! serves EC2 and S3, every instance the pool launches becomes a Docker container on a private
+//! network running the instance's user-data, and the real `test-looper-server` runs with the
+//! `machine_management` section of `deploy/config.aws.example.yml` (the README's AWS example),
+//! its `${VARS}` filled with moto's VPC, subnet, AMI and buckets and its endpoint pointed at
+//! moto. The worker binary comes from the bootstrap bucket, as the example configures.
+//!
+//! - `the_aws_example_runs_tests_on_simulated_instances`: the tests pass on instance ids, the
+//!   machine got the example's `host_ips` in `/etc/hosts`, `/machines` shows the pool, the idle
+//!   instances are drained and terminated, the bootstrap scripts are deleted, and the
+//!   instance count held within `max_workers` at every sample (4 per second).
+//! - `chaos_server_killed_and_machine_killed`: the server is killed with `kill -9` right after
+//!   it launched instances and started again: nothing is orphaned, the launched instances are
+//!   adopted. A machine is killed mid-run: its run is retried once elsewhere and the instance
+//!   is replaced. No run is lost on a machine the pool itself terminated (scale-in never kills
+//!   a busy machine).
+//! - `a_spot_capacity_error_falls_back_to_on_demand`: EC2 (a fault proxy in front of moto)
+//!   answers every spot launch with `InsufficientInstanceCapacity`; the pool launches
+//!   on-demand in the next step and the test passes.
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use test_looper_aws::ec2::types::{Filter, InstanceStateName};
+use test_looper_tests::cloud_sim::{ensure_sim_ami, CloudSim, SimNetwork, SimOptions};
+use test_looper_tests::install::{make_repo, suite_files, worker_binary};
+use test_looper_tests::paths::workspace_root;
+use test_looper_tests::server_process::ServerProcess;
+use test_looper_tests::{DockerEngine, MotoServer, RedisServer};
+
+const REPO: &str = "pooled";
+const WORKER_NAME: &str = "my-company-ci";
+const OPERATOR_TOKEN: &str = "tl_static-pool-operator-0123456789abcdef";
+const WORKER_BINARY_KEY: &str = "test-looper/bin/test-looper-worker";
+const BOOTSTRAP_BUCKET: &str = "sim-bootstrap";
+
+/// A definitions file with one test per `(name, command)`, in the suite's image.
+fn yml(tests: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "looper_version: 4\nenvironments:\n  linux:\n    platform: linux\n    image:\n      dockerfile: docker/Dockerfile\n    variables:\n      GREETING: hello\ntests:\n",
+    );
+    for (name, command) in tests {
+        text.push_str(&format!(
+            "  {name}:\n    environment: linux\n    command: {command}\n    dependencies: {{src: HEAD}}\n"
+        ));
+    }
+    text
+}
+
+/// The simulated cloud, the server on it and its repo.
+struct Cloud {
+    _engine: DockerEngine,
+    sim: CloudSim,
+    ec2: test_looper_aws::ec2::Client,
+    s3: test_looper_aws::s3::Client,
+    server: ServerProcess,
+    commit: String,
+    subnet: String,
+    owner_tag_filter: Filter,
+    http: reqwest::Client,
+    _redis: RedisServer,
+    _moto: MotoServer,
+    _fault_proxy: Option<fault_proxy::FaultProxy>,
+    _network: SimNetwork,
+    dir: tempfile::TempDir,
+}
+
+/// What the tests change in the example's pool settings.
+struct PoolKnobs {
+    max_workers: u32,
+    idle_timeout_seconds: u64,
+    spot: bool,
+    spot_fault: bool,
+}
+
+impl Cloud {
+    async fn start(tests: &[(&str, &str)], knobs: PoolKnobs) -> Cloud {
+        let engine = DockerEngine::connect().await;
+        ensure_sim_ami(&worker_binary());
+        let network = SimNetwork::create();
+        let moto = MotoServer::start_on(&network.gateway);
+        let redis = RedisServer::start();
+        let sdk = test_looper_aws::sdk_config(&moto.aws_settings()).await;
+        let ec2 = test_looper_aws::ec2_client(&sdk);
+        let s3 = test_looper_aws::s3_client(&sdk, true);
+
+        // The VPC, subnet, security group, key pair and AMI the example names.
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.1.0/24")
+            .send()
+            .await
+            .unwrap();
+        let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
+        let group = ec2
+            .create_security_group()
+            .group_name("ci-workers")
+            .description("test-looper workers")
+            .vpc_id(&vpc_id)
+            .send()
+            .await
+            .unwrap();
+        let group_id = group.group_id().unwrap().to_string();
+        ec2.create_key_pair().key_name("ci").send().await.unwrap();
+        let images = ec2.describe_images().send().await.unwrap();
+        let ami = images
+            .images()
+            .iter()
+            .find_map(|image| image.image_id())
+            .expect("moto lists AMIs")
+            .to_string();
+        for bucket in [BOOTSTRAP_BUCKET, "sim-artifacts"] {
+            s3.create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        s3.put_object()
+            .bucket(BOOTSTRAP_BUCKET)
+            .key(WORKER_BINARY_KEY)
+            .body(std::fs::read(worker_binary()).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = suite_files();
+        files.push(("testlooper.yml".into(), yml(tests)));
+        let (_repo, commit) = make_repo(dir.path(), REPO, &files);
+
+        let fault_proxy = knobs
+            .spot_fault
+            .then(|| fault_proxy::FaultProxy::start(&network.gateway, &moto.endpoint_url()));
+        let ec2_endpoint = fault_proxy
+            .as_ref()
+            .map_or_else(|| moto.endpoint_url(), |proxy| proxy.url());
+        let server_port = test_looper_tests::ports::free_loopback_port();
+        let pool = example_pool_section(&[
+            ("AWS_REGION", "us-east-1".into()),
+            ("TEST_LOOPER_VPC", vpc_id),
+            ("TEST_LOOPER_SUBNET", subnet_id.clone()),
+            ("TEST_LOOPER_SECURITY_GROUP", group_id),
+            ("TEST_LOOPER_KEYPAIR", "ci".into()),
+            ("TEST_LOOPER_WORKER_PROFILE", "ci-worker".into()),
+            ("TEST_LOOPER_WORKER_AMI", ami),
+            ("TEST_LOOPER_BOOTSTRAP_BUCKET", BOOTSTRAP_BUCKET.into()),
+            ("TEST_LOOPER_GIT_ADDRESS", network.gateway.clone()),
+        ])
+        .replace(
+            "http://${TEST_LOOPER_PRIVATE_ADDRESS}:9081",
+            &format!("http://{}:{server_port}", network.gateway),
+        )
+        .replace(
+            "limits: {max_workers: 8,",
+            &format!("limits: {{max_workers: {},", knobs.max_workers),
+        )
+        .replace(
+            "idle_timeout_seconds: 600",
+            &format!("idle_timeout_seconds: {}", knobs.idle_timeout_seconds),
+        )
+        .replace("boot_timeout_seconds: 600", "boot_timeout_seconds: 90")
+        .replace("spot: true", &format!("spot: {}", knobs.spot))
+        .replace("heartbeat_timeout_seconds: 60", "heartbeat_timeout_seconds: 20")
+        .replace(
+            "  aws:\n",
+            &format!(
+                "  aws:\n    endpoint_url: {ec2_endpoint}\n    credentials: {{access_key_id: testing, secret_access_key: testing}}\n    reconcile_interval_seconds: 2\n"
+            ),
+        );
+        assert!(!pool.contains("${"), "unfilled variables:\n{pool}");
+        let operator_sha256 = test_looper_auth::tokens::token_sha256(OPERATOR_TOKEN);
+        let config = format!(
+            r#"redis:
+  url: {redis}
+source_control:
+  local:
+    path_to_repos: {dir}/repos
+    poll_interval_ms: 100
+artifacts:
+  s3:
+    bucket: sim-artifacts
+    region: us-east-1
+    endpoint_url: {moto}
+    credentials: {{access_key_id: testing, secret_access_key: testing}}
+{pool}auth:
+  mode: write
+  static_tokens:
+    - {{name: pool-operator, role: operator, sha256: {operator_sha256}}}
+"#,
+            redis = redis.url(),
+            dir = dir.path().display(),
+            moto = moto.endpoint_url(),
+        );
+        let machines_dir = dir.path().join("machines");
+        std::fs::create_dir_all(&machines_dir).unwrap();
+        let sim = CloudSim::start(
+            ec2.clone(),
+            SimOptions {
+                network: network.name.clone(),
+                machines_dir,
+                // A real Linux instance takes 30 to 90 s to boot; 3 s keeps the test short.
+                boot_delay: Duration::from_secs(3),
+                extra_args: Vec::new(),
+            },
+        );
+        let server =
+            ServerProcess::start_on_port(dir.path(), &network.gateway, server_port, "", &config);
+        let owner_tag_filter = Filter::builder()
+            .name(format!("tag:{}", test_looper_core::pool::WORKER_NAME_TAG))
+            .values(WORKER_NAME)
+            .build();
+        Cloud {
+            _engine: engine,
+            sim,
+            ec2,
+            s3,
+            server,
+            commit,
+            subnet: subnet_id,
+            owner_tag_filter,
+            http: reqwest::Client::new(),
+            _redis: redis,
+            _moto: moto,
+            _fault_proxy: fault_proxy,
+            _network: network,
+            dir,
+        }
+    }
+
+    async fn enable_branch(&self) {
+        self.wait_for(
+            "the branch to be scanned",
+            Duration::from_secs(60),
+            || async {
+                self.server
+                    .get_json(&format!("/api/branch?repo={REPO}&branch=master"))
+                    .await
+                    .is_some()
+            },
+        )
+        .await;
+        let enabled = self
+            .http
+            .post(self.server.url("/api/actions/branch"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&json!({"repo": REPO, "branch": "master", "under_test": "true"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            enabled.status().is_success(),
+            "{}",
+            enabled.text().await.unwrap()
+        );
+    }
+
+    /// The runs of `test` on the commit.
+    async fn runs(&self, test: &str) -> Vec<Value> {
+        let Some(view) = self
+            .server
+            .get_json(&format!("/api/commit?repo={REPO}&commit={}", self.commit))
+            .await
+        else {
+            return Vec::new();
+        };
+        view["definitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|row| row["name"] == test)
+            .flat_map(|row| row["runs"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    async fn passed(&self, test: &str) -> bool {
+        self.runs(test)
+            .await
+            .iter()
+            .any(|run| run["state"] == "passed")
+    }
+
+    /// The pool's instances in moto: (id, state name, instance lifecycle).
+    async fn pool_instances(&self) -> Vec<(String, InstanceStateName, Option<String>)> {
+        let listing = self
+            .ec2
+            .describe_instances()
+            .filters(self.owner_tag_filter.clone())
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .values(&self.subnet)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        listing
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.state().and_then(|s| s.name()).cloned().unwrap(),
+                    i.instance_lifecycle().map(|l| l.as_str().to_string()),
+                )
+            })
+            .collect()
+    }
+
+    async fn live_instances(&self) -> Vec<String> {
+        self.pool_instances()
+            .await
+            .into_iter()
+            .filter(|(_, state, _)| *state != InstanceStateName::Terminated)
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    async fn bootstrap_scripts(&self) -> Vec<String> {
+        let listing = self
+            .s3
+            .list_objects_v2()
+            .bucket(BOOTSTRAP_BUCKET)
+            .prefix("test-looper/bootstrap/")
+            .send()
+            .await
+            .unwrap();
+        listing
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// Polls `check` every 500 ms; after `limit`, panics with the server's log and the
+    /// machines' logs.
+    async fn wait_for<F, Fut>(&self, what: &str, limit: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + limit;
+        while !check().await {
+            if Instant::now() > deadline {
+                let machines: String = self
+                    .sim
+                    .machines()
+                    .iter()
+                    .map(|m| format!("--- {m:?}\n{}\n", self.sim.logs(&m.instance_id)))
+                    .collect();
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n--- server log:\n{}\n{machines}",
+                    tail(&self.server.log_text(), 80),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every sample of held instances is within `max_workers`.
+    fn assert_limits_held(&self, max_workers: usize) {
+        let samples = self.sim.samples();
+        assert!(samples.len() > 20, "too few samples: {}", samples.len());
+        let worst = samples.iter().map(|s| s.held).max().unwrap_or(0);
+        assert!(
+            worst <= max_workers,
+            "{worst} instances held at once, limit {max_workers}: {:?}",
+            samples.iter().find(|s| s.held > max_workers)
+        );
+    }
+}
+
+/// The `machine_management:` section of the README's AWS example, `${VARS}` filled.
+fn example_pool_section(vars: &[(&str, String)]) -> String {
+    let text =
+        std::fs::read_to_string(workspace_root().join("deploy/config.aws.example.yml")).unwrap();
+    let start = text
+        .find("\nmachine_management:\n")
+        .expect("a machine_management section")
+        + 1;
+    let end = start + text[start..].find("\nauth:").expect("auth after it") + 1;
+    let mut section = text[start..end].to_string();
+    for (name, value) in vars {
+        section = section.replace(&format!("${{{name}}}"), value);
+    }
+    section
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[tokio::test]
+async fn the_aws_example_runs_tests_on_simulated_instances() {
+    let tests = [
+        ("pass/a", "bash src/tests/pass.sh"),
+        ("pass/b", "bash src/tests/pass.sh"),
+        ("pass/c", "bash src/tests/pass.sh"),
+    ];
+    let cloud = Cloud::start(
+        &tests,
+        PoolKnobs {
+            max_workers: 2,
+            idle_timeout_seconds: 10,
+            spot: true,
+            spot_fault: false,
+        },
+    )
+    .await;
+    cloud.enable_branch().await;
+
+    // While the first machine is up: the example's host_ips are in its /etc/hosts.
+    cloud
+        .wait_for(
+            "a machine to register",
+            Duration::from_secs(120),
+            || async {
+                cloud
+                    .server
+                    .get_json("/api/machines")
+                    .await
+                    .is_some_and(|v| v["machines"].as_array().is_some_and(|m| !m.is_empty()))
+            },
+        )
+        .await;
+    let first = cloud.live_instances().await;
+    let hosts = cloud
+        .sim
+        .exec(&first[0], &["cat", "/etc/hosts"])
+        .unwrap_or_default();
+    assert!(hosts.contains(" git.internal"), "{hosts}");
+
+    cloud
+        .wait_for(
+            "the three tests to pass",
+            Duration::from_secs(300),
+            || async {
+                for (test, _) in &tests {
+                    if !cloud.passed(test).await {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    for (test, _) in &tests {
+        let runs = cloud.runs(test).await;
+        let passed = runs.iter().find(|r| r["state"] == "passed").unwrap();
+        assert!(
+            passed["machine_id"].as_str().unwrap().starts_with("i-"),
+            "{passed:#}"
+        );
+    }
+
+    // /machines and its API show the pool, with a decision and costs.
+    let status = cloud
+        .server
+        .get_json("/api/machines/pool")
+        .await
+        .expect("pool status");
+    assert_eq!(status["worker_name"], WORKER_NAME, "{status:#}");
+    assert!(status["steps"].as_u64().unwrap() > 0, "{status:#}");
+    assert!(
+        status["last_decision"]["explanation"].as_str().is_some(),
+        "{status:#}"
+    );
+    assert!(
+        status["spend_dollars"].as_f64().unwrap() > 0.0,
+        "{status:#}"
+    );
+    let page = cloud
+        .http
+        .get(cloud.server.url("/machines"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"ec2-pool\""), "{page}");
+    assert!(page.contains("Last decision"), "{page}");
+
+    // Scale-in: idle machines are drained and terminated; their scripts are gone.
+    cloud
+        .wait_for(
+            "the idle instances to be terminated",
+            Duration::from_secs(120),
+            || async { cloud.live_instances().await.is_empty() },
+        )
+        .await;
+    cloud
+        .wait_for(
+            "the bootstrap scripts to be deleted",
+            Duration::from_secs(30),
+            || async { cloud.bootstrap_scripts().await.is_empty() },
+        )
+        .await;
+    assert!(
+        cloud.sim.machines().iter().all(|m| !m.died),
+        "{:?}",
+        cloud.sim.machines()
+    );
+    let log = cloud.server.log_text();
+    assert!(!log.contains("NeverRegistered"), "{}", tail(&log, 80));
+    cloud.assert_limits_held(2);
+    drop(cloud.dir);
+}
+
+#[tokio::test]
+async fn chaos_server_killed_and_machine_killed() {
+    let tests = [
+        ("slow/a", "sleep 20 && bash src/tests/pass.sh"),
+        ("slow/b", "sleep 20 && bash src/tests/pass.sh"),
+    ];
+    let mut cloud = Cloud::start(
+        &tests,
+        PoolKnobs {
+            max_workers: 3,
+            idle_timeout_seconds: 10,
+            spot: false,
+            spot_fault: false,
+        },
+    )
+    .await;
+    cloud.enable_branch().await;
+
+    // Kill the server as soon as it has launched, before any machine registered; start it
+    // again: the launched instances are adopted, nothing is launched twice for one item.
+    cloud
+        .wait_for("the first launch", Duration::from_secs(60), || async {
+            !cloud.live_instances().await.is_empty()
+        })
+        .await;
+    cloud.server.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let launched_before_restart = cloud.pool_instances().await.len();
+    cloud.server.restart();
+
+    // A machine dies mid-run: its run is retried once on another machine.
+    let victim_run = loop {
+        let mut running = None;
+        for (test, _) in &tests {
+            if let Some(run) = cloud
+                .runs(test)
+                .await
+                .into_iter()
+                .find(|r| r["state"] == "running")
+            {
+                running = Some((test.to_string(), run));
+                break;
+            }
+        }
+        if let Some(found) = running {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (victim_test, run) = victim_run;
+    let victim = run["machine_id"].as_str().unwrap().to_string();
+    cloud.sim.kill_machine(&victim);
+
+    cloud
+        .wait_for("both tests to pass", Duration::from_secs(300), || async {
+            for (test, _) in &tests {
+                if !cloud.passed(test).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    let runs = cloud.runs(&victim_test).await;
+    let states: Vec<&str> = runs.iter().filter_map(|r| r["state"].as_str()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "passed").count(),
+        1,
+        "{runs:#?}"
+    );
+    assert_eq!(runs.len(), 2, "the lost run is retried once: {runs:#?}");
+    let retried = runs.iter().find(|r| r["state"] == "passed").unwrap();
+    assert_ne!(retried["machine_id"], victim.as_str(), "{runs:#?}");
+
+    // Only the killed machine lost a run: scale-in never ended a busy machine.
+    for (test, _) in &tests {
+        for run in cloud.runs(test).await {
+            if run["state"] != "passed" {
+                assert_eq!(run["machine_id"], victim.as_str(), "{run:#}");
+            }
+        }
+    }
+    let died: Vec<String> = cloud
+        .sim
+        .machines()
+        .into_iter()
+        .filter(|m| m.died)
+        .map(|m| m.instance_id)
+        .collect();
+    assert_eq!(died, vec![victim.clone()]);
+
+    // Nothing orphaned: after the idle timeout every instance is terminated.
+    cloud
+        .wait_for(
+            "every instance to be terminated",
+            Duration::from_secs(150),
+            || async { cloud.live_instances().await.is_empty() },
+        )
+        .await;
+    let total = cloud.pool_instances().await.len();
+    assert!(
+        total <= launched_before_restart + 3,
+        "{total} instances for 2 items, {launched_before_restart} launched before the restart"
+    );
+    cloud.assert_limits_held(3);
+}
+
+#[tokio::test]
+async fn a_spot_capacity_error_falls_back_to_on_demand() {
+    let tests = [("pass/a", "bash src/tests/pass.sh")];
+    let cloud = Cloud::start(
+        &tests,
+        PoolKnobs {
+            max_workers: 2,
+            idle_timeout_seconds: 10,
+            spot: true,
+            spot_fault: true,
+        },
+    )
+    .await;
+    cloud.enable_branch().await;
+    cloud
+        .wait_for("the test to pass", Duration::from_secs(240), || async {
+            cloud.passed("pass/a").await
+        })
+        .await;
+    let instances = cloud.pool_instances().await;
+    assert!(!instances.is_empty());
+    assert!(
+        instances
+            .iter()
+            .all(|(_, _, lifecycle)| lifecycle.as_deref() != Some("spot")),
+        "{instances:?}"
+    );
+    let log = cloud.server.log_text();
+    assert!(
+        log.contains("InsufficientInstanceCapacity"),
+        "{}",
+        tail(&log, 60)
+    );
+}
+
+/// A small HTTP proxy in front of moto that answers every spot `RunInstances` with EC2's
+/// capacity error, as EC2 does when the spot market has no capacity.
+mod fault_proxy {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use std::net::SocketAddr;
+
+    pub struct FaultProxy {
+        addr: SocketAddr,
+        handle: actix_web::dev::ServerHandle,
+    }
+
+    const CAPACITY_ERROR: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>InsufficientInstanceCapacity</Code><Message>There is no Spot capacity available that matches your request.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"#;
+
+    impl FaultProxy {
+        /// Listens on `host` (a free port) and forwards to `upstream`.
+        pub fn start(host: &str, upstream: &str) -> FaultProxy {
+            let upstream = upstream.to_string();
+            let listener = std::net::TcpListener::bind(format!("{host}:0")).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let client = reqwest::Client::new();
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(web::Data::new((upstream.clone(), client.clone())))
+                            .default_service(web::to(forward))
+                    })
+                    .workers(1)
+                    .listen(listener)
+                    .unwrap()
+                    .run();
+                    sender.send(server.handle()).unwrap();
+                    let _ = server.await;
+                });
+            });
+            FaultProxy {
+                addr,
+                handle: receiver.recv().unwrap(),
+            }
+        }
+
+        pub fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    impl Drop for FaultProxy {
+        fn drop(&mut self) {
+            drop(self.handle.stop(false));
+        }
+    }
+
+    async fn forward(
+        request: HttpRequest,
+        body: web::Bytes,
+        target: web::Data<(String, reqwest::Client)>,
+    ) -> HttpResponse {
+        let (upstream, client) = target.get_ref();
+        let text = String::from_utf8_lossy(&body);
+        if text.contains("Action=RunInstances") && text.contains("MarketType=spot") {
+            return HttpResponse::InternalServerError()
+                .content_type("text/xml")
+                .body(CAPACITY_ERROR);
+        }
+        let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
+        let mut forwarded = client.request(method, format!("{upstream}{}", request.uri()));
+        for (name, value) in request.headers() {
+            if name != "host" && name != "content-length" {
+                forwarded = forwarded.header(name.as_str(), value.as_bytes());
+            }
+        }
+        match forwarded.body(body.to_vec()).send().await {
+            Ok(answer) => {
+                let mut response = HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(answer.status().as_u16()).unwrap(),
+                );
+                for (name, value) in answer.headers() {
+                    if name != "content-length" && name != "transfer-encoding" {
+                        response.insert_header((name.as_str(), value.as_bytes()));
+                    }
+                }
+                response.body(answer.bytes().await.unwrap_or_default())
+            }
+            Err(error) => HttpResponse::BadGateway().body(error.to_string()),
+        }
+    }
+}
