@@ -89,7 +89,7 @@ impl Drop for SimNetwork {
 }
 
 /// Builds [`SIM_AMI_IMAGE`] once per process: the base image plus the libraries `ldd` lists
-/// for `binary`.
+/// for `binary` and the host's CA bundle.
 pub fn ensure_sim_ami(binary: &Path) {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
@@ -111,6 +111,13 @@ pub fn ensure_sim_ami(binary: &Path) {
             std::fs::copy(path, &target).unwrap_or_else(|e| panic!("copy {path}: {e}"));
         }
         std::fs::create_dir_all(rootfs.join("usr/local/bin")).expect("mkdir");
+        // The CA bundle every real AMI has (the worker's AWS client insists on roots).
+        let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if bundle.exists() {
+            std::fs::create_dir_all(rootfs.join("etc/ssl/certs")).expect("mkdir");
+            std::fs::copy(bundle, rootfs.join("etc/ssl/certs/ca-certificates.crt"))
+                .expect("copy CA bundle");
+        }
         std::fs::write(
             context.path().join("Dockerfile"),
             format!("FROM {BASE_IMAGE}\nCOPY rootfs/ /\n"),
@@ -172,6 +179,7 @@ struct SimState {
 /// The running harness; dropping it removes every machine container it started (the moto
 /// instances stay as they are).
 pub struct CloudSim {
+    options: SimOptions,
     state: Arc<Mutex<SimState>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -182,6 +190,7 @@ impl CloudSim {
         let started = Instant::now();
         let task = tokio::spawn({
             let state = state.clone();
+            let options = options.clone();
             async move {
                 loop {
                     if let Err(error) = tick(&ec2, &options, &state, started).await {
@@ -191,7 +200,11 @@ impl CloudSim {
                 }
             }
         });
-        CloudSim { state, task }
+        CloudSim {
+            options,
+            state,
+            task,
+        }
     }
 
     /// Every machine the harness has made so far.
@@ -228,27 +241,20 @@ impl CloudSim {
         Some(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// The logs of an instance's machine (its user-data's output and the worker's).
+    /// The last lines of an instance's console (its user-data's output and the worker's),
+    /// also after the machine is gone.
     pub fn logs(&self, instance_id: &str) -> String {
-        let Some(container) = self
-            .lock()
-            .machines
-            .get(instance_id)
-            .map(|m| m.container.clone())
-        else {
+        let Some(machine) = self.lock().machines.get(instance_id).cloned() else {
             return String::new();
         };
-        Command::new("docker")
-            .args(["logs", "--tail", "60", &container])
-            .output()
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_default()
+        let text = if machine.terminated {
+            std::fs::read_to_string(console_log_path(&self.options, instance_id))
+                .unwrap_or_default()
+        } else {
+            console_log(&machine.container)
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
@@ -337,7 +343,9 @@ async fn tick(
                 }
             }
             Some(machine) if !alive && !machine.terminated && !machine.died => {
-                // The pool (or a test) terminated it: the machine goes away.
+                // The pool (or a test) terminated it: the machine goes away (its console log
+                // is kept in the machines directory).
+                keep_console_log(options, &machine);
                 let _ = Command::new("docker")
                     .args(["rm", "-f", &machine.container])
                     .output();
@@ -418,6 +426,34 @@ fn boot(options: &SimOptions, id: &str, user_data: &str) -> Result<String, Strin
         ));
     }
     Ok(name)
+}
+
+/// Everything a machine's container printed.
+fn console_log(container: &str) -> String {
+    Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn console_log_path(options: &SimOptions, instance_id: &str) -> PathBuf {
+    options
+        .machines_dir
+        .join(format!("{instance_id}.console.log"))
+}
+
+fn keep_console_log(options: &SimOptions, machine: &SimMachine) {
+    let _ = std::fs::write(
+        console_log_path(options, &machine.instance_id),
+        console_log(&machine.container),
+    );
 }
 
 /// Names of the running containers of simulated machines.

@@ -109,6 +109,7 @@ impl Cloud {
             .unwrap();
         let group_id = group.group_id().unwrap().to_string();
         ec2.create_key_pair().key_name("ci").send().await.unwrap();
+        create_instance_profile(&moto.endpoint_url(), "ci-worker").await;
         let images = ec2.describe_images().send().await.unwrap();
         let ami = images
             .images()
@@ -139,6 +140,10 @@ impl Cloud {
             .as_ref()
             .map_or_else(|| moto.endpoint_url(), |proxy| proxy.url());
         let server_port = test_looper_tests::ports::free_loopback_port();
+        // Simulated machines share the host's Docker engine, which bind-mounts the workers'
+        // directories by host path: their storage is a host directory at the same path.
+        let machines_dir = dir.path().join("machines");
+        std::fs::create_dir_all(&machines_dir).unwrap();
         let pool = example_pool_section(&[
             ("AWS_REGION", "us-east-1".into()),
             ("TEST_LOOPER_VPC", vpc_id),
@@ -168,7 +173,8 @@ impl Cloud {
         .replace(
             "  aws:\n",
             &format!(
-                "  aws:\n    endpoint_url: {ec2_endpoint}\n    credentials: {{access_key_id: testing, secret_access_key: testing}}\n    reconcile_interval_seconds: 2\n"
+                "  aws:\n    endpoint_url: {ec2_endpoint}\n    credentials: {{access_key_id: testing, secret_access_key: testing}}\n    reconcile_interval_seconds: 2\n    worker_storage_path: {}\n",
+                machines_dir.display()
             ),
         );
         assert!(!pool.contains("${"), "unfilled variables:\n{pool}");
@@ -195,8 +201,6 @@ artifacts:
             dir = dir.path().display(),
             moto = moto.endpoint_url(),
         );
-        let machines_dir = dir.path().join("machines");
-        std::fs::create_dir_all(&machines_dir).unwrap();
         let sim = CloudSim::start(
             ec2.clone(),
             SimOptions {
@@ -243,19 +247,29 @@ artifacts:
             },
         )
         .await;
-        let enabled = self
-            .http
-            .post(self.server.url("/api/actions/branch"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .json(&json!({"repo": REPO, "branch": "master", "under_test": "true"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            enabled.status().is_success(),
-            "{}",
-            enabled.text().await.unwrap()
-        );
+        // The scheduler starts once Redis and the stores answer; 503 until then.
+        self.wait_for(
+            "the branch to be enabled",
+            Duration::from_secs(120),
+            || async {
+                let enabled = self
+                    .http
+                    .post(self.server.url("/api/actions/branch"))
+                    .bearer_auth(OPERATOR_TOKEN)
+                    .json(&json!({"repo": REPO, "branch": "master", "under_test": "true"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = enabled.status();
+                assert!(
+                    status.is_success() || status == 503,
+                    "{status}: {}",
+                    enabled.text().await.unwrap_or_default()
+                );
+                status.is_success()
+            },
+        )
+        .await;
     }
 
     /// The runs of `test` on the commit.
@@ -353,8 +367,34 @@ artifacts:
                     .iter()
                     .map(|m| format!("--- {m:?}\n{}\n", self.sim.logs(&m.instance_id)))
                     .collect();
+                let commit = self
+                    .server
+                    .get_json(&format!("/api/commit?repo={REPO}&commit={}", self.commit))
+                    .await;
+                let mut run_logs = String::new();
+                for row in commit
+                    .iter()
+                    .flat_map(|c| c["definitions"].as_array().cloned().unwrap_or_default())
+                {
+                    for run in row["runs"].as_array().cloned().unwrap_or_default() {
+                        if run["state"] == "failed" {
+                            let id = run["run_id"].as_str().unwrap_or_default();
+                            let log = self
+                                .http
+                                .get(self.server.url(&format!("/api/runs/{id}/log")))
+                                .send()
+                                .await;
+                            let text = match log {
+                                Ok(answer) => answer.text().await.unwrap_or_default(),
+                                Err(error) => error.to_string(),
+                            };
+                            run_logs
+                                .push_str(&format!("--- failed run {id}:\n{}\n", tail(&text, 30)));
+                        }
+                    }
+                }
                 panic!(
-                    "timed out after {limit:?} waiting for {what}\n--- server log:\n{}\n{machines}",
+                    "timed out after {limit:?} waiting for {what}\n--- server log:\n{}\n{machines}\n{run_logs}--- commit: {commit:#?}",
                     tail(&self.server.log_text(), 80),
                 );
             }
@@ -373,6 +413,31 @@ artifacts:
             samples.iter().find(|s| s.held > max_workers)
         );
     }
+}
+
+/// Creates an IAM instance profile in moto (IAM's query API; moto routes by the signing scope
+/// and does not check the signature).
+async fn create_instance_profile(endpoint: &str, name: &str) {
+    let answer = reqwest::Client::new()
+        .post(endpoint)
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20261204/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .form(&[
+            ("Action", "CreateInstanceProfile"),
+            ("InstanceProfileName", name),
+            ("Version", "2010-05-08"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        answer.text().await.unwrap()
+    );
 }
 
 /// The `machine_management:` section of the README's AWS example, `${VARS}` filled.
