@@ -524,6 +524,15 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
         );
     }
 
+    // The example asks for spot: moto reports the instances as spot instances.
+    let instances = cloud.pool_instances().await;
+    assert!(
+        instances
+            .iter()
+            .all(|(_, _, lifecycle)| lifecycle.as_deref() == Some("spot")),
+        "{instances:?}"
+    );
+
     // /machines and its API show the pool, with a decision and costs.
     let status = cloud
         .server
@@ -629,7 +638,27 @@ async fn chaos_server_killed_and_machine_killed() {
     };
     let (victim_test, run) = victim_run;
     let victim = run["machine_id"].as_str().unwrap().to_string();
+    let before_kill: Vec<String> = cloud
+        .pool_instances()
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
     cloud.sim.kill_machine(&victim);
+    // The dead machine's instance vanishes and a new one is launched for the lost run.
+    cloud
+        .wait_for(
+            "a replacement instance",
+            Duration::from_secs(60),
+            || async {
+                cloud
+                    .pool_instances()
+                    .await
+                    .iter()
+                    .any(|(id, _, _)| !before_kill.contains(id))
+            },
+        )
+        .await;
 
     cloud
         .wait_for("both tests to pass", Duration::from_secs(300), || async {
