@@ -71,7 +71,9 @@ impl Engine {
     pub fn set_machine_retired(&mut self, machine_id: &str, retired: bool, now: Millis) {
         self.now = now;
         if let Some(machine) = self.machines.get_mut(machine_id) {
-            if machine.retired != retired && !(machine.info.os.is_one_shot() && !retired) {
+            // A one-shot machine that has done its job is never taken back.
+            let may_undrain = retired || !machine.info.os.is_one_shot();
+            if machine.retired != retired && may_undrain {
                 machine.retired = retired;
                 self.changes.machines.insert(machine_id.into());
             }

@@ -211,52 +211,6 @@ pub fn is_loopback_bind(bind: &str) -> bool {
         .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities_are_names_with_an_optional_port() {
-        assert_eq!(
-            parse_authority("CI.example.com").as_deref(),
-            Some("ci.example.com")
-        );
-        assert_eq!(
-            parse_authority("ci.example.com:8443").as_deref(),
-            Some("ci.example.com:8443")
-        );
-        assert_eq!(parse_authority("[::1]:9081").as_deref(), Some("[::1]:9081"));
-        assert_eq!(parse_authority("10.0.0.5").as_deref(), Some("10.0.0.5"));
-        for bad in [
-            "",
-            "https://ci.example.com",
-            "ci/x",
-            "u@ci",
-            "*.example.com",
-            "a b",
-        ] {
-            assert_eq!(parse_authority(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn loopback_binds() {
-        for bind in [
-            "127.0.0.1",
-            "127.0.0.2",
-            "::1",
-            "[::1]",
-            "localhost",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(is_loopback_bind(bind), "{bind}");
-        }
-        for bind in ["0.0.0.0", "::", "10.0.0.5", "ci.example.com", ""] {
-            assert!(!is_loopback_bind(bind), "{bind}");
-        }
-    }
-}
-
 /// What the EC2 pool cannot honour, refused rather than ignored.
 fn aws_pool(config: &Config, aws: &super::AwsMachines, refusals: &mut Vec<Refusal>) {
     use crate::machines::ec2::settings;
@@ -309,7 +263,7 @@ fn aws_pool(config: &Config, aws: &super::AwsMachines, refusals: &mut Vec<Refusa
         refuse(
             refusals,
             "machine_management.aws.server_url",
-            &format!(
+            format!(
                 "machines cannot reach {server_url}; set server_url (or server.public_url) to an \
                  address they reach"
             ),
@@ -326,6 +280,52 @@ fn aws_pool(config: &Config, aws: &super::AwsMachines, refusals: &mut Vec<Refusa
     let timeout =
         std::time::Duration::from_secs(config.machine_management.heartbeat_timeout_seconds);
     if let Err(error) = settings::pool_settings(aws, "owner-checked-at-start", timeout) {
-        refuse(refusals, "machine_management.aws", &error.to_string());
+        refuse(refusals, "machine_management.aws", error.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_are_names_with_an_optional_port() {
+        assert_eq!(
+            parse_authority("CI.example.com").as_deref(),
+            Some("ci.example.com")
+        );
+        assert_eq!(
+            parse_authority("ci.example.com:8443").as_deref(),
+            Some("ci.example.com:8443")
+        );
+        assert_eq!(parse_authority("[::1]:9081").as_deref(), Some("[::1]:9081"));
+        assert_eq!(parse_authority("10.0.0.5").as_deref(), Some("10.0.0.5"));
+        for bad in [
+            "",
+            "https://ci.example.com",
+            "ci/x",
+            "u@ci",
+            "*.example.com",
+            "a b",
+        ] {
+            assert_eq!(parse_authority(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_binds() {
+        for bind in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback_bind(bind), "{bind}");
+        }
+        for bind in ["0.0.0.0", "::", "10.0.0.5", "ci.example.com", ""] {
+            assert!(!is_loopback_bind(bind), "{bind}");
+        }
     }
 }
