@@ -98,14 +98,31 @@ impl Services {
             self.pool = Some(LocalPool::start(self.scheduler.clone(), settings).await?);
             tracing::info!(scope = %local.docker_scope, "local machine pool started");
         } else if config.machine_management.aws.is_some() {
-            self.ec2_pool = Some(
-                crate::machines::ec2::start_from_config(
+            // EC2 may be unreachable for a while (a network blip at boot): keep trying; a
+            // setting that cannot work is an error at once.
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match crate::machines::ec2::start_from_config(
                     context,
                     self.scheduler.clone(),
                     &self.store_config,
                 )
-                .await?,
-            );
+                .await
+                {
+                    Ok(pool) => {
+                        self.ec2_pool = Some(pool);
+                        break;
+                    }
+                    Err(crate::machines::ec2::Ec2PoolError::Cloud(error))
+                        if error.is_transient() =>
+                    {
+                        tracing::warn!(%error, retry_in = ?backoff, "ec2 machine pool cannot reach EC2");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
         } else {
             tracing::info!("no machine pool configured: runs wait for workers started by hand");
         }

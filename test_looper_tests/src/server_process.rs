@@ -136,6 +136,24 @@ impl ServerProcess {
         response.json().await.ok()
     }
 
+    /// The runs of the definition `name` on a commit, as the commit page's JSON rows (empty
+    /// while the server does not answer).
+    pub async fn runs_of(&self, repo: &str, commit: &str, name: &str) -> Vec<serde_json::Value> {
+        let Some(view) = self
+            .get_json(&format!("/api/commit?repo={repo}&commit={commit}"))
+            .await
+        else {
+            return Vec::new();
+        };
+        view["definitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|row| row["name"] == name)
+            .flat_map(|row| row["runs"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
     /// Performs the API action `name` with `body`, as a browser user would (CSRF token from
     /// a page, same-origin header). Errors name the status and the answer.
     pub async fn action(&self, name: &str, body: serde_json::Value) -> anyhow::Result<()> {

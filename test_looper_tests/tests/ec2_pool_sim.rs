@@ -274,20 +274,20 @@ artifacts:
 
     /// The runs of `test` on the commit.
     async fn runs(&self, test: &str) -> Vec<Value> {
-        let Some(view) = self
-            .server
-            .get_json(&format!("/api/commit?repo={REPO}&commit={}", self.commit))
-            .await
-        else {
-            return Vec::new();
-        };
-        view["definitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|row| row["name"] == test)
-            .flat_map(|row| row["runs"].as_array().cloned().unwrap_or_default())
-            .collect()
+        self.server.runs_of(REPO, &self.commit, test).await
+    }
+
+    /// Waits until every one of `tests` has a passed run.
+    async fn wait_all_passed(&self, tests: &[(&str, &str)], limit: Duration) {
+        self.wait_for("every test to pass", limit, || async {
+            for (test, _) in tests {
+                if !self.passed(test).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
     }
 
     async fn passed(&self, test: &str) -> bool {
@@ -502,18 +502,7 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
     assert!(hosts.contains(" git.internal"), "{hosts}");
 
     cloud
-        .wait_for(
-            "the three tests to pass",
-            Duration::from_secs(300),
-            || async {
-                for (test, _) in &tests {
-                    if !cloud.passed(test).await {
-                        return false;
-                    }
-                }
-                true
-            },
-        )
+        .wait_all_passed(&tests, Duration::from_secs(300))
         .await;
     for (test, _) in &tests {
         let runs = cloud.runs(test).await;
@@ -661,14 +650,7 @@ async fn chaos_server_killed_and_machine_killed() {
         .await;
 
     cloud
-        .wait_for("both tests to pass", Duration::from_secs(300), || async {
-            for (test, _) in &tests {
-                if !cloud.passed(test).await {
-                    return false;
-                }
-            }
-            true
-        })
+        .wait_all_passed(&tests, Duration::from_secs(300))
         .await;
     let runs = cloud.runs(&victim_test).await;
     let states: Vec<&str> = runs.iter().filter_map(|r| r["state"].as_str()).collect();

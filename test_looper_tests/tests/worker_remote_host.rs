@@ -17,7 +17,7 @@
 //! back through the server. Finally the worker is stopped with `SIGTERM` (as `systemctl stop`
 //! does): it exits and leaves the machine list.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -263,23 +263,6 @@ async fn machine_ids(server: &ServerProcess) -> Vec<String> {
         .collect()
 }
 
-/// The runs of the test on the commit page, as JSON rows.
-async fn test_runs(server: &ServerProcess, commit: &str) -> Vec<Value> {
-    let Some(view) = server
-        .get_json(&format!("/api/commit?repo={REPO}&commit={commit}"))
-        .await
-    else {
-        return Vec::new();
-    };
-    view["definitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|row| row["name"] == TEST)
-        .flat_map(|row| row["runs"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
 /// Polls `check` every 250 ms; after `limit`, panics naming `what` with the logs' tails.
 async fn wait_for<F, Fut>(
     what: &str,
@@ -487,14 +470,15 @@ auth:
         &server,
         &worker_log,
         || async {
-            test_runs(&server, &commit)
+            server
+                .runs_of(REPO, &commit, TEST)
                 .await
                 .iter()
                 .any(|run| run["state"] != "running" && run["state"] != "assigned")
         },
     )
     .await;
-    let runs = test_runs(&server, &commit).await;
+    let runs = server.runs_of(REPO, &commit, TEST).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
     let run = &runs[0];
     assert_eq!(

@@ -59,6 +59,19 @@ impl CloudError {
         }
     }
 
+    /// Whether trying again later may succeed (no answer, throttling, an EC2-side error).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "Transport"
+                | "Unavailable"
+                | "ServiceUnavailable"
+                | "InternalError"
+                | "RequestLimitExceeded"
+                | "Throttling"
+        )
+    }
+
     /// How the reconciler should treat this launch failure.
     pub fn launch_error_kind(&self) -> LaunchErrorKind {
         if CAPACITY_ERROR_CODES.contains(&self.code.as_str()) {

@@ -204,7 +204,11 @@ impl PoolLoop {
         if !doomed.is_empty() {
             match self.cloud.terminate(&doomed).await {
                 Ok(()) => {
-                    for termination in &decision.terminations {
+                    let ended = decision
+                        .terminations
+                        .iter()
+                        .filter(|termination| doomed.contains(&termination.instance_id));
+                    for termination in ended {
                         if termination.reason != TerminateReason::Drained {
                             tracing::warn!(instance = %termination.instance_id, reason = ?termination.reason,
                                 "ec2 pool: terminating an instance");
