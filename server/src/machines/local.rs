@@ -23,7 +23,6 @@
 
 use super::plan::{plan, Action, WorkerView};
 use super::shapes::Capacity;
-use crate::scheduler::feed::FeedEvent;
 use crate::scheduler::Scheduler;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -396,18 +395,6 @@ impl Inner {
     }
 }
 
-/// Whether a feed event can change what the pool should do.
-fn relevant(event: &FeedEvent) -> bool {
-    matches!(
-        event,
-        FeedEvent::WorkAvailable
-            | FeedEvent::TestsChanged { .. }
-            | FeedEvent::RunChanged { .. }
-            | FeedEvent::MachinesChanged { .. }
-            | FeedEvent::DeploymentsChanged { .. }
-    )
-}
-
 async fn serve(inner: Arc<Inner>) {
     let mut feed = inner.scheduler.subscribe();
     loop {
@@ -426,7 +413,7 @@ async fn serve(inner: Arc<Inner>) {
             let wanted = tokio::select! {
                 _ = &mut check => true,
                 event = feed.recv() => match event {
-                    Ok(event) => relevant(&event),
+                    Ok(event) => super::changes_pool_demand(&event),
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return,
                 },

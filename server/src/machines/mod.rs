@@ -22,3 +22,16 @@ pub mod shapes;
 pub const POOL_DOCKER_SCOPE: &str = "test_looper_pool";
 
 pub use local::{LocalPool, LocalPoolSettings, PoolError};
+
+/// Whether a change-feed event can change what a pool should do (demand or occupancy).
+pub(crate) fn changes_pool_demand(event: &crate::scheduler::feed::FeedEvent) -> bool {
+    use crate::scheduler::feed::FeedEvent;
+    matches!(
+        event,
+        FeedEvent::WorkAvailable
+            | FeedEvent::TestsChanged { .. }
+            | FeedEvent::RunChanged { .. }
+            | FeedEvent::MachinesChanged { .. }
+            | FeedEvent::DeploymentsChanged { .. }
+    )
+}

@@ -1,6 +1,7 @@
 //! The EC2 machine pool: the wiring around the pure reconciler ([`test_looper_core::pool`]).
 //!
-//! Every `reconcile_interval_seconds` (at most 10) one step runs:
+//! Every `reconcile_interval_seconds` (at most 10), and 2 s after any scheduler event that can
+//! change the demand (new work, a run ending, a machine registering), one step runs:
 //! 1. **Observe**: every instance of the pool's subnet ([`cloud::Ec2Cloud::list`], plus the
 //!    ones launched in the last minute that EC2 does not list yet), this pool's registered
 //!    workers and the queued items with their minimums ([`observe`]).
@@ -74,11 +75,15 @@ impl Ec2Pool {
             launched_ids: HashSet::new(),
         };
         let task = tokio::spawn(async move {
+            let mut feed = pool.scheduler.subscribe();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
             loop {
-                ticker.tick().await;
                 pool.step().await;
+                if !wait_for_next_step(&mut ticker, &mut feed).await {
+                    return;
+                }
             }
         });
         Ec2Pool { board, task }
@@ -92,6 +97,42 @@ impl Ec2Pool {
     /// The status board (shared with the web layer).
     pub fn board(&self) -> Arc<StatusBoard> {
         self.board.clone()
+    }
+}
+
+/// Shortest time between two steps: a burst of scheduler events makes one step, and EC2 is
+/// asked at most every this long.
+const MIN_STEP_SPACING: Duration = Duration::from_secs(2);
+
+/// Waits for the next step: the interval, or (not sooner than [`MIN_STEP_SPACING`]) an event
+/// that can change the demand, so new work starts a launch within seconds. `false` when the
+/// scheduler is gone.
+async fn wait_for_next_step(
+    ticker: &mut tokio::time::Interval,
+    feed: &mut tokio::sync::broadcast::Receiver<crate::scheduler::feed::FeedEvent>,
+) -> bool {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    tokio::time::sleep(MIN_STEP_SPACING).await;
+    loop {
+        // Events during the pause count too.
+        match feed.try_recv() {
+            Ok(event) if super::changes_pool_demand(&event) => return true,
+            Ok(_) => continue,
+            Err(TryRecvError::Lagged(_)) => return true,
+            Err(TryRecvError::Closed) => return false,
+            Err(TryRecvError::Empty) => break,
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => return true,
+            event = feed.recv() => match event {
+                Ok(event) if super::changes_pool_demand(&event) => return true,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return true,
+                Err(RecvError::Closed) => return false,
+            },
+        }
     }
 }
 
