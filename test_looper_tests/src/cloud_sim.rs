@@ -265,16 +265,9 @@ impl CloudSim {
 impl Drop for CloudSim {
     fn drop(&mut self) {
         self.task.abort();
-        let containers: Vec<String> = self
-            .lock()
-            .machines
-            .values()
-            .map(|m| m.container.clone())
-            .collect();
-        for container in containers {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", &container])
-                .output();
+        let machines: Vec<SimMachine> = self.lock().machines.values().cloned().collect();
+        for machine in &machines {
+            remove_machine(machine);
         }
     }
 }
@@ -346,9 +339,7 @@ async fn tick(
                 // The pool (or a test) terminated it: the machine goes away (its console log
                 // is kept in the machines directory).
                 keep_console_log(options, &machine);
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", &machine.container])
-                    .output();
+                remove_machine(&machine);
                 if let Some(m) = lock(state).machines.get_mut(&id) {
                     m.terminated = true;
                 }
@@ -359,8 +350,9 @@ async fn tick(
                     && !machine.died
                     && !running_containers.contains(&machine.container) =>
             {
-                // The machine died: EC2 reports the instance gone.
+                // The machine died: EC2 reports the instance gone, and what ran on it is gone.
                 let _ = ec2.terminate_instances().instance_ids(&id).send().await;
+                remove_job_containers(&id);
                 if let Some(m) = lock(state).machines.get_mut(&id) {
                     m.died = true;
                 }
@@ -426,6 +418,40 @@ fn boot(options: &SimOptions, id: &str, user_data: &str) -> Result<String, Strin
         ));
     }
     Ok(name)
+}
+
+/// Removes a machine: its container and the job containers its worker started in the host's
+/// engine (on a real machine they would end with it).
+fn remove_machine(machine: &SimMachine) {
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &machine.container])
+        .output();
+    remove_job_containers(&machine.instance_id);
+}
+
+/// Removes the containers labelled with the worker of instance `id`.
+fn remove_job_containers(id: &str) {
+    let listed = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!(
+            "label={}={id}",
+            test_looper_containers::WORKER_LABEL
+        ))
+        .output();
+    let ids: Vec<String> = listed
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
+    }
 }
 
 /// Everything a machine's container printed.
