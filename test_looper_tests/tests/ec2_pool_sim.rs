@@ -72,6 +72,18 @@ struct PoolKnobs {
     spot_fault: bool,
 }
 
+impl PoolKnobs {
+    /// Two spot machines, ended 10 s after their work, no faults.
+    fn small() -> PoolKnobs {
+        PoolKnobs {
+            max_workers: 2,
+            idle_timeout_seconds: 10,
+            spot: true,
+            spot_fault: false,
+        }
+    }
+}
+
 impl Cloud {
     async fn start(tests: &[(&str, &str)], knobs: PoolKnobs) -> Cloud {
         let engine = DockerEngine::connect().await;
@@ -468,16 +480,7 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
         ("pass/b", "bash src/tests/pass.sh"),
         ("pass/c", "bash src/tests/pass.sh"),
     ];
-    let cloud = Cloud::start(
-        &tests,
-        PoolKnobs {
-            max_workers: 2,
-            idle_timeout_seconds: 10,
-            spot: true,
-            spot_fault: false,
-        },
-    )
-    .await;
+    let cloud = Cloud::start(&tests, PoolKnobs::small()).await;
     cloud.enable_branch().await;
 
     // While the first machine is up: the example's host_ips are in its /etc/hosts.
@@ -586,9 +589,8 @@ async fn chaos_server_killed_and_machine_killed() {
         &tests,
         PoolKnobs {
             max_workers: 3,
-            idle_timeout_seconds: 10,
             spot: false,
-            spot_fault: false,
+            ..PoolKnobs::small()
         },
     )
     .await;
@@ -702,10 +704,8 @@ async fn a_spot_capacity_error_falls_back_to_on_demand() {
     let cloud = Cloud::start(
         &tests,
         PoolKnobs {
-            max_workers: 2,
-            idle_timeout_seconds: 10,
-            spot: true,
             spot_fault: true,
+            ..PoolKnobs::small()
         },
     )
     .await;

@@ -111,7 +111,8 @@ pub struct Ec2Cloud {
 }
 
 impl Ec2Cloud {
-    /// A client for the pool; checks that `worker_ami` exists and learns its root device.
+    /// A client for the pool; checks that the subnet is in `vpc_id` and that `worker_ami`
+    /// exists, and learns the AMI's root device.
     pub async fn connect(
         client: Client,
         spec: LaunchSpec,
@@ -122,8 +123,41 @@ impl Ec2Cloud {
             spec,
             root_devices: BTreeMap::new(),
         };
+        cloud.check_subnet().await?;
         cloud.learn_image(worker_ami).await?;
         Ok(cloud)
+    }
+
+    async fn check_subnet(&self) -> Result<(), CloudError> {
+        let subnets = self
+            .client
+            .describe_subnets()
+            .subnet_ids(&self.spec.subnet)
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("DescribeSubnets", e))?;
+        let vpc = subnets
+            .subnets()
+            .iter()
+            .find(|subnet| subnet.subnet_id() == Some(self.spec.subnet.as_str()))
+            .and_then(|subnet| subnet.vpc_id());
+        if vpc == Some(self.spec.vpc_id.as_str()) {
+            return Ok(());
+        }
+        Err(CloudError {
+            operation: "DescribeSubnets",
+            code: "InvalidSubnet".into(),
+            message: match vpc {
+                Some(other) => format!(
+                    "subnet {} is in {other}, not in vpc_id {}",
+                    self.spec.subnet, self.spec.vpc_id
+                ),
+                None => format!(
+                    "the subnet {} does not exist in this region",
+                    self.spec.subnet
+                ),
+            },
+        })
     }
 
     async fn learn_image(&mut self, image_id: &str) -> Result<(), CloudError> {

@@ -502,6 +502,7 @@ pub async fn start_from_config(
         }
     };
     let spec = settings::LaunchSpec {
+        vpc_id: aws.vpc_id.clone(),
         subnet: aws.subnet.clone(),
         security_group: aws.security_group.clone(),
         keypair: aws.keypair.clone(),

@@ -15,6 +15,8 @@ pub const MAX_RECONCILE_INTERVAL_SECONDS: u64 = 10;
 /// Where and how instances are launched, beyond what the reconciler decides.
 #[derive(Clone, Debug)]
 pub struct LaunchSpec {
+    /// Checked at start: `subnet` must be in this VPC.
+    pub vpc_id: String,
     pub subnet: String,
     pub security_group: String,
     pub keypair: String,
