@@ -64,6 +64,7 @@
 //!     cores: 4,
 //!     ram_gb: 16,
 //!     os: OsConfig::LinuxDocker,
+//!     shares_cores: false,
 //! };
 //! engine.register_machine(machine, now);
 //! let mut ran = Vec::new();

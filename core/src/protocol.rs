@@ -99,6 +99,11 @@ pub struct MachineInfo {
     pub cores: u32,
     pub ram_gb: u32,
     pub os: OsConfig,
+    /// Runs several items at once, each on the cores it asks for (`min_cores`) and a
+    /// matching share of the RAM, while they fit; otherwise one item at a time on the whole
+    /// machine. A deployment always has the machine to itself.
+    #[serde(default)]
+    pub shares_cores: bool,
 }
 
 /// Where a definition's source comes from: the commit whose definitions declared it.
@@ -275,9 +280,14 @@ pub enum WorkerToServer {
     Register {
         machine: MachineInfo,
     },
-    /// Idle: "give me work".
+    /// "Give me work": sent when the machine has room (idle, or sharing its cores with
+    /// cores to spare). `holding` lists the runs it still holds (going, or finished and not
+    /// acknowledged); a run the server has on this machine that is not listed was dropped
+    /// (a worker restart) and is lost at once. At most one request is out at a time.
     RequestWork {
         machine_id: String,
+        #[serde(default)]
+        holding: Vec<String>,
     },
     Heartbeat(Heartbeat),
     ArtifactUploaded(ArtifactUploaded),

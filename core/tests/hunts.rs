@@ -121,6 +121,7 @@ impl Workers {
                     cores: 4,
                     ram_gb: 16,
                     os: OsConfig::LinuxDocker,
+                    shares_cores: false,
                 },
                 1_000,
             );

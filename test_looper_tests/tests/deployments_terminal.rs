@@ -126,6 +126,7 @@ impl FakeWorker {
                     cores: 2,
                     ram_gb: 2,
                     os: OsConfig::LinuxDocker,
+                    shares_cores: false,
                 },
             })
             .await;
@@ -158,6 +159,7 @@ impl FakeWorker {
     async fn take_deployment(&mut self) -> String {
         self.send(&WorkerToServer::RequestWork {
             machine_id: self.machine_id.clone(),
+            holding: Vec::new(),
         })
         .await;
         self.next(|message| match message {

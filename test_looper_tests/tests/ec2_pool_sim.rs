@@ -5,8 +5,10 @@
 //! its `${VARS}` filled with moto's VPC, subnet, AMI and buckets and its endpoint pointed at
 //! moto. The worker binary comes from the bootstrap bucket, as the example configures.
 //!
-//! - `the_aws_example_runs_tests_on_simulated_instances`: the tests pass on instance ids, the
-//!   machine got the example's `host_ips` in `/etc/hosts`, `/machines` shows the pool, the idle
+//! - `the_aws_example_runs_tests_on_simulated_instances`: the tests pass on instance ids,
+//!   packed (the example's `packing: shared_cores`): fewer instances than tests, and tests
+//!   running at the same time on one instance; the machine got the example's `host_ips` in
+//!   `/etc/hosts`, `/machines` shows the pool, the idle
 //!   instances are drained and terminated, the bootstrap scripts are deleted, and the
 //!   instance count held within `max_workers` at every sample (4 per second).
 //! - `chaos_server_killed_and_machine_killed`: the server is killed with `kill -9` right after
@@ -17,6 +19,9 @@
 //! - `a_spot_capacity_error_falls_back_to_on_demand`: EC2 (a fault proxy in front of moto)
 //!   answers every spot launch with `InsufficientInstanceCapacity`; the pool launches
 //!   on-demand in the next step and the test passes.
+//! - `a_reclaimed_spot_instance_is_replaced_on_demand_and_its_run_retried`: EC2 reclaims the
+//!   spot instance running the test (terminated, reported with `Server.SpotInstanceTermination`
+//!   by the fault proxy); the replacement is on demand and the run is retried there once.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -59,7 +64,7 @@ struct Cloud {
     http: reqwest::Client,
     _redis: RedisServer,
     _moto: MotoServer,
-    _fault_proxy: Option<fault_proxy::FaultProxy>,
+    fault_proxy: Option<fault_proxy::FaultProxy>,
     _network: SimNetwork,
     dir: tempfile::TempDir,
 }
@@ -69,7 +74,9 @@ struct PoolKnobs {
     max_workers: u32,
     idle_timeout_seconds: u64,
     spot: bool,
-    spot_fault: bool,
+    /// EC2 is reached through the fault proxy, which answers every spot launch with a
+    /// capacity error when this is set.
+    spot_capacity_errors: Option<bool>,
 }
 
 impl PoolKnobs {
@@ -79,7 +86,7 @@ impl PoolKnobs {
             max_workers: 2,
             idle_timeout_seconds: 10,
             spot: true,
-            spot_fault: false,
+            spot_capacity_errors: None,
         }
     }
 }
@@ -145,9 +152,9 @@ impl Cloud {
         files.push(("testlooper.yml".into(), yml(tests)));
         let (_repo, commit) = make_repo(dir.path(), REPO, &files);
 
-        let fault_proxy = knobs
-            .spot_fault
-            .then(|| fault_proxy::FaultProxy::start(&network.gateway, &moto.endpoint_url()));
+        let fault_proxy = knobs.spot_capacity_errors.map(|capacity_errors| {
+            fault_proxy::FaultProxy::start(&network.gateway, &moto.endpoint_url(), capacity_errors)
+        });
         let ec2_endpoint = fault_proxy
             .as_ref()
             .map_or_else(|| moto.endpoint_url(), |proxy| proxy.url());
@@ -241,7 +248,7 @@ artifacts:
             http: reqwest::Client::new(),
             _redis: redis,
             _moto: moto,
-            _fault_proxy: fault_proxy,
+            fault_proxy,
             _network: network,
             dir,
         }
@@ -476,9 +483,10 @@ fn tail(text: &str, lines: usize) -> String {
 #[tokio::test]
 async fn the_aws_example_runs_tests_on_simulated_instances() {
     let tests = [
-        ("pass/a", "bash src/tests/pass.sh"),
-        ("pass/b", "bash src/tests/pass.sh"),
-        ("pass/c", "bash src/tests/pass.sh"),
+        ("pass/a", "sleep 3 && bash src/tests/pass.sh"),
+        ("pass/b", "sleep 3 && bash src/tests/pass.sh"),
+        ("pass/c", "sleep 3 && bash src/tests/pass.sh"),
+        ("pass/d", "sleep 3 && bash src/tests/pass.sh"),
     ];
     let cloud = Cloud::start(&tests, PoolKnobs::small()).await;
     cloud.enable_branch().await;
@@ -507,6 +515,7 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
     cloud
         .wait_all_passed(&tests, Duration::from_secs(300))
         .await;
+    let mut passed_runs = Vec::new();
     for (test, _) in &tests {
         let runs = cloud.runs(test).await;
         let passed = runs.iter().find(|r| r["state"] == "passed").unwrap();
@@ -514,7 +523,25 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
             passed["machine_id"].as_str().unwrap().starts_with("i-"),
             "{passed:#}"
         );
+        passed_runs.push(passed.clone());
     }
+    // Packed: the four 1-core tests shared instances, two of them at the same time on one.
+    let machines: std::collections::BTreeSet<&str> = passed_runs
+        .iter()
+        .filter_map(|run| run["machine_id"].as_str())
+        .collect();
+    assert!(machines.len() < tests.len(), "{passed_runs:#?}");
+    let overlapping = passed_runs.iter().enumerate().any(|(i, a)| {
+        passed_runs[i + 1..].iter().any(|b| {
+            a["machine_id"] == b["machine_id"]
+                && a["started"].as_u64() < b["ended"].as_u64()
+                && b["started"].as_u64() < a["ended"].as_u64()
+        })
+    });
+    assert!(
+        overlapping,
+        "no two tests ran at once on one instance: {passed_runs:#?}"
+    );
 
     // The example asks for spot: moto reports the instances as spot instances.
     let instances = cloud.pool_instances().await;
@@ -704,7 +731,7 @@ async fn a_spot_capacity_error_falls_back_to_on_demand() {
     let cloud = Cloud::start(
         &tests,
         PoolKnobs {
-            spot_fault: true,
+            spot_capacity_errors: Some(true),
             ..PoolKnobs::small()
         },
     )
@@ -731,33 +758,129 @@ async fn a_spot_capacity_error_falls_back_to_on_demand() {
     );
 }
 
-/// A small HTTP proxy in front of moto that answers every spot `RunInstances` with EC2's
-/// capacity error, as EC2 does when the spot market has no capacity.
+#[tokio::test]
+async fn a_reclaimed_spot_instance_is_replaced_on_demand_and_its_run_retried() {
+    let tests = [("slow/a", "sleep 15 && bash src/tests/pass.sh")];
+    let cloud = Cloud::start(
+        &tests,
+        PoolKnobs {
+            spot_capacity_errors: Some(false),
+            ..PoolKnobs::small()
+        },
+    )
+    .await;
+    cloud.enable_branch().await;
+    let victim = loop {
+        let running = cloud
+            .runs("slow/a")
+            .await
+            .into_iter()
+            .find(|run| run["state"] == "running");
+        if let Some(run) = running {
+            break run["machine_id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let before = cloud.pool_instances().await;
+    assert!(
+        before
+            .iter()
+            .any(|(id, _, lifecycle)| *id == victim && lifecycle.as_deref() == Some("spot")),
+        "{before:?}"
+    );
+
+    // EC2 reclaims the instance mid-run: it is terminated (its container goes with it) and
+    // reported with the spot reason.
+    cloud.fault_proxy.as_ref().unwrap().reclaim(&victim);
+    cloud
+        .ec2
+        .terminate_instances()
+        .instance_ids(&victim)
+        .send()
+        .await
+        .unwrap();
+
+    // The replacement is bought on demand, and the run is retried there once.
+    cloud
+        .wait_all_passed(&tests, Duration::from_secs(300))
+        .await;
+    let runs = cloud.runs("slow/a").await;
+    assert_eq!(runs.len(), 2, "the lost run is retried once: {runs:#?}");
+    let passed = runs.iter().find(|run| run["state"] == "passed").unwrap();
+    let replacement = passed["machine_id"].as_str().unwrap();
+    assert_ne!(replacement, victim);
+    let after = cloud.pool_instances().await;
+    let launched_after: Vec<_> = after
+        .iter()
+        .filter(|(id, _, _)| before.iter().all(|(old, _, _)| old != id))
+        .collect();
+    assert!(!launched_after.is_empty(), "{after:?}");
+    assert!(
+        launched_after
+            .iter()
+            .all(|(_, _, lifecycle)| lifecycle.as_deref() != Some("spot")),
+        "spot was bought again after a reclaim: {after:?}"
+    );
+    assert!(
+        launched_after.iter().any(|(id, _, _)| id == replacement),
+        "{after:?}"
+    );
+    let log = cloud.server.log_text();
+    assert!(
+        log.contains("spot instance reclaimed"),
+        "{}",
+        tail(&log, 60)
+    );
+}
+
+/// A small HTTP proxy in front of moto with two faults moto cannot produce itself: it answers
+/// every spot `RunInstances` with EC2's capacity error (as EC2 does when the spot market has
+/// no capacity), and it reports the instances it is told EC2 reclaimed with the state reason
+/// `Server.SpotInstanceTermination` (moto says `Client.UserInitiatedShutdown`).
 mod fault_proxy {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use std::collections::HashSet;
     use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
 
     pub struct FaultProxy {
         addr: SocketAddr,
         handle: actix_web::dev::ServerHandle,
+        reclaimed: Arc<Mutex<HashSet<String>>>,
     }
+
+    /// What `forward` needs.
+    struct Upstream {
+        url: String,
+        client: reqwest::Client,
+        spot_capacity_errors: bool,
+        reclaimed: Arc<Mutex<HashSet<String>>>,
+    }
+
+    const USER_SHUTDOWN: &str = "<stateReason><code>Client.UserInitiatedShutdown</code>";
+    const SPOT_RECLAIM: &str = "<stateReason><code>Server.SpotInstanceTermination</code>";
 
     const CAPACITY_ERROR: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>InsufficientInstanceCapacity</Code><Message>There is no Spot capacity available that matches your request.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"#;
 
     impl FaultProxy {
         /// Listens on `host` (a free port) and forwards to `upstream`.
-        pub fn start(host: &str, upstream: &str) -> FaultProxy {
-            let upstream = upstream.to_string();
+        pub fn start(host: &str, upstream: &str, spot_capacity_errors: bool) -> FaultProxy {
+            let reclaimed = Arc::new(Mutex::new(HashSet::new()));
+            let target = web::Data::new(Upstream {
+                url: upstream.to_string(),
+                client: reqwest::Client::new(),
+                spot_capacity_errors,
+                reclaimed: reclaimed.clone(),
+            });
             let listener = std::net::TcpListener::bind(format!("{host}:0")).unwrap();
             let addr = listener.local_addr().unwrap();
             let (sender, receiver) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let client = reqwest::Client::new();
                     let server = HttpServer::new(move || {
                         App::new()
-                            .app_data(web::Data::new((upstream.clone(), client.clone())))
+                            .app_data(target.clone())
                             .default_service(web::to(forward))
                     })
                     .workers(1)
@@ -771,7 +894,16 @@ mod fault_proxy {
             FaultProxy {
                 addr,
                 handle: receiver.recv().unwrap(),
+                reclaimed,
             }
+        }
+
+        /// From now on EC2 reports `instance_id`, once terminated, as reclaimed.
+        pub fn reclaim(&self, instance_id: &str) {
+            self.reclaimed
+                .lock()
+                .unwrap()
+                .insert(instance_id.to_string());
         }
 
         pub fn url(&self) -> String {
@@ -785,14 +917,44 @@ mod fault_proxy {
         }
     }
 
+    /// `xml` (a `DescribeInstances` answer) with the state reason of each reclaimed
+    /// instance replaced. moto writes an instance's `stateReason` before its `instanceId`,
+    /// so the id after a reason is its instance's.
+    fn mark_reclaimed(xml: &str, reclaimed: &HashSet<String>) -> String {
+        let mut out = String::with_capacity(xml.len());
+        let mut rest = xml;
+        while let Some(at) = rest.find(USER_SHUTDOWN) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + USER_SHUTDOWN.len()..];
+            let instance_id = after
+                .find("<instanceId>")
+                .map(|start| &after[start + "<instanceId>".len()..])
+                .and_then(|id| id.split('<').next())
+                .unwrap_or_default();
+            out.push_str(if reclaimed.contains(instance_id) {
+                SPOT_RECLAIM
+            } else {
+                USER_SHUTDOWN
+            });
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
     async fn forward(
         request: HttpRequest,
         body: web::Bytes,
-        target: web::Data<(String, reqwest::Client)>,
+        target: web::Data<Upstream>,
     ) -> HttpResponse {
-        let (upstream, client) = target.get_ref();
+        let upstream = &target.url;
+        let client = &target.client;
         let text = String::from_utf8_lossy(&body);
-        if text.contains("Action=RunInstances") && text.contains("MarketType=spot") {
+        let describe = text.contains("Action=DescribeInstances");
+        if target.spot_capacity_errors
+            && text.contains("Action=RunInstances")
+            && text.contains("MarketType=spot")
+        {
             return HttpResponse::InternalServerError()
                 .content_type("text/xml")
                 .body(CAPACITY_ERROR);
@@ -814,7 +976,13 @@ mod fault_proxy {
                         response.insert_header((name.as_str(), value.as_bytes()));
                     }
                 }
-                response.body(answer.bytes().await.unwrap_or_default())
+                let bytes = answer.bytes().await.unwrap_or_default();
+                let reclaimed = target.reclaimed.lock().unwrap().clone();
+                if describe && !reclaimed.is_empty() {
+                    response.body(mark_reclaimed(&String::from_utf8_lossy(&bytes), &reclaimed))
+                } else {
+                    response.body(bytes)
+                }
             }
             Err(error) => HttpResponse::BadGateway().body(error.to_string()),
         }

@@ -114,6 +114,7 @@ async fn replay(case: &Value) -> Vec<Vec<String>> {
                     cores: 64,
                     ram_gb: 1024,
                     os,
+                    shares_cores: false,
                 })
                 .await
                 .unwrap();

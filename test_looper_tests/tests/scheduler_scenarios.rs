@@ -660,11 +660,7 @@ async fn priority_zero_cancels_running_work_of_a_disabled_commit() {
     scheduler.set_commit_priority("r", "c1", 0).await.unwrap();
     let run = scheduler.read(|e| e.run(&b.run_id).cloned().unwrap()).await;
     assert_eq!(run.state, test_looper_core::scheduling::RunState::Cancelled);
-    assert!(
-        scheduler
-            .read(|e| e.machine("m1").unwrap().busy_with.is_none())
-            .await
-    );
+    assert!(scheduler.read(|e| e.machine("m1").unwrap().is_idle()).await);
     assert_eq!(scheduler.read(|e| e.queue_len()).await, 0);
 }
 

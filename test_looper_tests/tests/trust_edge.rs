@@ -176,6 +176,7 @@ impl FakeWorker {
     async fn take_run(&mut self, machine_id: &str) -> String {
         self.send(&WorkerToServer::RequestWork {
             machine_id: machine_id.into(),
+            holding: Vec::new(),
         })
         .await;
         self.next(|message| match message {
@@ -227,6 +228,7 @@ fn register(machine_id: &str) -> WorkerToServer {
             cores: 2,
             ram_gb: 2,
             os: OsConfig::LinuxDocker,
+            shares_cores: false,
         },
     }
 }
@@ -511,6 +513,7 @@ async fn a_session_acts_only_for_the_machine_it_registered() {
     .await;
     a.send(&WorkerToServer::RequestWork {
         machine_id: "machine-b".into(),
+        holding: Vec::new(),
     })
     .await;
     for run_id in [b_run.as_str(), "../x", "run:1", ""] {
@@ -589,6 +592,7 @@ async fn a_session_that_keeps_sending_refused_messages_is_closed() {
         worker
             .send(&WorkerToServer::RequestWork {
                 machine_id: "m".into(),
+                holding: Vec::new(),
             })
             .await;
     }

@@ -124,7 +124,7 @@ async fn pages_and_api_show_the_schedulers_state_and_actions_reach_it() {
     assert_eq!(build["cell"]["in_flight"], 1);
     let machines = server.get_json("/api/machines").await;
     assert_eq!(
-        machines["machines"][0]["machine"]["busy_with"],
+        machines["machines"][0]["machine"]["holds"][0]["id"],
         build_run.as_str()
     );
     server.complete(&build_run, true).await;

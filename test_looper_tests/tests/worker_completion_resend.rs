@@ -161,6 +161,7 @@ async fn an_unacknowledged_completion_is_resent_until_acknowledged_and_counted_o
             cores: 1,
             ram_gb: 1,
             os: OsConfig::LinuxDocker,
+            shares_cores: false,
         },
         idle_exit: None,
         heartbeat: Duration::from_secs(1),

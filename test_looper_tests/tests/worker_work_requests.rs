@@ -1,15 +1,18 @@
-//! The worker daemon keeps at most one request for work unanswered. A `WorkAvailable` push
-//! that arrives while the daemon's request is on its way must not send a second one: the
-//! server would answer the first with a run, then read the second as the machine having
-//! dropped that run (lost, run again) and assign another that the busy worker ignores. The
-//! real daemon talks to a scripted server socket on loopback here.
+//! The worker daemon's requests for work. It keeps at most one request unanswered: a
+//! `WorkAvailable` push that arrives while the daemon's request is on its way must not send a
+//! second one (the server would answer the first with a run, then read the second as the
+//! machine having dropped that run, lost and run again, and assign another that the busy
+//! worker ignores). A worker that shares its cores asks again while it has cores left,
+//! listing the runs it holds, and runs its jobs at once. The real daemon talks to a scripted
+//! server socket on loopback here.
 
 mod worker_support;
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use test_looper_core::protocol::{
-    MachineInfo, OsConfig, ServerToWorker, WorkerToServer, HEARTBEAT_INTERVAL_SECONDS,
+    CompletionAck, MachineInfo, OsConfig, ServerToWorker, Work, WorkerToServer,
+    HEARTBEAT_INTERVAL_SECONDS,
 };
 use test_looper_tests::DockerEngine;
 use test_looper_worker::daemon::{run_daemon, DaemonSettings};
@@ -53,6 +56,7 @@ async fn a_push_while_a_request_is_unanswered_sends_no_second_request() {
             cores: 1,
             ram_gb: 1,
             os: OsConfig::LinuxDocker,
+            shares_cores: false,
         },
         idle_exit: None,
         heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
@@ -93,5 +97,177 @@ async fn a_push_while_a_request_is_unanswered_sends_no_second_request() {
         requests_within(&mut socket, Duration::from_secs(2)).await,
         1
     );
+    daemon.abort();
+}
+
+/// The next message from the daemon that `pick` accepts, within `limit`.
+async fn next_matching<T>(
+    socket: &mut Socket,
+    limit: Duration,
+    mut pick: impl FnMut(&WorkerToServer) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, socket.next()).await {
+        if let Message::Text(text) = frame.unwrap() {
+            let message: WorkerToServer = serde_json::from_str(&text).unwrap();
+            if let Some(found) = pick(&message) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+fn holding_of(message: &WorkerToServer) -> Option<Vec<String>> {
+    match message {
+        WorkerToServer::RequestWork { holding, .. } => Some(holding.clone()),
+        _ => None,
+    }
+}
+
+/// A worker that shares its cores takes a second run while the first goes on, on one core
+/// each, listing what it holds with every request; with its cores all granted it asks for
+/// nothing, and an acknowledged completion frees the room again.
+#[tokio::test]
+async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
+    let engine = DockerEngine::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let machine_id = "sharing-m1";
+    let settings = DaemonSettings {
+        socket_url: format!("ws://{address}/api/worker/socket"),
+        token: None,
+        machine: MachineInfo {
+            machine_id: machine_id.into(),
+            cores: 2,
+            ram_gb: 2,
+            os: OsConfig::LinuxDocker,
+            shares_cores: true,
+        },
+        idle_exit: None,
+        heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
+    };
+    let executor = worker_support::executor(engine.client(), dir.path(), "sharing", machine_id);
+    let daemon = tokio::spawn(run_daemon(settings, executor));
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+
+    let resolved = worker_support::resolved_fixture();
+    let first = worker_support::assignment(&resolved, "timeout/linux", "run-share-a");
+    let second = worker_support::assignment(&resolved, "timeout/linux", "run-share-b");
+    let wait = Duration::from_secs(5);
+    assert_eq!(
+        next_matching(&mut socket, wait, holding_of).await,
+        Some(vec![])
+    );
+    send(
+        &mut socket,
+        &ServerToWorker::Assign(Work::Run(Box::new(first))),
+    )
+    .await;
+    // One of its two cores is granted: it asks again at once, holding the first run.
+    assert_eq!(
+        next_matching(&mut socket, wait, holding_of).await,
+        Some(vec!["run-share-a".to_string()])
+    );
+    send(
+        &mut socket,
+        &ServerToWorker::Assign(Work::Run(Box::new(second))),
+    )
+    .await;
+
+    // Both commands run at the same time (each sleeps for ten minutes once started); the
+    // worker asks for nothing more meanwhile.
+    let mut started = std::collections::BTreeSet::new();
+    let mut asked = false;
+    next_matching(&mut socket, Duration::from_secs(180), |message| {
+        match message {
+            WorkerToServer::Log { run_id, text, .. } if text.contains("started") => {
+                started.insert(run_id.clone());
+            }
+            WorkerToServer::RequestWork { .. } => asked = true,
+            _ => {}
+        }
+        (started.len() == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("both runs should be going, started: {started:?}"));
+    assert!(!asked, "asked for work with both cores granted");
+    // Two containers, each held to the one core granted to its run.
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("test-looper.worker={machine_id}")],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let containers = engine
+        .client()
+        .list_containers(Some(options))
+        .await
+        .unwrap();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    for container in containers {
+        let id = container.id.unwrap();
+        let inspected = engine
+            .client()
+            .inspect_container(
+                &id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let nano_cpus = inspected.host_config.and_then(|config| config.nano_cpus);
+        assert_eq!(nano_cpus, Some(1_000_000_000), "{id}");
+    }
+
+    // The first run is cancelled; once its completion is acknowledged there is room again.
+    send(
+        &mut socket,
+        &ServerToWorker::Cancel {
+            run_id: "run-share-a".into(),
+            reason: "test".into(),
+        },
+    )
+    .await;
+    let completed = next_matching(
+        &mut socket,
+        Duration::from_secs(60),
+        |message| match message {
+            WorkerToServer::Completed(completion) => Some(completion.run_id.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(completed.as_deref(), Some("run-share-a"));
+    send(
+        &mut socket,
+        &ServerToWorker::CompletionAck {
+            run_id: "run-share-a".into(),
+            ack: CompletionAck::Discarded {
+                reason: "cancelled".into(),
+            },
+        },
+    )
+    .await;
+    assert_eq!(
+        next_matching(&mut socket, wait, holding_of).await,
+        Some(vec!["run-share-b".to_string()])
+    );
+
+    send(
+        &mut socket,
+        &ServerToWorker::Cancel {
+            run_id: "run-share-b".into(),
+            reason: "test".into(),
+        },
+    )
+    .await;
+    next_matching(&mut socket, Duration::from_secs(60), |message| {
+        matches!(message, WorkerToServer::Completed(c) if c.run_id == "run-share-b").then_some(())
+    })
+    .await
+    .expect("the second run ends");
     daemon.abort();
 }

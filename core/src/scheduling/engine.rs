@@ -217,6 +217,13 @@ impl Engine {
         for mut machine in snapshot.machines {
             // Like its runs, a machine of a previous server life gets a fresh deadline.
             machine.last_heartbeat = now;
+            // An older server's record names its one item without a share: the whole machine.
+            for held in &mut machine.holds {
+                if held.cores == 0 {
+                    held.cores = machine.info.cores;
+                    held.ram_gb = machine.info.ram_gb;
+                }
+            }
             engine
                 .machines
                 .insert(machine.info.machine_id.clone(), machine);

@@ -41,6 +41,29 @@ impl Requirements {
             })
     }
 
+    /// What it gets on a machine that shares its cores, with `free_cores` and `free_ram_gb`
+    /// not granted yet: its `min_cores` (at least one) and the larger of its `min_ram_gb`
+    /// and the RAM that goes with those cores (capped by what is free). `None` when its
+    /// minimums do not fit in what is free. The EC2 pool packs items by the same minimums.
+    pub fn share(
+        &self,
+        machine: &MachineInfo,
+        free_cores: u32,
+        free_ram_gb: u32,
+    ) -> Option<(u32, u32)> {
+        let cores = self.min_cores.max(1);
+        if cores > free_cores || self.min_ram_gb > free_ram_gb {
+            return None;
+        }
+        let with_cores =
+            u64::from(machine.ram_gb) * u64::from(cores) / u64::from(machine.cores.max(1));
+        let ram_gb = u32::try_from(with_cores)
+            .unwrap_or(u32::MAX)
+            .max(self.min_ram_gb)
+            .min(free_ram_gb);
+        Some((cores, ram_gb))
+    }
+
     /// Cores to grant on a machine with `cores` cores: everything, capped by `max_cores`.
     pub fn cores_granted(&self, cores: u32) -> u32 {
         if self.max_cores > 0 {

@@ -11,7 +11,7 @@
 use super::changes::Cancellation;
 use super::engine::{Engine, TestIdx};
 use super::inputs::SchedulingError;
-use super::model::{DeploymentRecord, MachineRecord, RunRecord, RunState};
+use super::model::{DeploymentRecord, Held, MachineRecord, RunRecord, RunState};
 use crate::protocol::{
     ArtifactAck, ArtifactUploaded, Assignment, Completion, CompletionAck, DeploymentAssignment,
     FailureReason, Heartbeat, HeartbeatReply, MachineInfo, Millis, RunResult, Work,
@@ -38,7 +38,7 @@ impl Engine {
                         info,
                         registered: now,
                         last_heartbeat: now,
-                        busy_with: None,
+                        holds: Vec::new(),
                         retired: false,
                     },
                 );
@@ -87,9 +87,9 @@ impl Engine {
     pub fn machine_disconnected(&mut self, machine_id: &str, now: Millis) {
         self.now = now;
         let holds_work = self.machines.get(machine_id).is_some_and(|machine| {
-            machine.busy_with.as_ref().is_some_and(|busy| {
-                self.active_runs.contains(busy)
-                    || self.deployments.get(busy).is_some_and(|d| d.alive)
+            machine.holds.iter().any(|held| {
+                self.active_runs.contains(&held.id)
+                    || self.deployments.get(&held.id).is_some_and(|d| d.alive)
             })
         });
         if !holds_work {
@@ -98,29 +98,43 @@ impl Engine {
         }
     }
 
-    /// Forgets a machine; a run it held is lost (a deployment it served ends).
+    /// Forgets a machine; the runs it held are lost (a deployment it served ends).
     fn drop_machine(&mut self, machine_id: &str, reason: &str) {
         let Some(machine) = self.machines.remove(machine_id) else {
             return;
         };
         self.changes.machines.insert(machine_id.into());
-        if let Some(busy) = machine.busy_with {
-            if self.active_runs.contains(&busy) {
-                self.end_active_run(&busy, RunState::Lost, reason, false);
-            } else if let Some(deployment) = self.deployments.get_mut(&busy) {
+        for held in machine.holds {
+            if self.active_runs.contains(&held.id) {
+                self.end_active_run(&held.id, RunState::Lost, reason, false);
+            } else if let Some(deployment) = self.deployments.get_mut(&held.id) {
                 if deployment.alive {
                     deployment.alive = false;
-                    self.changes.deployments.insert(busy);
+                    self.changes.deployments.insert(held.id);
                 }
             }
         }
     }
 
-    /// The highest-priority work this machine can run, or `None`. A machine that asks
-    /// while still holding a run has abandoned it: that run is lost (and retried).
+    /// The highest-priority work a machine holding nothing can run, or `None`: see
+    /// [`Engine::next_work_holding`].
     pub fn next_work(
         &mut self,
         machine_id: &str,
+        now: Millis,
+    ) -> Result<Option<Work>, SchedulingError> {
+        self.next_work_holding(machine_id, &[], now)
+    }
+
+    /// The highest-priority work that fits what the machine has free, or `None`. The runs
+    /// it holds are `holding`; one of its runs not listed was abandoned (the worker
+    /// restarted): that run is lost (and retried). A machine serving a deployment gets
+    /// nothing else; one that does not share its cores gets work only when it holds
+    /// nothing.
+    pub fn next_work_holding(
+        &mut self,
+        machine_id: &str,
+        holding: &[String],
         now: Millis,
     ) -> Result<Option<Work>, SchedulingError> {
         self.now = now;
@@ -132,30 +146,47 @@ impl Engine {
         if machine.retired {
             return Ok(None);
         }
-        let info = machine.info.clone();
-        if let Some(busy) = machine.busy_with.clone() {
-            if self.active_runs.contains(&busy) {
-                self.end_active_run(&busy, RunState::Lost, "machine asked for new work", false);
-            } else if self.deployments.get(&busy).is_some_and(|d| d.alive) {
-                // Still serving a deployment: nothing else.
-                return Ok(None);
-            }
-            if let Some(machine) = self.machines.get_mut(machine_id) {
-                machine.busy_with = None;
-            }
+        let abandoned: Vec<String> = machine
+            .holds
+            .iter()
+            .filter(|held| !holding.contains(&held.id) && self.active_runs.contains(&held.id))
+            .map(|held| held.id.clone())
+            .collect();
+        for run_id in abandoned {
+            self.end_active_run(&run_id, RunState::Lost, "machine asked for new work", false);
         }
-        if let Some(work) = self.assign_deployment(&info, now) {
-            self.settle();
-            return Ok(Some(work));
+        let Some(machine) = self.machines.get(machine_id) else {
+            return Ok(None);
+        };
+        let serving_deployment = machine
+            .holds
+            .iter()
+            .any(|held| self.deployments.get(&held.id).is_some_and(|d| d.alive));
+        if serving_deployment || (!machine.info.shares_cores && !machine.is_idle()) {
+            return Ok(None);
+        }
+        let info = machine.info.clone();
+        let idle = machine.is_idle();
+        let (free_cores, free_ram_gb) = machine.free();
+        if idle {
+            if let Some(work) = self.assign_deployment(&info, now) {
+                self.settle();
+                return Ok(Some(work));
+            }
         }
         let chosen = self.queue.iter().find_map(|(_, _, _, test)| {
-            self.tests[*test]
-                .requirements
-                .as_ref()
-                .filter(|requirements| requirements.fits_machine(&info))
-                .map(|_| *test)
+            let requirements = self.tests[*test].requirements.as_ref()?;
+            if !requirements.fits_machine(&info) {
+                return None;
+            }
+            let grant = if info.shares_cores {
+                requirements.share(&info, free_cores, free_ram_gb)?
+            } else {
+                (requirements.cores_granted(info.cores), info.ram_gb)
+            };
+            Some((*test, grant))
         });
-        let work = chosen.map(|test| self.start_run(test, &info, now));
+        let work = chosen.map(|(test, grant)| self.start_run(test, &info, grant, now));
         self.settle();
         Ok(work)
     }
@@ -176,30 +207,37 @@ impl Engine {
         let record = self.tests[test].record.clone()?;
         let requirements = self.tests[test].requirements.clone()?;
         self.changes.deployments.insert(deployment_id.clone());
-        self.occupy_machine(&info.machine_id, &deployment_id, now);
+        // A deployment has the machine to itself, shared or not.
+        let grant = (requirements.cores_granted(info.cores), info.ram_gb);
+        self.occupy_machine(&info.machine_id, &deployment_id, grant, now);
         Some(Work::Deployment(Box::new(DeploymentAssignment {
             deployment_id,
             test_hash: record.hash.clone(),
             source: record.source.clone(),
             definition: record.definition.clone(),
-            cores: requirements.cores_granted(info.cores),
-            ram_gb: info.ram_gb,
+            cores: grant.0,
+            ram_gb: grant.1,
         })))
     }
 
-    fn occupy_machine(&mut self, machine_id: &str, busy_with: &str, now: Millis) {
+    /// Records that the machine holds `id` with `(cores, ram_gb)` granted to it.
+    fn occupy_machine(&mut self, machine_id: &str, id: &str, grant: (u32, u32), now: Millis) {
         if let Some(machine) = self.machines.get_mut(machine_id) {
-            machine.busy_with = Some(busy_with.to_string());
+            machine.holds.push(Held {
+                id: id.to_string(),
+                cores: grant.0,
+                ram_gb: grant.1,
+            });
             machine.last_heartbeat = now;
             self.changes.machines.insert(machine_id.into());
         }
     }
 
-    /// Frees a machine from `busy_with`; one-shot VMs are retired instead.
-    pub(crate) fn release_machine(&mut self, machine_id: &str, busy_with: &str, _now: Millis) {
+    /// Frees a machine's share held by `id`; a one-shot VM is retired instead.
+    pub(crate) fn release_machine(&mut self, machine_id: &str, id: &str, _now: Millis) {
         if let Some(machine) = self.machines.get_mut(machine_id) {
-            if machine.busy_with.as_deref() == Some(busy_with) {
-                machine.busy_with = None;
+            if machine.holds_item(id) {
+                machine.holds.retain(|held| held.id != id);
                 if machine.info.os.is_one_shot() {
                     machine.retired = true;
                 }
@@ -208,14 +246,16 @@ impl Engine {
         }
     }
 
-    fn start_run(&mut self, test: TestIdx, info: &MachineInfo, now: Millis) -> Work {
+    fn start_run(
+        &mut self,
+        test: TestIdx,
+        info: &MachineInfo,
+        grant: (u32, u32),
+        now: Millis,
+    ) -> Work {
         let run_id = self.fresh_id("run");
         let slot = &self.tests[test];
         let record = slot.record.clone().expect("only defined tests are queued");
-        let requirements = slot
-            .requirements
-            .clone()
-            .expect("only defined tests are queued");
         let attempt = u32::try_from(slot.counts.runs + slot.counts.running + 1).unwrap_or(u32::MAX);
         let run = RunRecord {
             run_id: run_id.clone(),
@@ -237,7 +277,7 @@ impl Engine {
         self.runs.insert(run_id.clone(), run);
         self.active_runs.insert(run_id.clone());
         self.changes.runs.insert(run_id.clone());
-        self.occupy_machine(&info.machine_id, &run_id, now);
+        self.occupy_machine(&info.machine_id, &run_id, grant, now);
         self.recount(test);
         let timeout_seconds = record.definition.timeout;
         Work::Run(Box::new(Assignment {
@@ -248,8 +288,8 @@ impl Engine {
             definition: record.definition.clone(),
             artifacts,
             timeout_seconds,
-            cores: requirements.cores_granted(info.cores),
-            ram_gb: info.ram_gb,
+            cores: grant.0,
+            ram_gb: grant.1,
         }))
     }
 

@@ -184,11 +184,72 @@ pub struct MachineRecord {
     pub info: MachineInfo,
     pub registered: Millis,
     pub last_heartbeat: Millis,
-    /// The run or deployment it is busy with.
-    pub busy_with: Option<String>,
+    /// The runs and the deployment it holds, each with its share of the machine: at most
+    /// one item unless the machine shares its cores (`MachineInfo::shares_cores`). Records
+    /// of older servers (`busy_with`: one id or null) read as one item holding the machine.
+    #[serde(alias = "busy_with", deserialize_with = "held_items", default)]
+    pub holds: Vec<Held>,
     /// A one-shot VM that finished its job (must not get more work).
     #[serde(default)]
     pub retired: bool,
+}
+
+impl MachineRecord {
+    /// Whether it holds nothing.
+    pub fn is_idle(&self) -> bool {
+        self.holds.is_empty()
+    }
+
+    /// Whether it holds `id` (a run or a deployment).
+    pub fn holds_item(&self, id: &str) -> bool {
+        self.holds.iter().any(|held| held.id == id)
+    }
+
+    /// Cores and GB of RAM not granted to what it holds.
+    pub fn free(&self) -> (u32, u32) {
+        self.holds.iter().fold(
+            (self.info.cores, self.info.ram_gb),
+            |(cores, ram_gb), held| {
+                (
+                    cores.saturating_sub(held.cores),
+                    ram_gb.saturating_sub(held.ram_gb),
+                )
+            },
+        )
+    }
+}
+
+/// A run or deployment on a machine and the cores and RAM granted to it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Held {
+    pub id: String,
+    pub cores: u32,
+    pub ram_gb: u32,
+}
+
+/// Reads `holds`, or an older record's `busy_with` (one id or null; its share is filled in
+/// as the whole machine when the snapshot is loaded).
+fn held_items<'de, D>(deserializer: D) -> Result<Vec<Held>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Many(Vec<Held>),
+        One(Option<String>),
+    }
+    Ok(match Wire::deserialize(deserializer)? {
+        Wire::Many(held) => held,
+        Wire::One(id) => id
+            .into_iter()
+            .map(|id| Held {
+                id,
+                cores: 0,
+                ram_gb: 0,
+            })
+            .collect(),
+    })
 }
 
 /// An interactive deployment of a definition.

@@ -214,14 +214,6 @@ pub fn is_loopback_bind(bind: &str) -> bool {
 /// What the EC2 pool cannot honour, refused rather than ignored.
 fn aws_pool(config: &Config, aws: &super::AwsMachines, refusals: &mut Vec<Refusal>) {
     use crate::machines::ec2::settings;
-    if aws.packing == super::PoolPacking::SharedCores {
-        refuse(
-            refusals,
-            "machine_management.aws.packing",
-            "shared_cores needs workers that run several items at once; workers run one item \
-             at a time in this version, so use one_item_per_instance (docs/ec2_pool.md#packing)",
-        );
-    }
     if aws.windows_ami.is_some() {
         refuse(
             refusals,

@@ -149,10 +149,11 @@ fn keys_nothing_acts_on_are_refused_by_name() {
         )
     };
     parse(&s3(aws(""))).unwrap();
-    let err = parse(&s3(aws(", packing: shared_cores")))
+    parse(&s3(aws(", packing: shared_cores"))).unwrap();
+    let err = parse(&s3(aws(", packing: two_per_box")))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("machine_management.aws.packing"), "{err}");
+    assert!(err.contains("packing"), "{err}");
     let err = parse(&s3(aws("")).replace("http://10.0.0.5:9081", "http://127.0.0.1:9081"))
         .unwrap_err()
         .to_string();

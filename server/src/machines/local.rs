@@ -222,7 +222,7 @@ impl Inner {
                 let busy: HashSet<String> = engine
                     .machines()
                     .into_iter()
-                    .filter(|machine| machine.busy_with.is_some())
+                    .filter(|machine| !machine.is_idle())
                     .map(|machine| machine.info.machine_id)
                     .collect();
                 (demand, busy)

@@ -153,8 +153,8 @@ pub struct MachineView {
     pub info: MachineInfo,
     pub registered: Millis,
     pub last_heartbeat: Millis,
-    /// The run (or deployment) it is busy with.
-    pub busy_with: Option<String>,
+    /// The runs (or the deployment) it holds, with their shares of the machine.
+    pub holds: Vec<test_looper_core::scheduling::Held>,
 }
 
 /// An interactive deployment of a definition.

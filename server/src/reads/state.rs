@@ -268,7 +268,7 @@ impl SchedulerState {
                         info: m.info,
                         registered: m.registered,
                         last_heartbeat: m.last_heartbeat,
-                        busy_with: m.busy_with,
+                        holds: m.holds,
                     })
                     .collect()
             })

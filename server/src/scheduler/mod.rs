@@ -467,8 +467,18 @@ impl Scheduler {
     }
 
     pub async fn next_work(&self, machine_id: &str) -> Result<Option<Work>, SchedulerError> {
+        self.next_work_holding(machine_id, Vec::new()).await
+    }
+
+    /// Work for a machine that still holds the runs `holding` (see
+    /// [`Engine::next_work_holding`](test_looper_core::scheduling::Engine::next_work_holding)).
+    pub async fn next_work_holding(
+        &self,
+        machine_id: &str,
+        holding: Vec<String>,
+    ) -> Result<Option<Work>, SchedulerError> {
         Ok(self
-            .apply(|engine, now| engine.next_work(machine_id, now))
+            .apply(|engine, now| engine.next_work_holding(machine_id, &holding, now))
             .await??)
     }
 

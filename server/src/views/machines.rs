@@ -22,7 +22,10 @@ pub struct MachineRow {
     pub hardware: String,
     pub up_for: String,
     pub heartbeat_age: String,
-    pub busy_url: Option<String>,
+    /// What it holds: (id, link to the run's page or the deployment's terminal).
+    pub busy: Vec<(String, String)>,
+    /// "3 of 16 cores free" on a machine that shares its cores.
+    pub sharing: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,7 +79,19 @@ impl Sources {
                     hardware: format!("{} cores, {} GB", m.info.cores, m.info.ram_gb),
                     up_for: elapsed(m.registered),
                     heartbeat_age: elapsed(m.last_heartbeat),
-                    busy_url: m.busy_with.as_deref().map(busy_url),
+                    busy: m
+                        .holds
+                        .iter()
+                        .map(|held| (held.id.clone(), busy_url(&held.id)))
+                        .collect(),
+                    sharing: m.info.shares_cores.then(|| {
+                        let used: u32 = m.holds.iter().map(|held| held.cores).sum();
+                        format!(
+                            "{} of {} cores free",
+                            m.info.cores.saturating_sub(used),
+                            m.info.cores
+                        )
+                    }),
                     machine: m,
                 })
                 .collect(),

@@ -16,6 +16,8 @@ struct Row {
     instance_type: String,
     purchase: &'static str,
     state: &'static str,
+    /// "3 jobs on 3 of 16 cores" while busy.
+    load: String,
     uptime: String,
     hourly_cost: String,
     private_ip: String,
@@ -54,6 +56,21 @@ pub fn section(context: &AppContext) -> String {
                 test_looper_core::pool::Purchase::OnDemand => "on demand",
             },
             state: row.state,
+            load: if row.jobs == 0 {
+                String::new()
+            } else {
+                let cores = if row.cores > 0 {
+                    format!(" of {}", row.cores)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {} on {}{cores} cores",
+                    row.jobs,
+                    if row.jobs == 1 { "job" } else { "jobs" },
+                    row.cores_in_use
+                )
+            },
             uptime: format::duration(i64::try_from(row.uptime_ms / 1000).unwrap_or(i64::MAX)),
             hourly_cost: dollars(row.hourly_cost),
             private_ip: row.private_ip.clone().unwrap_or_default(),

@@ -329,11 +329,14 @@ impl WorkerSession {
                 }
                 Vec::new()
             }
-            WorkerToServer::RequestWork { machine_id: id } => {
+            WorkerToServer::RequestWork {
+                machine_id: id,
+                holding,
+            } => {
                 if !self.is_mine(&id) {
                     return self.refuse(&format!("work requested for machine {id}"), Vec::new());
                 }
-                match scheduler.next_work(&id).await {
+                match scheduler.next_work_holding(&id, holding).await {
                     Ok(Some(work)) => {
                         if let Work::Deployment(deployment) = &work {
                             let deployment_id = deployment.deployment_id.clone();

@@ -225,6 +225,7 @@ async fn start_and_finish_runs(scheduler: Arc<Scheduler>, per_second: u32) {
             cores: 8,
             ram_gb: 32,
             os: OsConfig::LinuxDocker,
+            shares_cores: false,
         })
         .await;
     if let Err(err) = registered {
@@ -327,6 +328,7 @@ async fn main() -> anyhow::Result<()> {
                 cores: 8,
                 ram_gb: 32,
                 os: OsConfig::LinuxDocker,
+                shares_cores: false,
             })
             .await?;
     }

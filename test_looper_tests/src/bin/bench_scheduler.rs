@@ -194,6 +194,7 @@ async fn drive(
                 cores: 4,
                 ram_gb: 16,
                 os: OsConfig::LinuxDocker,
+                shares_cores: false,
             })
             .await
             .expect("register");

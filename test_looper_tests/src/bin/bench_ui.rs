@@ -108,6 +108,7 @@ fn engine(resolved: &[ResolvedCommit]) -> Engine {
             cores: 64,
             ram_gb: 256,
             os: OsConfig::LinuxDocker,
+            shares_cores: false,
         },
         now,
     );

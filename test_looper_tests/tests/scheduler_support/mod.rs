@@ -140,6 +140,7 @@ pub fn linux(id: &str, cores: u32) -> MachineInfo {
         cores,
         ram_gb: 16,
         os: OsConfig::LinuxDocker,
+        shares_cores: false,
     }
 }
 

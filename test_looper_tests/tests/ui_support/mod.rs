@@ -128,6 +128,7 @@ impl LiveServer {
                 cores: 4,
                 ram_gb: 8,
                 os: OsConfig::LinuxDocker,
+                shares_cores: false,
             })
             .await
             .expect("register machine");

@@ -39,6 +39,10 @@ struct Args {
     /// RAM offered in GB (default: all).
     #[arg(long)]
     ram_gb: Option<u32>,
+    /// Run several items at once, each on the cores it asks for, while they fit (a big
+    /// machine shared by many small tests); without it, one item at a time on all cores.
+    #[arg(long, env = "TEST_LOOPER_SHARES_CORES")]
+    shares_cores: bool,
     /// Exit after this many idle seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_exit_seconds: u64,
@@ -167,6 +171,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             cores,
             ram_gb: args.ram_gb.unwrap_or_else(machine_ram_gb),
             os: OsConfig::LinuxDocker,
+            shares_cores: args.shares_cores,
         },
         idle_exit: (args.idle_exit_seconds > 0)
             .then(|| Duration::from_secs(args.idle_exit_seconds)),

@@ -47,7 +47,10 @@ pub async fn run_daemon(settings: DaemonSettings, executor: Executor) -> anyhow:
         Ok(n) => tracing::info!(removed = n, "removed containers left by a previous run"),
         Err(error) => tracing::warn!(%error, "could not reap leftover containers"),
     }
-    let state = Arc::new(Mutex::new(WorkerState::default()));
+    let state = Arc::new(Mutex::new(WorkerState::new(
+        settings.machine.cores,
+        settings.machine.shares_cores,
+    )));
     let executor = Arc::new(executor);
     let mut backoff = Duration::from_millis(200);
     loop {

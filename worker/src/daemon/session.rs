@@ -1,10 +1,11 @@
-//! One websocket session: register, replay the current run or deployment, then serve
+//! One websocket session: register, replay the runs or the deployment, then serve
 //! assignments, cancellations, terminal input and acknowledgements until the connection drops.
-//! Heartbeats go out every interval: naming the run (also a finished one whose completion is
-//! not acknowledged yet), the deployment, or nothing when idle (so the server can tell a
-//! live idle machine from a gone one). The run's log is pulled from [`RunLog`] as the link
-//! accepts it, and its completion is sent once the log is out, then resent every interval
-//! until acknowledged (M3).
+//! Heartbeats go out every interval: one per run (also a finished one whose completion is
+//! not acknowledged yet), the deployment, or one naming nothing when idle (so the server
+//! can tell a live idle machine from a gone one). Each run's log is pulled from [`RunLog`]
+//! as the link accepts it, and its completion is sent once its log is out, then resent
+//! every interval until acknowledged (M3). A machine that shares its cores asks for more
+//! work while it has cores not granted to a run.
 
 use super::deployments::{self, terminal_output};
 use super::run_log::RunLog;
@@ -91,16 +92,24 @@ pub async fn run_session(
             _ = heartbeat.tick() => {
                 let mut guard = state.lock().await;
                 let busy = guard.is_busy();
-                let run_id = guard.heartbeat_id();
-                if busy || run_id.is_some() {
+                if busy {
                     // Idle time counts from the end of the work, not from its start.
                     idle_since = Instant::now();
                 }
-                // Idle machines beat too: the server drops a machine that stays silent.
-                guard.send(WorkerToServer::Heartbeat(Heartbeat {
-                    machine_id: machine_id.clone(),
-                    run_id,
-                }));
+                let ids = guard.heartbeat_ids();
+                if ids.is_empty() {
+                    // Idle machines beat too: the server drops a machine that stays silent.
+                    guard.send(WorkerToServer::Heartbeat(Heartbeat {
+                        machine_id: machine_id.clone(),
+                        run_id: None,
+                    }));
+                }
+                for id in ids {
+                    guard.send(WorkerToServer::Heartbeat(Heartbeat {
+                        machine_id: machine_id.clone(),
+                        run_id: Some(id),
+                    }));
+                }
                 if !busy {
                     if let Some(limit) = settings.idle_exit {
                         if idle_since.elapsed() >= limit {
@@ -109,10 +118,10 @@ pub async fn run_session(
                             return Ok(SessionEnd::IdleExit);
                         }
                     }
-                    if last_request.elapsed() >= IDLE_REQUEST_INTERVAL {
-                        last_request = Instant::now();
-                        guard.request_work(&machine_id);
-                    }
+                }
+                if guard.has_room() && last_request.elapsed() >= IDLE_REQUEST_INTERVAL {
+                    last_request = Instant::now();
+                    guard.request_work(&machine_id);
                 }
             }
             _ = wake.notified() => {}
@@ -143,8 +152,9 @@ where
     Ok(())
 }
 
-/// Writes the current run's unsent log (a few frames per turn), then, once the log and the
-/// queued reports are out, its completion if it was not sent within the last `resend_after`.
+/// Writes the runs' unsent log (a few frames per turn, oldest run first), then, once the
+/// queued reports are out, the completion of each run whose log is out, if it was not sent
+/// within the last `resend_after`.
 async fn pump<S>(
     state: &Mutex<WorkerState>,
     sink: &mut S,
@@ -156,61 +166,72 @@ where
     S: futures_util::Sink<Message> + Unpin,
     S::Error: std::error::Error + Send + Sync + 'static,
 {
-    for _ in 0..LOG_FRAMES_PER_TURN {
-        let frame = {
-            let mut guard = state.lock().await;
-            let Some(run) = guard.current.as_mut() else {
-                return Ok(());
-            };
-            match run.log.next_frame() {
-                Some((offset, text)) => WorkerToServer::Log {
+    let frames = {
+        let mut guard = state.lock().await;
+        let mut frames = Vec::new();
+        for run in guard.runs.values_mut() {
+            while frames.len() < LOG_FRAMES_PER_TURN {
+                let Some((offset, text)) = run.log.next_frame() else {
+                    break;
+                };
+                frames.push(WorkerToServer::Log {
                     run_id: run.assignment.run_id.clone(),
                     offset,
                     text,
-                },
-                None => break,
+                });
             }
-        };
+        }
+        frames
+    };
+    for frame in frames {
         sink.send(Message::text(serde_json::to_string(&frame)?))
             .await?;
     }
-    let completion = {
+    let completions = {
         let mut guard = state.lock().await;
-        let Some(run) = guard.current.as_mut() else {
-            return Ok(());
-        };
-        if !run.log.drained() {
-            // More log next turn.
-            wake.notify_one();
-            return Ok(());
-        }
-        let due = run
-            .completion_sent
-            .is_none_or(|sent| sent.elapsed() >= resend_after);
-        match (&run.outcome, due) {
-            (Some(outcome), true) => {
+        let mut more_log = false;
+        let mut completions = Vec::new();
+        for run in guard.runs.values_mut() {
+            if !run.log.drained() {
+                more_log = true;
+                continue;
+            }
+            let due = run
+                .completion_sent
+                .is_none_or(|sent| sent.elapsed() >= resend_after);
+            if let (Some(outcome), true) = (&run.outcome, due) {
                 if run.completion_sent.is_some() {
                     tracing::info!(run_id = %run.assignment.run_id, "completion not acknowledged yet: resending it");
                 }
                 run.completion_sent = Some(Instant::now());
-                WorkerToServer::Completed(Completion {
+                completions.push(WorkerToServer::Completed(Completion {
                     run_id: run.assignment.run_id.clone(),
                     outcome: outcome.clone(),
-                })
+                }));
             }
-            _ => return Ok(()),
         }
+        if more_log {
+            // More log next turn.
+            wake.notify_one();
+        }
+        completions
     };
-    // Artifact reports queued before the outcome go first.
+    if completions.is_empty() {
+        return Ok(());
+    }
+    // Artifact reports queued before the outcomes go first.
     while let Ok(message) = outgoing.try_recv() {
         write(state, sink, message).await?;
     }
-    write(state, sink, completion).await
+    for completion in completions {
+        write(state, sink, completion).await?;
+    }
+    Ok(())
 }
 
-/// After (re)connecting: the current run's heartbeat, artifacts, log (from what the server
-/// is known to have) and outcome; or the current deployment's heartbeat and output tail; or
-/// (a reported deployment exit and) a request for work.
+/// After (re)connecting: each run's heartbeat, artifacts, log (from what the server is known
+/// to have) and outcome; or the current deployment's heartbeat and output tail; or (a
+/// reported deployment exit and) a request for work (also with runs, while there is room).
 async fn replay(
     state: &Mutex<WorkerState>,
     outbox: mpsc::Sender<WorkerToServer>,
@@ -240,27 +261,33 @@ async fn replay(
         }
         return;
     }
-    let Some(run) = guard.current.as_mut() else {
+    if guard.runs.is_empty() {
         if let Some(deployment_id) = guard.exited_deployment.clone() {
             guard.send(WorkerToServer::DeploymentExited { deployment_id });
         }
         guard.request_work(machine_id);
         return;
-    };
-    run.log.rewind();
-    run.completion_sent = None;
-    let run_id = run.assignment.run_id.clone();
-    let artifacts = run.artifacts.clone();
-    guard.send(WorkerToServer::Heartbeat(Heartbeat {
-        machine_id: machine_id.to_string(),
-        run_id: Some(run_id.clone()),
-    }));
-    for artifact in artifacts {
-        guard.send(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
-            run_id: run_id.clone(),
-            artifact,
-        }));
     }
+    let mut replayed = Vec::new();
+    for run in guard.runs.values_mut() {
+        run.log.rewind();
+        run.completion_sent = None;
+        let run_id = run.assignment.run_id.clone();
+        replayed.push(WorkerToServer::Heartbeat(Heartbeat {
+            machine_id: machine_id.to_string(),
+            run_id: Some(run_id.clone()),
+        }));
+        for artifact in &run.artifacts {
+            replayed.push(WorkerToServer::ArtifactUploaded(ArtifactUploaded {
+                run_id: run_id.clone(),
+                artifact: artifact.clone(),
+            }));
+        }
+    }
+    for message in replayed {
+        guard.send(message);
+    }
+    guard.request_work(machine_id);
     guard.wake.notify_one();
 }
 
@@ -275,24 +302,29 @@ async fn handle(
         ServerToWorker::Assign(Work::Run(assignment)) => {
             let mut guard = state.lock().await;
             guard.work_answered();
-            if guard.is_busy() {
-                tracing::warn!(offered = %assignment.run_id, "assignment while busy ignored");
+            if !guard.has_room() || guard.runs.contains_key(&assignment.run_id) {
+                tracing::warn!(offered = %assignment.run_id, "assignment without room ignored");
                 return;
             }
             guard.exited_deployment = None;
             let cancel = CancellationToken::new();
-            guard.current = Some(CurrentRun {
-                assignment: (*assignment).clone(),
-                log: RunLog::new(Some(run_log_file(&executor.storage, &assignment.run_id))),
-                artifacts: Vec::new(),
-                outcome: None,
-                completion_sent: None,
-                cancel: cancel.clone(),
-            });
+            guard.runs.insert(
+                assignment.run_id.clone(),
+                CurrentRun {
+                    assignment: (*assignment).clone(),
+                    log: RunLog::new(Some(run_log_file(&executor.storage, &assignment.run_id))),
+                    artifacts: Vec::new(),
+                    outcome: None,
+                    completion_sent: None,
+                    cancel: cancel.clone(),
+                },
+            );
             guard.send(WorkerToServer::Heartbeat(Heartbeat {
-                machine_id,
+                machine_id: machine_id.clone(),
                 run_id: Some(assignment.run_id.clone()),
             }));
+            // A machine sharing its cores takes more while it has room.
+            guard.request_work(&machine_id);
             drop(guard);
             tokio::spawn(execute(
                 executor.clone(),
@@ -346,14 +378,14 @@ async fn handle(
         ServerToWorker::CompletionAck { run_id, ack } => {
             let mut guard = state.lock().await;
             let finished = guard
-                .current
-                .as_ref()
-                .is_some_and(|r| r.assignment.run_id == run_id && r.outcome.is_some());
+                .runs
+                .get(&run_id)
+                .is_some_and(|run| run.outcome.is_some());
             if finished {
                 if let CompletionAck::Discarded { reason } = &ack {
                     tracing::info!(%run_id, %reason, "completion discarded by the server");
                 }
-                guard.current = None;
+                guard.runs.remove(&run_id);
                 guard.request_work(&machine_id);
             }
         }
@@ -381,11 +413,7 @@ async fn handle(
 /// The server cancelled `run_id` (a run or a deployment) with `reason`. A finished run
 /// has nothing left to stop (its completion is still sent until acknowledged).
 fn cancel(state: &WorkerState, run_id: &str, reason: &str) {
-    if let Some(run) = state
-        .current
-        .as_ref()
-        .filter(|r| r.assignment.run_id == run_id && r.outcome.is_none())
-    {
+    if let Some(run) = state.runs.get(run_id).filter(|run| run.outcome.is_none()) {
         tracing::info!(%run_id, %reason, "run cancelled by the server");
         run.cancel.cancel();
     } else if let Some(deployment) = state.deployment(run_id) {
@@ -426,11 +454,7 @@ async fn execute(
             batch.push(more);
         }
         let mut guard = state.lock().await;
-        let Some(current) = guard
-            .current
-            .as_mut()
-            .filter(|r| r.assignment.run_id == run_id)
-        else {
+        let Some(current) = guard.runs.get_mut(&run_id) else {
             continue;
         };
         let mut reports = Vec::new();
@@ -464,11 +488,7 @@ async fn execute(
     };
     // The session sends the completion once the log is out (and again until acknowledged).
     let mut guard = state.lock().await;
-    if let Some(current) = guard
-        .current
-        .as_mut()
-        .filter(|r| r.assignment.run_id == run_id)
-    {
+    if let Some(current) = guard.runs.get_mut(&run_id) {
         current.outcome = Some(outcome);
     }
     guard.wake.notify_one();

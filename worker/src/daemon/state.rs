@@ -1,12 +1,12 @@
 //! What the worker is doing, kept across reconnects so it can be replayed to the server:
-//! the current run (the tail of its log and how far it was sent, the artifacts reported,
-//! an outcome not yet acknowledged) or the current deployment (the tail of its terminal
-//! output), and the last deployment that exited (its exit is reported again after a
-//! reconnect, as it has no ack).
+//! its runs (each with the tail of its log and how far it was sent, the artifacts reported,
+//! an outcome not yet acknowledged; several at once on a machine that shares its cores) or
+//! the current deployment (the tail of its terminal output), and the last deployment that
+//! exited (its exit is reported again after a reconnect, as it has no ack).
 
 use super::run_log::RunLog;
 use super::terminal_tail::TerminalTail;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use test_looper_core::protocol::{
     Assignment, DeploymentAssignment, RunOutcome, TerminalInput, WorkerToServer,
@@ -50,7 +50,11 @@ pub struct CurrentDeployment {
 /// The worker's state.
 #[derive(Default)]
 pub struct WorkerState {
-    pub current: Option<CurrentRun>,
+    /// Cores the machine offers and whether it shares them (several runs at once).
+    pub cores: u32,
+    pub shares_cores: bool,
+    /// Runs in progress or finished and not acknowledged, by run id.
+    pub runs: BTreeMap<String, CurrentRun>,
     pub deployment: Option<CurrentDeployment>,
     /// A deployment whose exit was reported; reported again after a reconnect until new
     /// work arrives.
@@ -74,23 +78,40 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    pub fn run_id(&self) -> Option<String> {
-        self.current.as_ref().map(|r| r.assignment.run_id.clone())
+    /// The state of a machine offering `cores`, shared between runs or not.
+    pub fn new(cores: u32, shares_cores: bool) -> WorkerState {
+        WorkerState {
+            cores,
+            shares_cores,
+            ..WorkerState::default()
+        }
     }
 
-    /// Busy with a run or a deployment (and so not asking for work).
+    /// Busy with a run or a deployment.
     pub fn is_busy(&self) -> bool {
-        self.current.is_some() || self.deployment.is_some()
+        !self.runs.is_empty() || self.deployment.is_some()
     }
 
-    /// The id to heartbeat: the run (going, or finished and not acknowledged yet: its
+    /// Room for another run: idle, or sharing its cores with some not granted to a run
+    /// (the server decides whether a queued item fits).
+    pub fn has_room(&self) -> bool {
+        if self.deployment.is_some() {
+            return false;
+        }
+        if !self.shares_cores {
+            return self.runs.is_empty();
+        }
+        let granted: u32 = self.runs.values().map(|run| run.assignment.cores).sum();
+        granted < self.cores
+    }
+
+    /// The ids to heartbeat: each run (going, or finished and not acknowledged yet: its
     /// heartbeat keeps the server from declaring it lost while the completion is resent),
-    /// or the deployment being served.
-    pub fn heartbeat_id(&self) -> Option<String> {
-        match (&self.current, &self.deployment) {
-            (Some(run), _) => Some(run.assignment.run_id.clone()),
-            (None, Some(deployment)) => Some(deployment.assignment.deployment_id.clone()),
-            (None, None) => None,
+    /// or the deployment being served; none when idle.
+    pub fn heartbeat_ids(&self) -> Vec<String> {
+        match &self.deployment {
+            Some(deployment) => vec![deployment.assignment.deployment_id.clone()],
+            None => self.runs.keys().cloned().collect(),
         }
     }
 
@@ -101,14 +122,15 @@ impl WorkerState {
             .filter(|d| d.assignment.deployment_id == deployment_id)
     }
 
-    /// Asks the server for work, unless busy or already asking.
+    /// Asks the server for work, unless without room or already asking.
     pub fn request_work(&mut self, machine_id: &str) {
-        if self.is_busy() || self.work_requested {
+        if !self.has_room() || self.work_requested {
             return;
         }
         self.work_requested = true;
         self.send(WorkerToServer::RequestWork {
             machine_id: machine_id.to_string(),
+            holding: self.runs.keys().cloned().collect(),
         });
     }
 
@@ -141,10 +163,8 @@ impl WorkerState {
             self.beats_untracked = true;
             return;
         }
-        let offset = self
-            .current
-            .as_ref()
-            .filter(|run| Some(run.assignment.run_id.as_str()) == run_id)
+        let offset = run_id
+            .and_then(|run_id| self.runs.get(run_id))
             .map_or(0, |run| run.log.sent());
         self.beats.push_back((run_id.map(str::to_string), offset));
     }
@@ -158,11 +178,7 @@ impl WorkerState {
         let Some((Some(run_id), offset)) = self.beats.pop_front() else {
             return;
         };
-        if let Some(run) = self
-            .current
-            .as_mut()
-            .filter(|run| run.assignment.run_id == run_id)
-        {
+        if let Some(run) = self.runs.get_mut(&run_id) {
             run.log.confirm(offset);
         }
     }

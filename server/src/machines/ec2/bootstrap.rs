@@ -197,8 +197,14 @@ pub fn machine_script(
         script.push_str(&format!("export {name}={}\n", sh_quote(&value)));
     }
     script.push_str(&format!(
-        "exec {binary} --cores {} --ram-gb {}\n",
-        worker.cores, worker.ram_gb
+        "exec {binary} --cores {} --ram-gb {}{}\n",
+        worker.cores,
+        worker.ram_gb,
+        if spec.shares_cores {
+            " --shares-cores"
+        } else {
+            ""
+        }
     ));
     script
 }
@@ -225,6 +231,7 @@ mod tests {
             docker_scope: "test_looper".into(),
             artifacts_json: r#"{"kind":"s3","bucket":"it's"}"#.into(),
             heartbeat_seconds: 10,
+            shares_cores: false,
             valid_for: std::time::Duration::from_secs(600),
         }
     }
@@ -278,6 +285,13 @@ mod tests {
         ));
         assert!(with_binary.contains(
             "curl -fsS -o '/usr/local/bin/test-looper-worker'.part 'http://s3/b/w?sig=1'"
+        ));
+        let shared = BootstrapSpec {
+            shares_cores: true,
+            ..spec()
+        };
+        assert!(run(&machine_script(&shared, &worker, None)).ends_with(
+            "exec '/usr/local/bin/test-looper-worker' --cores 4 --ram-gb 16 --shares-cores\n"
         ));
     }
 

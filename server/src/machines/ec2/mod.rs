@@ -526,6 +526,7 @@ pub async fn start_from_config(
             docker_scope: crate::machines::POOL_DOCKER_SCOPE.into(),
             artifacts_json,
             heartbeat_seconds: config.machine_management.heartbeat_interval_seconds(),
+            shares_cores: aws.packing == crate::config::PoolPacking::SharedCores,
             valid_for: Duration::from_millis(pool_settings.boot_timeout_ms),
         },
     };

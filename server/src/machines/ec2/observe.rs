@@ -5,7 +5,7 @@ use crate::scheduler::Scheduler;
 use std::collections::{HashMap, HashSet};
 use test_looper_core::pool::{Demand, DemandKind, Occupancy, RegisteredWorker};
 use test_looper_core::protocol::{Millis, OsConfig};
-use test_looper_core::scheduling::HardwareConfig;
+use test_looper_core::scheduling::{HardwareConfig, MachineRecord};
 
 /// The pool's workers and the demand it can serve, read at one instant.
 pub struct PoolWorkers {
@@ -25,23 +25,14 @@ pub async fn pool_workers(scheduler: &Scheduler, pool_ids: &HashSet<String>) -> 
                 .into_iter()
                 .filter(|machine| pool_ids.contains(&machine.info.machine_id))
                 .map(|machine| {
-                    let busy = machine.busy_with.is_some();
+                    let busy = occupancy(&machine);
                     RegisteredWorker {
                         hardware: HardwareConfig {
                             cores: machine.info.cores,
                             ram_gb: machine.info.ram_gb,
                         },
                         last_heartbeat: machine.last_heartbeat,
-                        busy: if busy {
-                            Occupancy {
-                                items: 1,
-                                cores: machine.info.cores,
-                                ram_gb: machine.info.ram_gb,
-                                disk_gb: 0,
-                            }
-                        } else {
-                            Occupancy::default()
-                        },
+                        busy,
                         idle_since: machine.registered,
                         retired: machine.retired,
                         machine_id: machine.info.machine_id,
@@ -68,6 +59,30 @@ pub async fn pool_workers(scheduler: &Scheduler, pool_ids: &HashSet<String>) -> 
             PoolWorkers { workers, demand }
         })
         .await
+}
+
+/// What a machine holds, as the reconciler counts it: the shares granted on a machine that
+/// shares its cores, the whole machine otherwise (it takes nothing more while busy).
+fn occupancy(machine: &MachineRecord) -> Occupancy {
+    if machine.is_idle() {
+        return Occupancy::default();
+    }
+    let items = u32::try_from(machine.holds.len()).unwrap_or(u32::MAX);
+    if machine.info.shares_cores {
+        Occupancy {
+            items,
+            cores: machine.holds.iter().map(|held| held.cores).sum(),
+            ram_gb: machine.holds.iter().map(|held| held.ram_gb).sum(),
+            disk_gb: 0,
+        }
+    } else {
+        Occupancy {
+            items,
+            cores: machine.info.cores,
+            ram_gb: machine.info.ram_gb,
+            disk_gb: 0,
+        }
+    }
 }
 
 /// When each worker last became idle, as seen by the pool's steps (the scheduler keeps only

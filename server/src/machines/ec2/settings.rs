@@ -44,6 +44,8 @@ pub struct BootstrapSpec {
     /// The artifact store as the workers' JSON (no credentials: machines use their role).
     pub artifacts_json: String,
     pub heartbeat_seconds: u64,
+    /// Workers run several items at once (`packing: shared_cores`).
+    pub shares_cores: bool,
     /// How long the bootstrap URL and the token's first use stay valid.
     pub valid_for: Duration,
 }

@@ -18,6 +18,11 @@ pub struct InstanceRow {
     pub purchase: Purchase,
     /// booting, idle, busy, draining, shutting down, stopped, terminated.
     pub state: &'static str,
+    /// The type's cores (from the price table; 0 for a type no longer configured).
+    pub cores: u32,
+    /// Runs and deployments its worker holds, and the cores granted to them.
+    pub jobs: u32,
+    pub cores_in_use: u32,
     pub uptime_ms: Millis,
     pub hourly_cost: f64,
     pub private_ip: Option<String>,
@@ -123,6 +128,11 @@ impl StatusBoard {
                 instance_type: instance.instance_type.clone(),
                 purchase: instance.purchase,
                 state,
+                cores: settings
+                    .instance_type(&instance.instance_type)
+                    .map_or(0, |t| t.cores),
+                jobs: worker.map_or(0, |w| w.busy.items),
+                cores_in_use: worker.map_or(0, |w| w.busy.cores),
                 uptime_ms: now.saturating_sub(instance.launched_at),
                 hourly_cost,
                 private_ip: listed
