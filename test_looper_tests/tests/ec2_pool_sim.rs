@@ -523,7 +523,13 @@ async fn the_aws_example_runs_tests_on_simulated_instances() {
             passed["machine_id"].as_str().unwrap().starts_with("i-"),
             "{passed:#}"
         );
-        passed_runs.push(passed.clone());
+        let run_id = passed["run_id"].as_str().unwrap();
+        let page = cloud
+            .server
+            .get_json(&format!("/api/runs/{run_id}"))
+            .await
+            .expect("the run's page");
+        passed_runs.push(page["run"].clone());
     }
     // Packed: the four 1-core tests shared instances, two of them at the same time on one.
     let machines: std::collections::BTreeSet<&str> = passed_runs

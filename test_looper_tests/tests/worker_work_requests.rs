@@ -183,7 +183,9 @@ async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
     let mut asked = false;
     next_matching(&mut socket, Duration::from_secs(180), |message| {
         match message {
-            WorkerToServer::Log { run_id, text, .. } if text.contains("started") => {
+            WorkerToServer::Log { run_id, text, .. }
+                if text.lines().any(|line| line.trim() == "started") =>
+            {
                 started.insert(run_id.clone());
             }
             WorkerToServer::RequestWork { .. } => asked = true,
