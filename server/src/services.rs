@@ -161,6 +161,11 @@ pub async fn start(context: &Arc<AppContext>) -> Result<Services, ServicesError>
         deployment_limits: crate::deployments::reaper::limits(&config.deployments),
         // Refused at start when out of range (config::refusals); the default otherwise.
         quarantine: config.statistics.quarantine.policy().unwrap_or_default(),
+        boots_linux_vms: config
+            .machine_management
+            .aws
+            .as_ref()
+            .is_some_and(crate::machines::ec2::settings::boots_naked_amis),
         ..SchedulerConfig::default()
     };
     let scheduler =

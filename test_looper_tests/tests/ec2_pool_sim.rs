@@ -19,6 +19,10 @@
 //! - `a_spot_capacity_error_falls_back_to_on_demand`: EC2 (a fault proxy in front of moto)
 //!   answers every spot launch with `InsufficientInstanceCapacity`; the pool launches
 //!   on-demand in the next step and the test passes.
+//! - `a_naked_ami_test_runs_on_a_one_shot_instance_of_that_ami`: a test whose environment is a
+//!   `base_ami` (another AMI of the region) runs on an instance launched from that AMI,
+//!   without Docker, after the environment's setup script (it installs the file the suite's
+//!   Dockerfile would), at the runtime contract's paths; the instance ends after that one run. A Docker test of the same commit runs on a worker instance.
 //! - `a_reclaimed_spot_instance_is_replaced_on_demand_and_its_run_retried`: EC2 reclaims the
 //!   spot instance running the test (terminated, reported with `Server.SpotInstanceTermination`
 //!   by the fault proxy); the replacement is on demand and the run is retried there once.
@@ -93,6 +97,12 @@ impl PoolKnobs {
 
 impl Cloud {
     async fn start(tests: &[(&str, &str)], knobs: PoolKnobs) -> Cloud {
+        Cloud::start_with(|_| yml(tests), knobs).await
+    }
+
+    /// The cloud with the definitions file `definitions(naked_ami)`: `naked_ami` is an AMI of
+    /// the region other than the pool's worker AMI.
+    async fn start_with(definitions: impl FnOnce(&str) -> String, knobs: PoolKnobs) -> Cloud {
         let engine = DockerEngine::connect().await;
         ensure_sim_ami(&worker_binary());
         let network = SimNetwork::create();
@@ -130,12 +140,9 @@ impl Cloud {
         ec2.create_key_pair().key_name("ci").send().await.unwrap();
         create_instance_profile(&moto.endpoint_url(), "ci-worker").await;
         let images = ec2.describe_images().send().await.unwrap();
-        let ami = images
-            .images()
-            .iter()
-            .find_map(|image| image.image_id())
-            .expect("moto lists AMIs")
-            .to_string();
+        let mut amis = images.images().iter().filter_map(|image| image.image_id());
+        let ami = amis.next().expect("moto lists AMIs").to_string();
+        let naked_ami = amis.next().expect("moto lists two AMIs").to_string();
         for bucket in [BOOTSTRAP_BUCKET, "sim-artifacts"] {
             s3.create_bucket().bucket(bucket).send().await.unwrap();
         }
@@ -149,7 +156,7 @@ impl Cloud {
 
         let dir = tempfile::tempdir().unwrap();
         let mut files = suite_files();
-        files.push(("testlooper.yml".into(), yml(tests)));
+        files.push(("testlooper.yml".into(), definitions(&naked_ami)));
         let (_repo, commit) = make_repo(dir.path(), REPO, &files);
 
         let fault_proxy = knobs.spot_capacity_errors.map(|capacity_errors| {
@@ -343,6 +350,23 @@ artifacts:
                 )
             })
             .collect()
+    }
+
+    /// The AMI an instance was launched from.
+    async fn image_of(&self, instance_id: &str) -> String {
+        let listing = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .unwrap();
+        listing
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| i.image_id().map(str::to_string))
+            .unwrap()
     }
 
     async fn live_instances(&self) -> Vec<String> {
@@ -762,6 +786,53 @@ async fn a_spot_capacity_error_falls_back_to_on_demand() {
         "{}",
         tail(&log, 60)
     );
+}
+
+#[tokio::test]
+async fn a_naked_ami_test_runs_on_a_one_shot_instance_of_that_ami() {
+    let mut naked = String::new();
+    let cloud = Cloud::start_with(
+        |ami| {
+            naked = ami.to_string();
+            let docker = yml(&[("pass/a", "bash src/tests/pass.sh")]);
+            let vm = format!(
+                "  vm:\n    platform: linux\n    image:\n      base_ami: {ami}\n      \
+                 setup_script_contents: mkdir -p /opt/suite && echo set up by the AMI script > /opt/suite/README\n    \
+                 variables:\n      GREETING: hello\n"
+            );
+            docker.replacen("environments:\n", &format!("environments:\n{vm}"), 1)
+                + "  vm/check:\n    environment: vm\n    command: bash src/tests/pass.sh\n    dependencies: {src: HEAD}\n"
+        },
+        PoolKnobs::small(),
+    )
+    .await;
+    cloud.enable_branch().await;
+    let tests = [("pass/a", ""), ("vm/check", "")];
+    cloud
+        .wait_all_passed(&tests, Duration::from_secs(300))
+        .await;
+    let machine_of = |runs: Vec<Value>| {
+        runs.into_iter()
+            .find(|run| run["state"] == "passed")
+            .and_then(|run| run["machine_id"].as_str().map(str::to_string))
+            .unwrap()
+    };
+    let vm_machine = machine_of(cloud.runs("vm/check").await);
+    let docker_machine = machine_of(cloud.runs("pass/a").await);
+    assert_ne!(vm_machine, docker_machine);
+    assert_eq!(cloud.image_of(&vm_machine).await, naked);
+    assert_ne!(cloud.image_of(&docker_machine).await, naked);
+
+    // One-shot: the naked-AMI instance ends after its run, long before an idle timeout would
+    // end a worker machine.
+    cloud
+        .wait_for(
+            "the one-shot instance to be terminated",
+            Duration::from_secs(60),
+            || async { !cloud.live_instances().await.contains(&vm_machine) },
+        )
+        .await;
+    cloud.assert_limits_held(2);
 }
 
 #[tokio::test]

@@ -151,6 +151,7 @@ async fn an_unacknowledged_completion_is_resent_until_acknowledged_and_counted_o
         scope: install.scope.clone(),
         machine_id: machine_id.clone(),
         images: ImageCache::default(),
+        vm_ami: None,
         sandbox: Default::default(),
     };
     let settings = DaemonSettings {

@@ -28,6 +28,9 @@ pub struct SchedulerConfig {
     pub hardware: Vec<HardwareConfig>,
     /// OS configurations the pools can provide (empty = any).
     pub os_configs: Vec<OsConfig>,
+    /// A pool boots one-shot Linux VMs from any AMI an environment names (`base_ami`).
+    #[serde(default)]
+    pub boots_linux_vms: bool,
     /// A run without heartbeat for this long is lost.
     pub heartbeat_timeout_ms: Millis,
     /// When an enabled branch moves, at most this many new commits are enabled.
@@ -48,6 +51,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             hardware: Vec::new(),
             os_configs: Vec::new(),
+            boots_linux_vms: false,
             heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_SECONDS * 1000,
             max_new_commits_enabled_per_push: 100,
             id_prefix: "r".into(),

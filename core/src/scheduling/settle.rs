@@ -164,8 +164,10 @@ impl Engine {
         let Some(requirements) = &self.tests[test].requirements else {
             return false;
         };
-        let os_ok =
-            self.config.os_configs.is_empty() || self.config.os_configs.contains(&requirements.os);
+        let os_ok = self.config.os_configs.is_empty()
+            || self.config.os_configs.contains(&requirements.os)
+            || (self.config.boots_linux_vms
+                && matches!(requirements.os, crate::protocol::OsConfig::LinuxVm { .. }));
         let configured = os_ok
             && (self.config.hardware.is_empty()
                 || choose_hardware(&self.config.hardware, requirements).is_some());

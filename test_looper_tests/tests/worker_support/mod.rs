@@ -121,6 +121,7 @@ pub fn executor(docker: &bollard::Docker, dir: &Path, scope: &str, machine_id: &
         scope: scope.into(),
         machine_id: machine_id.into(),
         images: ImageCache::default(),
+        vm_ami: None,
         sandbox: Default::default(),
     }
 }

@@ -43,6 +43,11 @@ struct Args {
     /// machine shared by many small tests); without it, one item at a time on all cores.
     #[arg(long, env = "TEST_LOOPER_SHARES_CORES")]
     shares_cores: bool,
+    /// This machine is a one-shot VM booted from this AMI (a naked AMI, launched by the EC2
+    /// pool for one job of an environment with that `base_ami`): it runs that job on the
+    /// machine itself, without Docker, and takes no other work.
+    #[arg(long, env = "TEST_LOOPER_VM_AMI", conflicts_with = "shares_cores")]
+    vm_ami: Option<String>,
     /// Exit after this many idle seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_exit_seconds: u64,
@@ -158,6 +163,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         scope: args.scope,
         machine_id: args.machine_id.clone(),
         images: ImageCache::default(),
+        vm_ami: args.vm_ami.clone(),
         sandbox: test_looper_worker::executor::sandbox::Sandbox {
             docker_socket: args.docker_socket,
             pids_limit: args.pids_limit.max(1),
@@ -170,7 +176,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             machine_id: args.machine_id,
             cores,
             ram_gb: args.ram_gb.unwrap_or_else(machine_ram_gb),
-            os: OsConfig::LinuxDocker,
+            os: match &args.vm_ami {
+                Some(ami) => OsConfig::LinuxVm { ami: ami.clone() },
+                None => OsConfig::LinuxDocker,
+            },
             shares_cores: args.shares_cores,
         },
         idle_exit: (args.idle_exit_seconds > 0)

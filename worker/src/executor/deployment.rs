@@ -235,10 +235,21 @@ impl Deployment<'_> {
             prepared = prepare_environment(self.executor, definition, self.dirs, shape, &log) => prepared,
             _ = shutdown.cancelled() => return DeploymentEnd::ShutDown,
         };
-        let PreparedEnvironment { image, mut env } = match prepared {
+        let PreparedEnvironment {
+            image,
+            mut env,
+            vm_setup_script,
+        } = match prepared {
             Ok(prepared) => prepared,
             Err(failure) => return failed(self.banners, failure.message),
         };
+        if vm_setup_script.is_some() {
+            return failed(
+                self.banners,
+                "deployments of VM environments are not served: a one-shot VM runs builds and tests only"
+                    .into(),
+            );
+        }
         if !self.docker_binds.is_empty() {
             env.insert("DOCKER_HOST".into(), format!("unix://{CONTAINER_SOCKET}"));
         }

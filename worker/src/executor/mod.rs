@@ -18,6 +18,7 @@ pub mod deployment;
 pub mod dirs;
 pub mod docker_policy;
 pub mod docker_proxy;
+pub mod host;
 pub mod image;
 pub mod inputs;
 pub mod package;
@@ -66,6 +67,9 @@ pub struct Executor {
     pub images: image::ImageCache,
     /// The Docker socket policy and container limits of this worker.
     pub sandbox: sandbox::Sandbox,
+    /// `Some(ami)`: this worker is a one-shot VM booted from `ami` (a naked AMI): it runs the
+    /// jobs of environments with that `base_ami` on the machine itself (`host.rs`).
+    pub vm_ami: Option<String>,
 }
 
 impl Executor {

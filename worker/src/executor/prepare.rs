@@ -14,8 +14,10 @@ use test_looper_core::protocol::FailureReason;
 /// What a job's containers start from.
 #[derive(Debug, Clone)]
 pub struct PreparedEnvironment {
-    /// Tag of the environment image.
+    /// Tag of the environment image (on a one-shot VM: its AMI, the job runs on the machine).
     pub image: String,
+    /// On a one-shot VM: the environment's setup script, run on the machine before the job.
+    pub vm_setup_script: Option<String>,
     /// Every variable of the job (definition and runtime), resolved.
     pub env: BTreeMap<String, String>,
 }
@@ -54,34 +56,32 @@ pub async fn prepare_environment(
     shape: JobShape<'_>,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<PreparedEnvironment, PrepareFailure> {
-    let dockerfile = match &definition.environment.image {
+    let (image, vm_setup_script) = match &definition.environment.image {
         Image::Docker {
             dockerfile_contents,
             ..
-        } => dockerfile_contents.clone(),
-        Image::Ami { .. } => {
+        } if executor.vm_ami.is_none() => (
+            docker_image(executor, dockerfile_contents, log).await?,
+            None,
+        ),
+        Image::Ami {
+            base_ami,
+            setup_script_contents,
+        } if executor.vm_ami.as_deref() == Some(base_ami.as_str()) => {
+            (base_ami.clone(), Some(setup_script_contents.clone()))
+        }
+        Image::Docker { .. } => {
             return Err(PrepareFailure::new(
                 FailureReason::EnvironmentError,
-                "this environment needs a VM image; a Docker worker cannot run it",
+                "this environment needs Docker; a one-shot VM worker cannot run it",
             ))
         }
-    };
-    let image = match executor
-        .images
-        .ensure(&executor.docker, &dockerfile, log)
-        .await
-    {
-        Ok((tag, _)) => tag,
-        Err(ImageError::BuildFailed { message, .. }) => {
+        Image::Ami { base_ami, .. } => {
             return Err(PrepareFailure::new(
                 FailureReason::EnvironmentError,
-                format!("environment image build failed: {message}"),
-            ))
-        }
-        Err(ImageError::Engine(error)) => {
-            return Err(PrepareFailure::new(
-                FailureReason::Infrastructure,
-                format!("docker engine: {error}"),
+                format!(
+                    "this environment needs a VM booted from {base_ami}; this worker is not one"
+                ),
             ))
         }
     };
@@ -111,7 +111,34 @@ pub async fn prepare_environment(
     }
 
     let env = job_variables(definition, shape, log);
-    Ok(PreparedEnvironment { image, env })
+    Ok(PreparedEnvironment {
+        image,
+        vm_setup_script,
+        env,
+    })
+}
+
+/// The environment image built from `dockerfile` (or reused).
+async fn docker_image(
+    executor: &Executor,
+    dockerfile: &str,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<String, PrepareFailure> {
+    match executor
+        .images
+        .ensure(&executor.docker, dockerfile, log)
+        .await
+    {
+        Ok((tag, _)) => Ok(tag),
+        Err(ImageError::BuildFailed { message, .. }) => Err(PrepareFailure::new(
+            FailureReason::EnvironmentError,
+            format!("environment image build failed: {message}"),
+        )),
+        Err(ImageError::Engine(error)) => Err(PrepareFailure::new(
+            FailureReason::Infrastructure,
+            format!("docker engine: {error}"),
+        )),
+    }
 }
 
 /// The definition's variables with the runtime ones on top, resolved. A variable cycle is

@@ -4,6 +4,7 @@ use super::confined::{open_file_beneath, walk_files, ConfinedDir};
 use super::container::{run_command, CommandEnd, CommandSpec};
 use super::dirs::{join_inside, RunDirs};
 use super::docker_proxy::{scoped_docker_for, DockerProxy, CONTAINER_SOCKET};
+use super::host::{link_run_root, run_host_command, RUN_ROOT_LINK};
 use super::inputs::build_artifact_file;
 use super::package::pack_directory_below;
 use super::prepare::{
@@ -199,15 +200,18 @@ impl Run<'_> {
             cores: self.assignment.cores,
             ram_gb: self.assignment.ram_gb,
         };
-        let PreparedEnvironment { image, env } =
-            match prepare_environment(self.executor, definition, self.dirs, shape, &log_fn).await {
-                Ok(prepared) => prepared,
-                Err(PrepareFailure { reason, message }) => {
-                    return self.outcome(failed(reason, message))
-                }
-            };
+        let PreparedEnvironment {
+            image,
+            env,
+            vm_setup_script,
+        } = match prepare_environment(self.executor, definition, self.dirs, shape, &log_fn).await {
+            Ok(prepared) => prepared,
+            Err(PrepareFailure { reason, message }) => {
+                return self.outcome(failed(reason, message))
+            }
+        };
         self.log(&preamble(&env, &image));
-        if let Err(error) = write_scripts(self.dirs, &definition.stages, &env) {
+        if let Err(error) = write_scripts(self.dirs, &definition.stages, &env, &vm_setup_script) {
             return self.outcome(failed(
                 FailureReason::Infrastructure,
                 format!("could not write the run's scripts: {error}"),
@@ -219,6 +223,11 @@ impl Run<'_> {
             (0, t) | (t, _) => t,
         };
         let deadline = Instant::now() + Duration::from_secs(timeout);
+        if vm_setup_script.is_some() {
+            if let Err(message) = self.set_up_vm(&env, deadline).await {
+                return self.outcome(failed(FailureReason::EnvironmentError, message));
+            }
+        }
         let labels = container_labels(
             &self.executor.scope,
             &self.executor.machine_id,
@@ -354,6 +363,11 @@ impl Run<'_> {
             sandbox: &self.executor.sandbox,
         };
         let log_fn = |text: &str| self.log.write(text);
+        if self.executor.vm_ami.is_some() {
+            return run_host_command(spec.script_name, spec.env, deadline, &log_fn, &self.cancel)
+                .await
+                .map_err(|e| e.to_string());
+        }
         run_command(
             &self.executor.docker,
             self.dirs,
@@ -363,6 +377,28 @@ impl Run<'_> {
         )
         .await
         .map_err(|e| e.to_string())
+    }
+
+    /// On a one-shot VM: links `/test_looper` to the run's directory and runs the
+    /// environment's setup script (when it has one) before the job.
+    async fn set_up_vm(
+        &self,
+        env: &BTreeMap<String, String>,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        link_run_root(self.dirs).map_err(|e| format!("could not link {RUN_ROOT_LINK}: {e}"))?;
+        if !self.dirs.command().join(VM_SETUP_SCRIPT).exists() {
+            return Ok(());
+        }
+        self.log("\n## the environment's setup script\n");
+        let log_fn = |text: &str| self.log.write(text);
+        match run_host_command(VM_SETUP_SCRIPT, env, deadline, &log_fn, &self.cancel).await {
+            Ok(CommandEnd::Exited(0)) => Ok(()),
+            Ok(CommandEnd::Exited(code)) => Err(format!("the setup script exited with {code}")),
+            Ok(CommandEnd::TimedOut) => Err("the setup script timed out".into()),
+            Ok(CommandEnd::Cancelled) => Err("cancelled during the setup script".into()),
+            Err(error) => Err(format!("could not run the setup script: {error}")),
+        }
     }
 
     /// Turns how a command ended into a failure (or `None` for exit code 0).
@@ -526,12 +562,19 @@ fn script_name(what: &str, index: usize) -> String {
 
 /// Writes every stage's command and cleanup script into `command/`, before the run's first
 /// container starts (the directory is mounted read-only, so nothing can be planted there).
+/// The name of a one-shot VM's setup script under `command/`.
+const VM_SETUP_SCRIPT: &str = "vm_setup.sh";
+
 fn write_scripts(
     dirs: &RunDirs,
     stages: &[test_looper_core::definitions::Stage],
     env: &BTreeMap<String, String>,
+    vm_setup_script: &Option<String>,
 ) -> Result<(), super::confined::ConfinedError> {
     let scripts = ConfinedDir::open_root(&dirs.command())?;
+    if let Some(setup) = vm_setup_script.as_ref().filter(|s| !s.trim().is_empty()) {
+        scripts.create_file(VM_SETUP_SCRIPT, setup.as_bytes(), 0o644)?;
+    }
     for (index, stage) in stages.iter().enumerate() {
         for (what, text) in [("cmd", &stage.command), ("cleanup", &stage.cleanup)] {
             if !text.trim().is_empty() {

@@ -31,6 +31,8 @@ pub struct MachineWorker<'a> {
     pub token: &'a str,
     pub cores: u32,
     pub ram_gb: u32,
+    /// A one-shot machine booted from this naked AMI: the worker runs its one job on it.
+    pub vm_ami: Option<&'a str>,
 }
 
 /// Writes and removes machines' bootstrap scripts in the bucket.
@@ -196,15 +198,14 @@ pub fn machine_script(
     for (name, value) in environment {
         script.push_str(&format!("export {name}={}\n", sh_quote(&value)));
     }
+    let mode = match worker.vm_ami {
+        Some(ami) => format!(" --vm-ami {}", sh_quote(ami)),
+        None if spec.shares_cores => " --shares-cores".to_string(),
+        None => String::new(),
+    };
     script.push_str(&format!(
-        "exec {binary} --cores {} --ram-gb {}{}\n",
-        worker.cores,
-        worker.ram_gb,
-        if spec.shares_cores {
-            " --shares-cores"
-        } else {
-            ""
-        }
+        "exec {binary} --cores {} --ram-gb {}{mode}\n",
+        worker.cores, worker.ram_gb,
     ));
     script
 }
@@ -268,6 +269,7 @@ mod tests {
             token: "tlm1.i-0abc.5.ff",
             cores: 4,
             ram_gb: 16,
+            vm_ami: None,
         };
         let script = run(&machine_script(&spec(), &worker, None));
         assert!(script.contains("10.0.0.9 git.internal\n"));
@@ -293,6 +295,13 @@ mod tests {
         assert!(run(&machine_script(&shared, &worker, None)).ends_with(
             "exec '/usr/local/bin/test-looper-worker' --cores 4 --ram-gb 16 --shares-cores\n"
         ));
+        let one_shot = MachineWorker {
+            vm_ami: Some("ami-0naked"),
+            ..worker
+        };
+        assert!(run(&machine_script(&shared, &one_shot, None)).ends_with(
+            "exec '/usr/local/bin/test-looper-worker' --cores 4 --ram-gb 16 --vm-ami 'ami-0naked'\n"
+        ));
     }
 
     #[test]
@@ -309,6 +318,7 @@ mod tests {
             token: "t",
             cores: 1,
             ram_gb: 1,
+            vm_ami: None,
         };
         let script = machine_script(&spec, &worker, None).replace(" --cores 1 --ram-gb 1", "");
         let output = std::process::Command::new("sh")

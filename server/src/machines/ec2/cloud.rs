@@ -3,7 +3,7 @@
 //! EC2's error code so that capacity errors can be told from the rest.
 
 use super::settings::LaunchSpec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use test_looper_aws::ec2::error::ProvideErrorMetadata;
 use test_looper_aws::ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
@@ -14,6 +14,7 @@ use test_looper_aws::ec2::types::{
 use test_looper_aws::ec2::Client;
 use test_looper_core::pool::{InstanceState, InstanceTags, LaunchErrorKind, ObservedInstance};
 use test_looper_core::pool::{Purchase, OWNER_TAG, WORKER_NAME_TAG};
+use test_looper_core::protocol::Millis;
 use thiserror::Error;
 
 /// Tag holding the key of the instance's bootstrap script in the bootstrap bucket.
@@ -108,7 +109,14 @@ pub struct Ec2Cloud {
     spec: LaunchSpec,
     /// The root device name of each AMI used (looked up once).
     root_devices: BTreeMap<String, String>,
+    /// AMIs known to exist, and naked AMIs found missing (with when: asked again after
+    /// [`MISSING_IMAGE_RECHECK_MS`]).
+    known_images: BTreeSet<String>,
+    missing_images: BTreeMap<String, Millis>,
 }
+
+/// How long a naked AMI found missing is not asked about again.
+const MISSING_IMAGE_RECHECK_MS: Millis = 60_000;
 
 impl Ec2Cloud {
     /// A client for the pool; checks that the subnet is in `vpc_id` and that `worker_ami`
@@ -122,6 +130,8 @@ impl Ec2Cloud {
             client,
             spec,
             root_devices: BTreeMap::new(),
+            known_images: BTreeSet::new(),
+            missing_images: BTreeMap::new(),
         };
         cloud.check_subnet().await?;
         cloud.learn_image(worker_ami).await?;
@@ -181,7 +191,35 @@ impl Ec2Cloud {
             self.root_devices
                 .insert(image_id.to_string(), device.to_string());
         }
+        self.known_images.insert(image_id.to_string());
         Ok(())
+    }
+
+    /// Whether a one-shot item's naked AMI exists (asked once; a missing one again after a
+    /// minute). A definition naming an AMI that does not exist must not make launches fail,
+    /// which would hold up the pool's other launches of that type.
+    pub async fn image_exists(&mut self, image_id: &str, now: Millis) -> bool {
+        if self.known_images.contains(image_id) {
+            return true;
+        }
+        if let Some(at) = self.missing_images.get(image_id) {
+            if now.saturating_sub(*at) < MISSING_IMAGE_RECHECK_MS {
+                return false;
+            }
+        }
+        match self.learn_image(image_id).await {
+            Ok(()) => {
+                self.missing_images.remove(image_id);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, image_id, "ec2 pool: a naked AMI cannot be used");
+                if !error.is_transient() {
+                    self.missing_images.insert(image_id.to_string(), now);
+                }
+                false
+            }
+        }
     }
 
     /// Every instance of the pool's subnet, tagged or not, in every state EC2 still reports.

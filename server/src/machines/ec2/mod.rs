@@ -57,6 +57,7 @@ impl Ec2Pool {
         bootstrap: BootstrapStore,
         tokens: Arc<MachineTokens>,
         interval: Duration,
+        naked_amis: bool,
     ) -> Ec2Pool {
         let board = Arc::new(StatusBoard::new(&settings, scheduler.now()));
         let mut pool = PoolLoop {
@@ -73,6 +74,7 @@ impl Ec2Pool {
             seen_interruptions: HashSet::new(),
             removed_scripts: HashSet::new(),
             launched_ids: HashSet::new(),
+            naked_amis,
         };
         let task = tokio::spawn(async move {
             let mut feed = pool.scheduler.subscribe();
@@ -144,6 +146,8 @@ impl Drop for Ec2Pool {
 
 struct PoolLoop {
     scheduler: Arc<Scheduler>,
+    /// It boots naked AMIs for one-shot items ([`settings::boots_naked_amis`]).
+    naked_amis: bool,
     settings: PoolSettings,
     cloud: Ec2Cloud,
     bootstrap: BootstrapStore,
@@ -192,7 +196,7 @@ impl PoolLoop {
             .chain(self.launched_ids.iter().cloned())
             .collect();
         let PoolWorkers { workers, demand } =
-            observe::pool_workers(&self.scheduler, &pool_ids).await;
+            observe::pool_workers(&self.scheduler, &pool_ids, self.naked_amis).await;
         let workers = self.idle.stamp(workers, now);
         self.failures.retain(|failure| {
             now.saturating_sub(failure.at) < self.settings.launch_failure_backoff_ms
@@ -289,6 +293,13 @@ impl PoolLoop {
         launch: &test_looper_core::pool::Launch,
         now: Millis,
     ) -> Result<(), String> {
+        if launch.one_shot && !self.cloud.image_exists(&launch.image_id, now).await {
+            // Not a launch failure of the type: the item waits, other launches go on.
+            return Err(format!(
+                "{}: no such AMI in the region; the items of that environment wait",
+                launch.image_id
+            ));
+        }
         let (key, user_data) = self.bootstrap.prepare().await.map_err(|e| e.to_string())?;
         let mut tags: Vec<(String, String)> = self
             .settings
@@ -347,6 +358,7 @@ impl PoolLoop {
             token: &token,
             cores: instance_type.map_or(1, |t| t.cores),
             ram_gb: instance_type.map_or(1, |t| t.ram_gb),
+            vm_ami: launch.one_shot.then_some(launch.image_id.as_str()),
         };
         // Without its script the machine never registers and is replaced at the boot timeout.
         self.bootstrap
@@ -546,7 +558,15 @@ pub async fn start_from_config(
     );
     tracing::info!(owner = %owner_id, worker_name = %pool_settings.worker_name, ?interval,
         "ec2 machine pool started");
-    let pool = Ec2Pool::start(scheduler, pool_settings, cloud, bootstrap, tokens, interval);
+    let pool = Ec2Pool::start(
+        scheduler,
+        pool_settings,
+        cloud,
+        bootstrap,
+        tokens,
+        interval,
+        settings::boots_naked_amis(aws),
+    );
     let _ = context.ec2_pool.set(pool.board());
     Ok(pool)
 }

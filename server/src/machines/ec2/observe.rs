@@ -14,9 +14,16 @@ pub struct PoolWorkers {
 }
 
 /// Reads the registered machines whose id is one of `pool_ids` (instances the pool owns or
-/// launched), and the queued Linux Docker items. Other items (Windows, naked-AMI VMs) are not
-/// the pool's: no worker it boots can run them, so they stay "no viable hardware".
-pub async fn pool_workers(scheduler: &Scheduler, pool_ids: &HashSet<String>) -> PoolWorkers {
+/// launched), and the queued items the pool can serve: Linux Docker items, and with
+/// `naked_amis` (the worker binary comes from the bucket, so any Linux AMI can run it) the
+/// builds and tests of naked-AMI Linux environments, one-shot. Other items (Windows, VM
+/// deployments) are not the pool's: no worker it boots can run them, so they stay "no viable
+/// hardware".
+pub async fn pool_workers(
+    scheduler: &Scheduler,
+    pool_ids: &HashSet<String>,
+    naked_amis: bool,
+) -> PoolWorkers {
     let pool_ids = pool_ids.clone();
     scheduler
         .read(move |engine| {
@@ -42,8 +49,17 @@ pub async fn pool_workers(scheduler: &Scheduler, pool_ids: &HashSet<String>) -> 
             let demand = engine
                 .pool_demand()
                 .into_iter()
-                .filter(|item| item.os == OsConfig::LinuxDocker)
-                .map(|item| Demand {
+                .filter_map(|item| {
+                    let one_shot_ami = match &item.os {
+                        OsConfig::LinuxDocker => None,
+                        OsConfig::LinuxVm { ami } if naked_amis && !item.deployment => {
+                            Some(ami.clone())
+                        }
+                        _ => return None,
+                    };
+                    Some((item, one_shot_ami))
+                })
+                .map(|(item, one_shot_ami)| Demand {
                     min_cores: item.min_cores,
                     min_ram_gb: item.min_ram_gb,
                     min_disk_gb: item.min_disk_gb,
@@ -53,7 +69,7 @@ pub async fn pool_workers(scheduler: &Scheduler, pool_ids: &HashSet<String>) -> 
                     } else {
                         DemandKind::Run
                     },
-                    one_shot_ami: None,
+                    one_shot_ami,
                 })
                 .collect();
             PoolWorkers { workers, demand }

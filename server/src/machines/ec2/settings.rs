@@ -9,6 +9,13 @@ use std::time::Duration;
 use test_looper_aws::AwsSettings;
 use test_looper_core::pool::{InstanceType, Packing, PoolLimits, PoolSettings, SettingsError};
 
+/// Whether the pool boots naked AMIs for the builds and tests of `base_ami` environments
+/// (one-shot): only when machines fetch the worker binary from the bucket, as a naked AMI
+/// does not have it.
+pub fn boots_naked_amis(aws: &AwsMachines) -> bool {
+    aws.worker_binary_key.is_some()
+}
+
 /// The longest reconcile interval: the pool reacts within this.
 pub const MAX_RECONCILE_INTERVAL_SECONDS: u64 = 10;
 
