@@ -303,6 +303,20 @@ artifacts:
         self.server.runs_of(REPO, &self.commit, test).await
     }
 
+    /// Waits until one of `tests` has a running run: (that test, the machine running it).
+    async fn first_running(&self, tests: &[(&str, &str)]) -> (String, String) {
+        loop {
+            for (test, _) in tests {
+                let runs = self.runs(test).await;
+                if let Some(run) = runs.iter().find(|r| r["state"] == "running") {
+                    let machine = run["machine_id"].as_str().unwrap().to_string();
+                    return (test.to_string(), machine);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Waits until every one of `tests` has a passed run.
     async fn wait_all_passed(&self, tests: &[(&str, &str)], limit: Duration) {
         self.wait_for("every test to pass", limit, || async {
@@ -666,26 +680,7 @@ async fn chaos_server_killed_and_machine_killed() {
     cloud.server.restart();
 
     // A machine dies mid-run: its run is retried once on another machine.
-    let victim_run = loop {
-        let mut running = None;
-        for (test, _) in &tests {
-            if let Some(run) = cloud
-                .runs(test)
-                .await
-                .into_iter()
-                .find(|r| r["state"] == "running")
-            {
-                running = Some((test.to_string(), run));
-                break;
-            }
-        }
-        if let Some(found) = running {
-            break found;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let (victim_test, run) = victim_run;
-    let victim = run["machine_id"].as_str().unwrap().to_string();
+    let (victim_test, victim) = cloud.first_running(&tests).await;
     let before_kill: Vec<String> = cloud
         .pool_instances()
         .await
@@ -847,17 +842,7 @@ async fn a_reclaimed_spot_instance_is_replaced_on_demand_and_its_run_retried() {
     )
     .await;
     cloud.enable_branch().await;
-    let victim = loop {
-        let running = cloud
-            .runs("slow/a")
-            .await
-            .into_iter()
-            .find(|run| run["state"] == "running");
-        if let Some(run) = running {
-            break run["machine_id"].as_str().unwrap().to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (_, victim) = cloud.first_running(&tests).await;
     let before = cloud.pool_instances().await;
     assert!(
         before

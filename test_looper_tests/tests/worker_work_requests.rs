@@ -41,31 +41,59 @@ async fn requests_within(socket: &mut Socket, window: Duration) -> usize {
     requests
 }
 
+/// A real daemon for `machine` talking to a scripted socket on loopback.
+struct ScriptedWorker {
+    engine: DockerEngine,
+    _dir: tempfile::TempDir,
+    listener: TcpListener,
+    daemon: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ScriptedWorker {
+    async fn start(machine: MachineInfo, scope: &str) -> ScriptedWorker {
+        let engine = DockerEngine::connect().await;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let executor =
+            worker_support::executor(engine.client(), dir.path(), scope, &machine.machine_id);
+        let settings = DaemonSettings {
+            socket_url: format!("ws://{address}/api/worker/socket"),
+            token: None,
+            machine,
+            idle_exit: None,
+            heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
+        };
+        let daemon = tokio::spawn(run_daemon(settings, executor));
+        ScriptedWorker {
+            engine,
+            _dir: dir,
+            listener,
+            daemon,
+        }
+    }
+
+    /// The daemon's next session.
+    async fn accept(&self) -> Socket {
+        let (stream, _) = self.listener.accept().await.unwrap();
+        tokio_tungstenite::accept_async(stream).await.unwrap()
+    }
+}
+
+fn linux_machine(machine_id: &str, cores: u32, shares_cores: bool) -> MachineInfo {
+    MachineInfo {
+        machine_id: machine_id.into(),
+        cores,
+        ram_gb: cores,
+        os: OsConfig::LinuxDocker,
+        shares_cores,
+    }
+}
+
 #[tokio::test]
 async fn a_push_while_a_request_is_unanswered_sends_no_second_request() {
-    let engine = DockerEngine::connect().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let machine_id = "requests-m1";
-    let settings = DaemonSettings {
-        socket_url: format!("ws://{address}/api/worker/socket"),
-        token: None,
-        machine: MachineInfo {
-            machine_id: machine_id.into(),
-            cores: 1,
-            ram_gb: 1,
-            os: OsConfig::LinuxDocker,
-            shares_cores: false,
-        },
-        idle_exit: None,
-        heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
-    };
-    let executor = worker_support::executor(engine.client(), dir.path(), "requests", machine_id);
-    let daemon = tokio::spawn(run_daemon(settings, executor));
-
-    let (stream, _) = listener.accept().await.unwrap();
-    let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let worker = ScriptedWorker::start(linux_machine("requests-m1", 1, false), "requests").await;
+    let mut socket = worker.accept().await;
     // Registration and the first request come at once.
     assert_eq!(
         requests_within(&mut socket, Duration::from_secs(2)).await,
@@ -91,13 +119,12 @@ async fn a_push_while_a_request_is_unanswered_sends_no_second_request() {
 
     // A new session forgets the old session's request: it asks again at once.
     drop(socket);
-    let (stream, _) = listener.accept().await.unwrap();
-    let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let mut socket = worker.accept().await;
     assert_eq!(
         requests_within(&mut socket, Duration::from_secs(2)).await,
         1
     );
-    daemon.abort();
+    worker.daemon.abort();
 }
 
 /// The next message from the daemon that `pick` accepts, within `limit`.
@@ -130,28 +157,9 @@ fn holding_of(message: &WorkerToServer) -> Option<Vec<String>> {
 /// nothing, and an acknowledged completion frees the room again.
 #[tokio::test]
 async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
-    let engine = DockerEngine::connect().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let machine_id = "sharing-m1";
-    let settings = DaemonSettings {
-        socket_url: format!("ws://{address}/api/worker/socket"),
-        token: None,
-        machine: MachineInfo {
-            machine_id: machine_id.into(),
-            cores: 2,
-            ram_gb: 2,
-            os: OsConfig::LinuxDocker,
-            shares_cores: true,
-        },
-        idle_exit: None,
-        heartbeat: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
-    };
-    let executor = worker_support::executor(engine.client(), dir.path(), "sharing", machine_id);
-    let daemon = tokio::spawn(run_daemon(settings, executor));
-    let (stream, _) = listener.accept().await.unwrap();
-    let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let worker = ScriptedWorker::start(linux_machine(machine_id, 2, true), "sharing").await;
+    let mut socket = worker.accept().await;
 
     let resolved = worker_support::resolved_fixture();
     let first = worker_support::assignment(&resolved, "timeout/linux", "run-share-a");
@@ -204,7 +212,8 @@ async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
     let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
         .filters(&filters)
         .build();
-    let containers = engine
+    let containers = worker
+        .engine
         .client()
         .list_containers(Some(options))
         .await
@@ -212,7 +221,8 @@ async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
     assert_eq!(containers.len(), 2, "{containers:?}");
     for container in containers {
         let id = container.id.unwrap();
-        let inspected = engine
+        let inspected = worker
+            .engine
             .client()
             .inspect_container(
                 &id,
@@ -271,5 +281,5 @@ async fn a_sharing_worker_runs_two_jobs_at_once_and_lists_what_it_holds() {
     })
     .await
     .expect("the second run ends");
-    daemon.abort();
+    worker.daemon.abort();
 }
