@@ -564,6 +564,13 @@ async fn s14_one_shot_vm_machines_run_exactly_one_job() {
     finish(&scheduler, &run, true).await;
     assert!(scheduler.next_work("vm1").await.unwrap().is_none());
     assert!(scheduler.read(|e| e.machine("vm1").unwrap().retired).await);
+    // A deployment of a naked-AMI environment is refused, not left waiting.
+    let error = scheduler
+        .create_deployment(&run.test_hash)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("naked-AMI"), "{error}");
 }
 
 #[tokio::test]

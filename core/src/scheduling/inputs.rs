@@ -355,6 +355,17 @@ impl Engine {
                 "no machine can provide the hardware {test_hash} needs"
             )));
         }
+        let one_shot = self.tests[test]
+            .requirements
+            .as_ref()
+            .is_some_and(|requirements| requirements.os.is_one_shot());
+        if one_shot {
+            return Err(SchedulingError::Invalid(
+                "deployments of naked-AMI environments are not served: a one-shot machine \
+                 runs one build or test"
+                    .into(),
+            ));
+        }
         self.check_deployment_limits(test_hash)?;
         let id = self.fresh_id("dep");
         self.deployments.insert(
