@@ -152,7 +152,7 @@ where
     Ok(())
 }
 
-/// Writes the runs' unsent log (a few frames per turn, oldest run first), then, once the
+/// Writes the runs' unsent log (a few frames per turn, taken from the runs in turn), then, once the
 /// queued reports are out, the completion of each run whose log is out, if it was not sent
 /// within the last `resend_after`.
 async fn pump<S>(
@@ -169,16 +169,23 @@ where
     let frames = {
         let mut guard = state.lock().await;
         let mut frames = Vec::new();
-        for run in guard.runs.values_mut() {
-            while frames.len() < LOG_FRAMES_PER_TURN {
-                let Some((offset, text)) = run.log.next_frame() else {
-                    break;
-                };
-                frames.push(WorkerToServer::Log {
-                    run_id: run.assignment.run_id.clone(),
-                    offset,
-                    text,
-                });
+        // Round robin: one run's flood of output does not hold up another's log.
+        'rounds: while frames.len() < LOG_FRAMES_PER_TURN {
+            let before = frames.len();
+            for run in guard.runs.values_mut() {
+                if frames.len() == LOG_FRAMES_PER_TURN {
+                    break 'rounds;
+                }
+                if let Some((offset, text)) = run.log.next_frame() {
+                    frames.push(WorkerToServer::Log {
+                        run_id: run.assignment.run_id.clone(),
+                        offset,
+                        text,
+                    });
+                }
+            }
+            if frames.len() == before {
+                break;
             }
         }
         frames
