@@ -64,6 +64,12 @@ impl Requirements {
         Some((cores, ram_gb))
     }
 
+    /// What it gets on a machine it has to itself (one that does not share its cores, or a
+    /// deployment): the cores of [`Requirements::cores_granted`] and all the RAM.
+    pub fn whole_machine(&self, machine: &MachineInfo) -> (u32, u32) {
+        (self.cores_granted(machine.cores), machine.ram_gb)
+    }
+
     /// Cores to grant on a machine with `cores` cores: everything, capped by `max_cores`.
     pub fn cores_granted(&self, cores: u32) -> u32 {
         if self.max_cores > 0 {

@@ -182,7 +182,7 @@ impl Engine {
             let grant = if info.shares_cores {
                 requirements.share(&info, free_cores, free_ram_gb)?
             } else {
-                (requirements.cores_granted(info.cores), info.ram_gb)
+                requirements.whole_machine(&info)
             };
             Some((*test, grant))
         });
@@ -208,7 +208,7 @@ impl Engine {
         let requirements = self.tests[test].requirements.clone()?;
         self.changes.deployments.insert(deployment_id.clone());
         // A deployment has the machine to itself, shared or not.
-        let grant = (requirements.cores_granted(info.cores), info.ram_gb);
+        let grant = requirements.whole_machine(info);
         self.occupy_machine(&info.machine_id, &deployment_id, grant, now);
         Some(Work::Deployment(Box::new(DeploymentAssignment {
             deployment_id,

@@ -207,14 +207,10 @@ impl MachineRecord {
 
     /// Cores and GB of RAM not granted to what it holds.
     pub fn free(&self) -> (u32, u32) {
-        self.holds.iter().fold(
-            (self.info.cores, self.info.ram_gb),
-            |(cores, ram_gb), held| {
-                (
-                    cores.saturating_sub(held.cores),
-                    ram_gb.saturating_sub(held.ram_gb),
-                )
-            },
+        let (cores, ram_gb) = Held::granted(&self.holds);
+        (
+            self.info.cores.saturating_sub(cores),
+            self.info.ram_gb.saturating_sub(ram_gb),
         )
     }
 }
@@ -225,6 +221,18 @@ pub struct Held {
     pub id: String,
     pub cores: u32,
     pub ram_gb: u32,
+}
+
+impl Held {
+    /// Cores and GB of RAM granted to `holds` together.
+    pub fn granted(holds: &[Held]) -> (u32, u32) {
+        holds.iter().fold((0u32, 0u32), |(cores, ram_gb), held| {
+            (
+                cores.saturating_add(held.cores),
+                ram_gb.saturating_add(held.ram_gb),
+            )
+        })
+    }
 }
 
 /// Reads `holds`, or an older record's `busy_with` (one id or null; its share is filled in

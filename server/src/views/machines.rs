@@ -85,7 +85,7 @@ impl Sources {
                         .map(|held| (held.id.clone(), busy_url(&held.id)))
                         .collect(),
                     sharing: m.info.shares_cores.then(|| {
-                        let used: u32 = m.holds.iter().map(|held| held.cores).sum();
+                        let (used, _) = test_looper_core::scheduling::Held::granted(&m.holds);
                         format!(
                             "{} of {} cores free",
                             m.info.cores.saturating_sub(used),

@@ -5,7 +5,7 @@ use crate::scheduler::Scheduler;
 use std::collections::{HashMap, HashSet};
 use test_looper_core::pool::{Demand, DemandKind, Occupancy, RegisteredWorker};
 use test_looper_core::protocol::{Millis, OsConfig};
-use test_looper_core::scheduling::{HardwareConfig, MachineRecord};
+use test_looper_core::scheduling::{HardwareConfig, Held, MachineRecord};
 
 /// The pool's workers and the demand it can serve, read at one instant.
 pub struct PoolWorkers {
@@ -83,21 +83,16 @@ fn occupancy(machine: &MachineRecord) -> Occupancy {
     if machine.is_idle() {
         return Occupancy::default();
     }
-    let items = u32::try_from(machine.holds.len()).unwrap_or(u32::MAX);
-    if machine.info.shares_cores {
-        Occupancy {
-            items,
-            cores: machine.holds.iter().map(|held| held.cores).sum(),
-            ram_gb: machine.holds.iter().map(|held| held.ram_gb).sum(),
-            disk_gb: 0,
-        }
+    let (cores, ram_gb) = if machine.info.shares_cores {
+        Held::granted(&machine.holds)
     } else {
-        Occupancy {
-            items,
-            cores: machine.info.cores,
-            ram_gb: machine.info.ram_gb,
-            disk_gb: 0,
-        }
+        (machine.info.cores, machine.info.ram_gb)
+    };
+    Occupancy {
+        items: u32::try_from(machine.holds.len()).unwrap_or(u32::MAX),
+        cores,
+        ram_gb,
+        disk_gb: 0,
     }
 }
 
